@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Make sure the server binaries the test harness starts are installed:
+# PostgreSQL >= 15 (initdb, pg_ctl, pg_basebackup), Redis >= 7, pgbouncer, promtool, wrk.
+# On Debian/Ubuntu as root, installs what is missing with apt; elsewhere lists it and fails.
+set -euo pipefail
+
+missing=()
+
+pg_ok() {
+  local bin
+  for bin in /usr/lib/postgresql/*/bin; do
+    local ver=${bin#/usr/lib/postgresql/}; ver=${ver%%/*}
+    if [ "${ver%%.*}" -ge 15 ] 2>/dev/null && [ -x "$bin/initdb" ] && [ -x "$bin/pg_basebackup" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+redis_ok() {
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || return 1
+  local v; v=$(redis-server --version | sed -n 's/.*v=\([0-9]*\).*/\1/p')
+  [ "${v:-0}" -ge 7 ]
+}
+
+pg_ok || missing+=(postgresql)
+redis_ok || missing+=(redis-server)
+command -v pgbouncer >/dev/null || missing+=(pgbouncer)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v wrk >/dev/null || missing+=(wrk)
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  # Debian's postgresql/redis packages try to start services; the harness starts its own.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  pg_ok || { echo "PostgreSQL >= 15 is still missing after apt-get install" >&2; exit 1; }
+  redis_ok || { echo "Redis >= 7 is still missing after apt-get install" >&2; exit 1; }
+  exit 0
+fi
+
+cat >&2 <<MSG
+The test harness needs these server binaries, which are missing: ${missing[*]}
+Install them with your package manager, e.g. on Debian/Ubuntu:
+  sudo apt-get install postgresql redis-server pgbouncer prometheus wrk
+(PostgreSQL >= 15 and Redis >= 7.)
+MSG
+exit 1

@@ -1,0 +1,196 @@
+"""``create_app``: one FastAPI application with every tenfold capability wired.
+
+The middleware order is declared here and nowhere else (outermost first):
+
+1. ``RequestContextMiddleware``  request id in, context bound, id echoed out
+2. ``TelemetryMiddleware``       RED metrics by route template, access log line
+3. ``ProblemMiddleware``         an unhandled exception becomes a 500 problem
+4. ``InFlightMiddleware``        counts requests so shutdown can drain them
+5. ``ConsistencyMiddleware``     read-your-writes token in (header/cookie) and out
+6. the application's own middleware, in the order given
+7. FastAPI's exception handlers (problem+json), then the router
+
+Telemetry sits outside the problem layer so a 500 is counted and logged with
+its status; the request id sits outside everything so every response,
+including the ones the outer layers produce, carries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.middleware import Middleware
+
+from tenfold._components import Component, ComponentGroup
+from tenfold._settings import Settings
+from tenfold.db import ConsistencyMiddleware, Database
+from tenfold.health import HealthRegistry, InFlightMiddleware, Lifecycle, health_router
+from tenfold.observability import (
+    Metrics,
+    RequestContextMiddleware,
+    TelemetryMiddleware,
+    configure_logging,
+    get_logger,
+    metrics_route,
+    setup_tracing,
+)
+from tenfold.web import ProblemMiddleware, install_problem_handlers
+
+__all__ = ["Platform", "create_app"]
+
+_log = get_logger("tenfold.app")
+
+
+@dataclass(eq=False)
+class Platform:
+    """Everything one application instance owns. Lives at ``app.state.tenfold``."""
+
+    settings: Settings
+    metrics: Metrics
+    health: HealthRegistry
+    lifecycle: Lifecycle
+    db: Database
+    components: ComponentGroup = field(repr=False)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    routers: Sequence[APIRouter] = (),
+    components: Sequence[Component] = (),
+    middleware: Sequence[Middleware] = (),
+    on_startup: Sequence[Callable[[Platform], Awaitable[None]]] = (),
+    title: str | None = None,
+    version: str = "0.1.0",
+    configure_logs: bool = True,
+    fastapi_options: dict[str, Any] | None = None,
+) -> FastAPI:
+    """Build the application.
+
+    ``settings`` defaults to ``Settings.load()`` (environment and ``.env``), so
+    a bad value fails here, before the server binds. ``components`` are the
+    application's own parts; they start after tenfold's (database first) and
+    stop before them. ``on_startup`` hooks run once everything has started and
+    receive the ``Platform``, e.g. to create tables in the embedded profile.
+    """
+    settings = settings if settings is not None else Settings.load()
+    obs = settings.observability
+    if configure_logs:
+        configure_logging(obs, console=_wants_console(settings))
+
+    metrics = Metrics(namespace="tenfold") if obs.metrics_enabled else None
+    health = HealthRegistry(settings.health)
+    lifecycle = Lifecycle()
+    db = Database(settings.db, metrics=metrics, health=health)
+    group = ComponentGroup([db, *components])
+    platform = Platform(settings, metrics, health, lifecycle, db, group)  # type: ignore[arg-type]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await group.start()
+        for hook in on_startup:
+            await hook(platform)
+        _log.info(
+            "app_started",
+            app=settings.app.name,
+            profile=settings.profile,
+            components=group.names,
+        )
+        restore_signal = _drain_on_sigterm(lifecycle, settings.health.drain_delay)
+        try:
+            yield
+        finally:
+            restore_signal()
+            lifecycle.begin_drain()
+            await lifecycle.wait_drained(settings.health.drain_timeout)
+            await group.stop()
+            _log.info("app_stopped", app=settings.app.name)
+
+    app = FastAPI(
+        title=title or settings.app.name,
+        version=version,
+        debug=False,  # a debug traceback page must never reach a client
+        lifespan=lifespan,
+        middleware=_middleware_stack(settings, platform, middleware),
+        **(fastapi_options or {}),
+    )
+    app.state.tenfold = platform
+    install_problem_handlers(app)
+    app.include_router(health_router(health, lifecycle))
+    if metrics is not None:
+        app.router.routes.append(metrics_route(metrics, path=obs.metrics_path))
+    for router in routers:
+        app.include_router(router)
+    setup_tracing(app, obs, engines=db.engines)
+    return app
+
+
+def _middleware_stack(
+    settings: Settings, platform: Platform, extra: Sequence[Middleware]
+) -> list[Middleware]:
+    obs = settings.observability
+    return [
+        Middleware(RequestContextMiddleware),
+        Middleware(TelemetryMiddleware, metrics=platform.metrics, access_log=obs.access_log),
+        Middleware(ProblemMiddleware),
+        Middleware(InFlightMiddleware, lifecycle=platform.lifecycle),
+        Middleware(
+            ConsistencyMiddleware,
+            header=settings.db.consistency_header,
+            cookie=settings.db.consistency_cookie,
+        ),
+        *extra,
+    ]
+
+
+def _wants_console(settings: Settings) -> bool:
+    fmt = settings.observability.log_format
+    if fmt == "auto":
+        return settings.profile == "embedded" and settings.app.environment == "development"
+    return fmt == "console"
+
+
+def _drain_on_sigterm(lifecycle: Lifecycle, delay: float) -> Callable[[], None]:
+    """Put readiness to 503 the moment SIGTERM arrives, then let uvicorn shut down.
+
+    uvicorn closes its listener as soon as it sees SIGTERM, so a load balancer
+    would learn of the shutdown only from refused connections. We wrap
+    uvicorn's handler (installed before the lifespan starts): readiness flips at
+    once, and the listener closes ``delay`` seconds later, after which uvicorn
+    drains in-flight requests for ``drain_timeout``. A second SIGTERM stops at
+    once. Under any other server this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return _noop
+    previous = signal.getsignal(signal.SIGTERM)
+    owner = getattr(previous, "__self__", None)
+    if not callable(previous) or type(owner).__module__ != "uvicorn.server":
+        return _noop
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm(sig: int, frame: object) -> None:
+        if lifecycle.draining or delay <= 0:
+            lifecycle.begin_drain()
+            previous(sig, frame)
+            return
+        lifecycle.begin_drain()
+        loop.call_soon_threadsafe(loop.call_later, delay, previous, sig, None)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
+def _noop() -> None:
+    return None

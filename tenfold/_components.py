@@ -1,0 +1,67 @@
+"""The component protocol and the ordered start/stop of a platform's parts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import structlog
+
+__all__ = ["Component", "ComponentGroup"]
+
+_log = structlog.get_logger("tenfold.lifecycle")
+
+
+@runtime_checkable
+class Component(Protocol):
+    """Something with a lifetime: a pool, a cache, a worker, a checker."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class ComponentGroup:
+    """Starts components in the order given and stops the started ones in reverse.
+
+    If one fails to start, those already started are stopped before the error
+    propagates, so a failed boot leaves no pool or task behind.
+    """
+
+    def __init__(self, components: Sequence[Component]) -> None:
+        names = [c.name for c in components]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"component names must be unique: {sorted(duplicates)}")
+        self._components = list(components)
+        self._started: list[Component] = []
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self._components]
+
+    async def start(self) -> None:
+        for component in self._components:
+            try:
+                await component.start()
+            except BaseException:
+                await self.stop()
+                raise
+            self._started.append(component)
+            _log.debug("component_started", component=component.name)
+
+    async def stop(self) -> None:
+        errors: list[BaseException] = []
+        while self._started:
+            component = self._started.pop()
+            try:
+                await component.stop()
+            except Exception as exc:  # keep stopping the rest; report below
+                errors.append(exc)
+                _log.error("component_stop_failed", component=component.name, exc_info=exc)
+            else:
+                _log.debug("component_stopped", component=component.name)
+        if errors:
+            raise ExceptionGroup("components failed to stop", errors)

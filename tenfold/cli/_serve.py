@@ -1,0 +1,44 @@
+"""`tenfold run`: uvicorn with uvloop and httptools, tenfold's logs, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import click
+import uvicorn
+
+from tenfold._settings import Settings
+
+__all__ = ["serve"]
+
+
+def serve(
+    app_path: str, settings: Settings, *, host: str, port: int, workers: int, reload: bool
+) -> None:
+    factory = app_path.endswith("()")
+    target = app_path.removesuffix("()")
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"tenfold: serving {target} on http://{shown_host}:{port} "
+        f"({settings.profile} profile, {workers} worker{'s' if workers > 1 else ''})",
+        err=True,
+    )
+    uvicorn.run(
+        target,
+        factory=factory,
+        host=host,
+        port=port,
+        workers=None if reload else workers,
+        reload=reload,
+        loop=loop,
+        http=http,
+        lifespan="on",
+        # tenfold writes its own structured access line; uvicorn's would be a second one.
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        # In-flight requests get this long after the listener closes; see tenfold.health.
+        timeout_graceful_shutdown=max(1, round(settings.health.drain_timeout)),
+    )
