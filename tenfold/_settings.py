@@ -145,6 +145,9 @@ class DatabaseSettings(_Section):
         False, description="Behind PgBouncer in transaction mode: disable statement caches."
     )
     echo: bool = False
+    migrations_dir: Path = Field(
+        Path("migrations"), description="Alembic migrations directory (`tenfold db init`)."
+    )
 
     @field_validator("url")
     @classmethod

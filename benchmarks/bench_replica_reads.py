@@ -1,0 +1,240 @@
+"""What the primary/replica router costs per read, measured against plain engines.
+
+Point reads (``SELECT v FROM points WHERE id = :id``, indexed) from N
+concurrent tasks, a fixed number in total, four ways in the same run:
+
+- ``router``: ``Database.session(readonly=True)``, routed to the replica;
+- ``direct-replica``: a plain ``AsyncSession`` on an engine pointed at the
+  replica (same server as ``router``, so the difference is the router's cost);
+- ``direct-primary``: a plain ``AsyncSession`` on the primary's engine;
+- ``router+token``: the router with a consistency token the replica has
+  already replayed (the read-your-writes check on the cached LSN).
+
+Rounds are interleaved and the median round is reported. The routing
+decision itself (``Router.choose_replica``) is also timed alone.
+
+It starts its own PostgreSQL primary and replica with ``tenfold.testing``
+(or uses ``TENFOLD_TEST_PG_PRIMARY`` / ``TENFOLD_TEST_PG_REPLICA``).
+
+    .venv/bin/python benchmarks/bench_replica_reads.py [--quick]
+    python -m benchmarks bench_replica_reads
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from tenfold._context import RequestContext, bind_context, reset_context
+from tenfold._settings import DatabaseSettings
+from tenfold.db import Database
+from tenfold.testing import PgCluster
+
+ROWS = 10_000
+QUERY = sa.text("SELECT v FROM points WHERE id = :id")
+SessionFactory = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
+@dataclass(frozen=True)
+class Round:
+    name: str
+    seconds: float
+    cpu_seconds: float
+    latencies: list[float]
+
+    @property
+    def cpu_us(self) -> float:
+        """This process's CPU time per read: steadier than wall time on a shared machine."""
+        return self.cpu_seconds / len(self.latencies) * 1e6
+
+    @property
+    def qps(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    @property
+    def mean_us(self) -> float:
+        return statistics.fmean(self.latencies) * 1e6
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--tasks", type=int, default=16, help="concurrent reading tasks")
+    parser.add_argument("--reads", type=int, default=8_000, help="reads per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reads, args.rounds = 2_000, 1
+    return args
+
+
+async def _run_round(name: str, factory: SessionFactory, tasks: int, reads: int) -> Round:
+    latencies: list[float] = []
+    per_task = reads // tasks
+    rng = random.Random(7)
+
+    async def reader() -> None:
+        for _ in range(per_task):
+            key = rng.randint(1, ROWS)
+            started = time.perf_counter()
+            async with factory() as session:
+                await session.scalar(QUERY, {"id": key})
+            latencies.append(time.perf_counter() - started)
+
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(reader() for _ in range(tasks)))
+    return Round(name, time.perf_counter() - started, time.process_time() - cpu, latencies)
+
+
+def _plain(engine: Any) -> SessionFactory:
+    def factory() -> AbstractAsyncContextManager[AsyncSession]:
+        return AsyncSession(engine, expire_on_commit=False)
+
+    return factory
+
+
+def _with_token(db: Database, lsn: int) -> SessionFactory:
+    class _Scoped:
+        async def __aenter__(self) -> AsyncSession:
+            self.reset = bind_context(RequestContext(consistency_lsn=lsn))
+            self.cm = db.session(readonly=True)
+            return await self.cm.__aenter__()
+
+        async def __aexit__(self, *exc: Any) -> None:
+            try:
+                await self.cm.__aexit__(*exc)
+            finally:
+                reset_context(self.reset)
+
+    return _Scoped  # type: ignore[return-value]
+
+
+def _decision_ns(db: Database, token: int | None, calls: int = 200_000) -> float:
+    choose = db.router.choose_replica
+    started = time.perf_counter()
+    for _ in range(calls):
+        choose(token)
+    return (time.perf_counter() - started) / calls * 1e9
+
+
+async def _bench(cluster: PgCluster, args: argparse.Namespace) -> None:
+    name = cluster.create_database()
+    cluster.primary.psql(
+        "CREATE TABLE points (id int PRIMARY KEY, v int NOT NULL);"
+        f"INSERT INTO points SELECT g, g * 2 FROM generate_series(1, {ROWS}) g; ANALYZE points;",
+        db=name,
+    )
+    cluster.wait_caught_up()
+    pool = {"pool_size": args.tasks, "max_overflow": 0}
+    settings = DatabaseSettings(
+        url=SecretStr(cluster.primary.url(name)),
+        replicas=[SecretStr(cluster.replica.url(name))],
+        **pool,
+    )
+    db = Database(settings)
+    await db.start()
+    primary = create_async_engine(cluster.primary.url(name), **pool)
+    replica = create_async_engine(cluster.replica.url(name), **pool)
+    replay = db.router.replicas[0].state.replay_lsn or 0
+    variants: dict[str, SessionFactory] = {
+        "router": lambda: db.session(readonly=True),
+        "direct-replica": _plain(replica),
+        "direct-primary": _plain(primary),
+        "router+token": _with_token(db, replay),
+    }
+    try:
+        for factory in variants.values():  # warm every pool and statement cache
+            await _run_round("warm-up", factory, args.tasks, args.tasks * 20)
+        rounds: dict[str, list[Round]] = {v: [] for v in variants}
+        serial: dict[str, list[Round]] = {v: [] for v in variants}
+        for _ in range(args.rounds):
+            for variant, factory in variants.items():
+                rounds[variant].append(await _run_round(variant, factory, args.tasks, args.reads))
+                serial[variant].append(await _run_round(variant, factory, 1, args.reads // 8))
+        _report(rounds, serial, db, replay, args)
+    finally:
+        await db.stop()
+        await primary.dispose()
+        await replica.dispose()
+        cluster.drop_database(name)
+
+
+def _median(rounds: list[Round]) -> Round:
+    return sorted(rounds, key=lambda r: r.qps)[len(rounds) // 2]
+
+
+def _report(
+    rounds: dict[str, list[Round]],
+    serial: dict[str, list[Round]],
+    db: Database,
+    replay: int,
+    args: Any,
+) -> None:
+    best = {name: _median(rs) for name, rs in rounds.items()}
+    one = {name: _median(rs) for name, rs in serial.items()}
+    print(f"{args.tasks} tasks, {args.reads} point reads per round, {args.rounds} round(s), median")
+    header = ("reads/s", 9), ("mean µs", 9), ("p99 µs", 9), ("cpu µs/read", 13), ("1-task µs", 11)
+    print(f"{'variant':<16}" + "".join(f"{title:>{width}}" for title, width in header))
+    for name, r in best.items():
+        p99 = statistics.quantiles(r.latencies, n=100)[98] * 1e6
+        print(
+            f"{name:<16}{r.qps:>9.0f}{r.mean_us:>9.0f}{p99:>9.0f}{r.cpu_us:>13.0f}"
+            f"{one[name].mean_us:>11.0f}"
+        )
+    router, same, primary = best["router"], best["direct-replica"], best["direct-primary"]
+    print(
+        f"router vs direct-primary: {router.qps / primary.qps:.2f}x throughput "
+        f"({router.mean_us - primary.mean_us:+.0f} µs mean latency at {args.tasks} tasks)"
+    )
+    print(
+        f"router overhead per read vs direct-replica (same server): "
+        f"{one['router'].mean_us - one['direct-replica'].mean_us:+.0f} µs latency with 1 task, "
+        f"{router.cpu_us - same.cpu_us:+.0f} µs client CPU, {router.qps / same.qps:.2f}x throughput"
+    )
+    print(
+        f"routing decision alone: {_decision_ns(db, None):.0f} ns without a token, "
+        f"{_decision_ns(db, replay):.0f} ns with a replayed token"
+    )
+
+
+def _workdir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="tenfold-bench-"))
+    if os.geteuid() == 0:  # the servers run as the postgres user, never as root
+        shutil.chown(path, "postgres", "postgres")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    cluster = PgCluster.from_env()
+    workdir = None
+    if cluster is None:
+        workdir = _workdir()
+        cluster = PgCluster.launch(workdir)
+    try:
+        asyncio.run(_bench(cluster, args))
+    finally:
+        cluster.close()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

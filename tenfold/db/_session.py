@@ -1,0 +1,131 @@
+"""``TenfoldSession``: an ``AsyncSession`` that maps driver errors where they happen.
+
+Errors are mapped in two places. ``execute``/``scalar``/``scalars``/``get``/
+``get_one``/``flush``/``commit``/``refresh``/``merge`` map at the call, so code
+inside ``async with db.session()`` that catches errors sees tenfold's classes.
+Anything else SQLAlchemy raises inside the block (``session.connection()``,
+streamed results) is mapped as it leaves the block.
+
+A read session on a replica that loses its connection moves itself to the
+primary and repeats the failed call once. Under READ COMMITTED every statement
+takes a fresh snapshot anyway, and the primary is never behind the replica, so
+the reader sees time move forward, never back.
+
+The session also notices whether it wrote (a flush with changes, or a
+statement passed to ``execute``/``scalar`` that is not a SELECT) so a commit
+captures the primary's WAL position only when there is something to read
+back. Statements sent through ``session.connection()`` are not seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from tenfold._context import set_consistency_token
+from tenfold._errors import TenfoldError
+from tenfold.db._errors import map_error
+
+if TYPE_CHECKING:
+    from tenfold.db._lease import Lease
+
+__all__ = ["TenfoldSession"]
+
+T = TypeVar("T")
+_WROTE = "tenfold_wrote"
+
+
+class _SyncSession(Session):
+    """The sync half of ``TenfoldSession``; exists so the flush listener is class-wide."""
+
+
+@event.listens_for(_SyncSession, "after_flush")
+def _flushed(session: Session, flush_context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+def _note_statement(session: AsyncSession, statement: Any) -> None:
+    # text() is never "a select" to SQLAlchemy; counting it as a write costs one
+    # LSN round trip at most, missing a write would break read-your-writes. (A
+    # do_orm_execute listener would do the same at ~30 µs per statement.)
+    if not getattr(statement, "is_select", False):
+        session.sync_session.info[_WROTE] = True
+
+
+class TenfoldSession(AsyncSession):
+    """An ``AsyncSession`` bound to one routed connection. Build it through ``Database``."""
+
+    sync_session_class = _SyncSession
+
+    def __init__(self, *args: Any, lease: Lease | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._lease = lease
+
+    @property
+    def role(self) -> str:
+        """``primary`` or ``replica``: where this session's statements run now."""
+        return self._lease.endpoint.role if self._lease is not None else "primary"
+
+    @property
+    def endpoint_name(self) -> str | None:
+        """The routed server's name (``primary``, ``replica0``, ``shard1.primary``)."""
+        return self._lease.endpoint.name if self._lease is not None else None
+
+    @property
+    def wrote(self) -> bool:
+        return bool(self.sync_session.info.get(_WROTE))
+
+    async def _guard(self, method: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+        """Run ``AsyncSession.<method>``; map errors, or move a broken read to the primary."""
+        try:
+            return await method(self, *args, **kw)
+        except TenfoldError:
+            raise
+        except Exception as exc:
+            lease = self._lease
+            if lease is not None and lease.can_fail_over(exc):
+                await lease.fail_over(self, exc)
+                return await self._guard(method, *args, **kw)
+            mapped = map_error(exc, role=self.role)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    async def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        _note_statement(self, statement)
+        return await self._guard(AsyncSession.execute, statement, params, **kw)
+
+    async def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        _note_statement(self, statement)
+        return await self._guard(AsyncSession.scalar, statement, params, **kw)
+
+    async def get(self, *args: Any, **kw: Any) -> Any:
+        return await self._guard(AsyncSession.get, *args, **kw)
+
+    async def get_one(self, *args: Any, **kw: Any) -> Any:
+        return await self._guard(AsyncSession.get_one, *args, **kw)
+
+    async def refresh(self, *args: Any, **kw: Any) -> None:
+        await self._guard(AsyncSession.refresh, *args, **kw)
+
+    async def merge(self, *args: Any, **kw: Any) -> Any:
+        return await self._guard(AsyncSession.merge, *args, **kw)
+
+    async def flush(self, objects: Any = None) -> None:
+        await self._guard(AsyncSession.flush, objects)
+
+    async def commit(self) -> None:
+        """Commit; after a write, raise the request's consistency token to the new LSN."""
+        wrote = self.wrote
+        await self._guard(AsyncSession.commit)
+        self.sync_session.info.pop(_WROTE, None)
+        if wrote and self._lease is not None:
+            set_consistency_token(await self._lease.capture_lsn())
+
+    async def rollback(self) -> None:
+        await self._guard(AsyncSession.rollback)
+        self.sync_session.info.pop(_WROTE, None)

@@ -1,0 +1,133 @@
+"""Server loss: a replica stopped under load, the primary stopped with -m immediate.
+
+These tests stop shared session-scoped servers. Each restarts what it stopped in
+``finally`` (the harness also heals after every test), so they run in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from tenfold._errors import DatabaseUnavailable, TenfoldError
+from tenfold.db import ConsistencyMiddleware, DbSession
+from tenfold.testing import PgCluster
+from tenfold.web import install_problem_handlers
+
+from .conftest import MakeDatabase, in_recovery, wait_for
+
+
+async def test_replica_loss_fails_no_reads_and_ejects_then_readmits_it(
+    make_database: MakeDatabase, pg_cluster: PgCluster
+) -> None:
+    """Stopping the replica under a read loop fails no read; it is ejected, then re-admitted."""
+    db = await make_database()
+    replica = db.router.replicas[0]
+    stats = {"reads": 0, "on_replica": 0}
+    failures: list[BaseException] = []
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        while not done.is_set():
+            try:
+                async with db.session(readonly=True) as read:
+                    await read.scalar(sa.text("SELECT count(*) FROM items WHERE rank = 3"))
+                    stats["on_replica"] += read.role == "replica"
+            except TenfoldError as exc:
+                failures.append(exc)
+            stats["reads"] += 1
+
+    async def reads_beyond(count: int) -> bool:
+        return stats["reads"] >= count
+
+    readers = [asyncio.create_task(reader()) for _ in range(4)]
+    try:
+        await wait_for(lambda: reads_beyond(40))
+        assert stats["on_replica"] > 0
+        await asyncio.to_thread(pg_cluster.replica.stop)
+        after_stop = stats["reads"]
+        await wait_for(lambda: reads_beyond(after_stop + 100))
+        done.set()
+        await asyncio.gather(*readers)
+        assert failures == []
+        await db.check_replicas()
+        assert not replica.state.healthy
+        async with db.session(readonly=True) as read:
+            assert not await in_recovery(read)
+    finally:
+        done.set()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.to_thread(pg_cluster.replica.start)
+
+    async def readmitted() -> bool:
+        await db.check_replicas()
+        return replica.state.healthy
+
+    await wait_for(readmitted)
+    async with db.session(readonly=True) as read:
+        assert await in_recovery(read)
+
+
+def _app(db: object) -> FastAPI:
+    app = FastAPI()
+    app.state.tenfold = SimpleNamespace(db=db)
+    install_problem_handlers(app)
+
+    @app.post("/notes")
+    async def add_note(session: DbSession) -> dict[str, int]:
+        note_id = await session.scalar(
+            sa.text("INSERT INTO notes (body) VALUES ('via api') RETURNING id")
+        )
+        return {"id": note_id}
+
+    app.add_middleware(ConsistencyMiddleware)
+    return app
+
+
+async def test_primary_loss_fails_fast_with_503_and_the_pool_recovers(
+    make_database: MakeDatabase, pg_cluster: PgCluster
+) -> None:
+    """With the primary stopped -m immediate, sessions and requests fail fast; restart heals."""
+    db = await make_database(replicas=False, pool_size=4)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(db)), base_url="http://t")
+
+    async def lose_primary_mid_session() -> None:
+        async with db.session() as write:
+            await write.execute(sa.text("SELECT 1"))
+            await asyncio.to_thread(pg_cluster.primary.stop, "immediate")
+            await write.execute(sa.text("SELECT 1"))
+
+    try:
+        # A session that holds a connection when the primary dies fails on its next statement.
+        # The bound on wait_for is generous: it only proves nothing hangs.
+        with pytest.raises(DatabaseUnavailable):
+            await asyncio.wait_for(lose_primary_mid_session(), 30)
+    except BaseException:
+        await asyncio.to_thread(pg_cluster.primary.start)
+        raise
+    try:
+        with pytest.raises(DatabaseUnavailable) as raised:
+            await asyncio.wait_for(_write(db), 30)
+        assert raised.value.status_code == 503
+        response = await asyncio.wait_for(client.post("/notes"), 30)
+        assert response.status_code == 503
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["status"] == 503
+    finally:
+        await asyncio.to_thread(pg_cluster.primary.start)
+
+    await _write(db)  # no manual step: pre-ping and invalidation replace dead connections
+    response = await client.post("/notes")
+    assert response.status_code == 200
+    assert "x-consistency-token" in response.headers
+    await client.aclose()
+
+
+async def _write(db: object) -> None:
+    async with db.session() as write:  # type: ignore[attr-defined]
+        await write.execute(sa.text("INSERT INTO notes (body) VALUES ('after')"))

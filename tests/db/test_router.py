@@ -1,0 +1,228 @@
+"""Primary/replica routing, read-your-writes by LSN, lag ejection and health."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tenfold._context import RequestContext, bind_context, current_consistency_token, reset_context
+from tenfold._settings import HealthSettings
+from tenfold.health import HealthRegistry
+from tenfold.testing import PgCluster
+
+from .conftest import MakeDatabase, in_recovery, wait_for
+
+
+async def test_reads_go_to_the_replica_and_writes_to_the_primary(
+    make_database: MakeDatabase,
+) -> None:
+    """A read session runs on the replica and a write session on the primary."""
+    db = await make_database()
+    async with db.session(readonly=True) as read:
+        assert await in_recovery(read)
+        assert read.role == "replica"
+    async with db.session() as write:
+        assert not await in_recovery(write)
+        await write.execute(sa.text("INSERT INTO notes (body) VALUES ('routed')"))
+
+
+async def test_reads_go_to_the_primary_without_a_healthy_replica(
+    make_database: MakeDatabase,
+) -> None:
+    """With every replica ejected, reads are served by the primary."""
+    db = await make_database()
+    db.router.replicas[0].state.eject("test")
+    async with db.session(readonly=True) as read:
+        assert not await in_recovery(read)
+
+
+async def test_round_robin_spreads_reads_over_replicas(
+    make_database: MakeDatabase, pg_cluster: PgCluster, pg_db: str
+) -> None:
+    """Two replica URLs (the same server twice) each get half of the reads."""
+    url = pg_cluster.replica.url(pg_db)
+    db = await make_database(replicas=[url, url])
+    seen = []
+    for _ in range(6):
+        async with db.session(readonly=True) as read:
+            seen.append(read.endpoint_name)
+    assert seen.count("replica0") == 3
+    assert seen.count("replica1") == 3
+
+
+async def test_least_busy_prefers_the_idle_replica(
+    make_database: MakeDatabase, pg_cluster: PgCluster, pg_db: str
+) -> None:
+    """With least_busy, a replica holding an open session is passed over."""
+    url = pg_cluster.replica.url(pg_db)
+    db = await make_database(replicas=[url, url], replica_policy="least_busy")
+    async with db.session(readonly=True) as busy:
+        for _ in range(4):
+            async with db.session(readonly=True) as other:
+                assert other.endpoint_name != busy.endpoint_name
+
+
+async def test_writer_reads_its_write_while_replay_is_paused(
+    make_database: MakeDatabase, pg_cluster: PgCluster
+) -> None:
+    """After a commit, the writer's reads see the write though the replica lags; others don't."""
+    db = await make_database(stale_reads="replica")
+    writer = RequestContext(request_id="writer")
+    pg_cluster.pause_replay()
+    try:
+        token = bind_context(writer)
+        try:
+            async with db.session() as write:
+                note_id = await write.scalar(
+                    sa.text("INSERT INTO notes (body) VALUES ('mine') RETURNING id")
+                )
+            assert current_consistency_token() is not None
+            async with db.session(readonly=True) as read:
+                body = await read.scalar(
+                    sa.text("SELECT body FROM notes WHERE id = :id"), {"id": note_id}
+                )
+                assert body == "mine"
+                assert not await in_recovery(read)  # the replica could not have it yet
+        finally:
+            reset_context(token)
+
+        # Another client (no token) is served by the lagging replica: stale, by policy.
+        token = bind_context(RequestContext(request_id="other"))
+        try:
+            async with db.session(readonly=True) as read:
+                assert await in_recovery(read)
+                missing = await read.scalar(
+                    sa.text("SELECT body FROM notes WHERE id = :id"), {"id": note_id}
+                )
+                assert missing is None
+        finally:
+            reset_context(token)
+    finally:
+        pg_cluster.resume_replay()
+
+    # Once the replica has replayed past the token, the writer reads from it again.
+    pg_cluster.wait_caught_up()
+    await db.check_replicas()
+    token = bind_context(writer)
+    try:
+        async with db.session(readonly=True) as read:
+            assert await in_recovery(read)
+            body = await read.scalar(
+                sa.text("SELECT body FROM notes WHERE id = :id"), {"id": note_id}
+            )
+            assert body == "mine"
+    finally:
+        reset_context(token)
+
+
+async def test_stale_reads_primary_sends_other_clients_to_the_primary_while_lagging(
+    make_database: MakeDatabase, pg_cluster: PgCluster
+) -> None:
+    """With stale_reads=primary, a read without a token avoids a replica known to lag."""
+    db = await make_database(stale_reads="primary")
+    pg_cluster.pause_replay()
+    try:
+        async with db.session() as write:
+            await write.execute(sa.text("INSERT INTO notes (body) VALUES ('lagging')"))
+        await db.check_replicas()
+        assert db.router.replicas[0].state.lag_bytes
+        assert db.router.replicas[0].state.healthy  # under max_lag: still admitted
+        token = bind_context(RequestContext(request_id="other"))
+        try:
+            async with db.session(readonly=True) as read:
+                assert not await in_recovery(read)
+        finally:
+            reset_context(token)
+    finally:
+        pg_cluster.resume_replay()
+
+
+async def test_lag_over_max_lag_ejects_the_replica_and_degrades_readiness(
+    make_database: MakeDatabase, pg_cluster: PgCluster
+) -> None:
+    """A replica further behind than max_lag_bytes is ejected; readiness turns degraded."""
+    health = HealthRegistry(HealthSettings(cache_ttl=0))
+    db = await make_database(max_lag_bytes=1024, health=health)
+    assert (await health.report()).status == "ok"
+    pg_cluster.pause_replay()
+    try:
+        async with db.session() as write:
+            await write.execute(
+                sa.text(
+                    "INSERT INTO notes (body) SELECT repeat('x', 100) FROM generate_series(1, 200)"
+                )
+            )
+        await db.check_replicas()
+        replica = db.router.replicas[0]
+        assert not replica.state.healthy
+        assert "max_lag_bytes" in (replica.state.reason or "")
+        report = await health.report()
+        assert report.status == "degraded"
+        assert report.checks["db.replica0"]["status"] == "failing"
+        assert report.checks["db.primary"]["status"] == "ok"
+        async with db.session(readonly=True) as read:
+            assert not await in_recovery(read)
+    finally:
+        pg_cluster.resume_replay()
+    pg_cluster.wait_caught_up()
+    await db.check_replicas()
+    assert db.router.replicas[0].state.healthy
+    assert (await health.report()).status == "ok"
+
+
+async def test_idle_replica_is_not_lagging_by_seconds(
+    make_database: MakeDatabase, pg_cluster: PgCluster
+) -> None:
+    """An aging replay timestamp on a caught-up replica is not lag (idle primary)."""
+    db = await make_database(max_lag_seconds=0.0)
+    replica = db.router.replicas[0]
+    pg_cluster.wait_caught_up()
+
+    async def caught_up_and_admitted() -> bool:
+        await db.check_replicas()
+        return replica.state.lag_bytes == 0 and replica.state.healthy
+
+    await wait_for(caught_up_and_admitted)
+    assert replica.state.lag_seconds == 0.0
+    async with db.session(readonly=True) as read:
+        age = await read.scalar(
+            sa.text("SELECT EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())")
+        )
+    assert age > 0  # the timestamp did age: counting it would have ejected the replica
+
+
+async def test_a_saturated_pool_does_not_look_like_an_unreachable_replica(
+    make_database: MakeDatabase,
+) -> None:
+    """Checks use their own connection, so a replica whose pool is exhausted stays admitted."""
+    db = await make_database(pool_size=1, max_overflow=0, pool_timeout=0.2)
+    async with db.session(readonly=True) as busy:
+        assert busy.role == "replica"
+        await db.check_replicas()
+        assert db.router.replicas[0].state.healthy
+
+
+async def test_the_background_checker_ejects_and_readmits_on_its_own(
+    make_database: MakeDatabase, pg_cluster: PgCluster
+) -> None:
+    """With a short interval, the checker task ejects a lagging replica and re-admits it."""
+    db = await make_database(max_lag_bytes=1024, replica_check_interval=0.05)
+    replica = db.router.replicas[0]
+
+    async def ejected() -> bool:
+        return not replica.state.healthy
+
+    async def admitted() -> bool:
+        return replica.state.healthy
+
+    pg_cluster.pause_replay()
+    try:
+        async with db.session() as write:
+            await write.execute(
+                sa.text(
+                    "INSERT INTO notes (body) SELECT repeat('y', 100) FROM generate_series(1, 200)"
+                )
+            )
+        await wait_for(ejected)
+    finally:
+        pg_cluster.resume_replay()
+    await wait_for(admitted)
