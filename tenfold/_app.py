@@ -88,7 +88,9 @@ def create_app(
     metrics = Metrics(namespace="tenfold") if obs.metrics_enabled else None
     health = HealthRegistry(settings.health)
     lifecycle = Lifecycle()
-    db = Database(settings.db, metrics=metrics, health=health)
+    db = Database(
+        settings.db, metrics=metrics, health=health, cursor_secret=settings.app.cursor_secret
+    )
     group = ComponentGroup([db, *components])
     platform = Platform(settings, metrics, health, lifecycle, db, group)  # type: ignore[arg-type]
 

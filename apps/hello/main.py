@@ -49,7 +49,8 @@ async def get_note(note_id: int, session: ReadSession) -> NoteOut:
 
 async def create_tables(platform: Platform) -> None:
     # A real app runs `tenfold db upgrade`; the demo keeps itself to one file.
-    await platform.db.create_all(metadata)
+    async with platform.db.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
 
 
 app = create_app(routers=[router], on_startup=[create_tables], title="tenfold hello")

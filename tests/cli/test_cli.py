@@ -1,0 +1,93 @@
+"""The `tenfold` command: settings errors, `check`, `db` migrations, `config-docs`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tenfold.cli import cli
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """A clean TENFOLD_ environment in an empty working directory."""
+    for name in list(os.environ):
+        if name.startswith("TENFOLD_") and not name.startswith("TENFOLD_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return {}
+
+
+def invoke(args: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+
+
+def test_bad_setting_exits_2_naming_the_variable(env: dict[str, str]) -> None:
+    """An invalid setting ends any command with status 2 and the variable's name, no traceback."""
+    env["TENFOLD_DB__POOL_SIZE"] = "many"
+    result = invoke(["check"], env)
+    assert result.exit_code == 2
+    assert "TENFOLD_DB__POOL_SIZE" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_check_embedded_profile_is_ok(env: dict[str, str]) -> None:
+    """With no settings, `check` reports the SQLite primary ok and exits 0."""
+    result = invoke(["check"], env)
+    assert result.exit_code == 0, result.output
+    assert "embedded profile" in result.output
+    assert "ok   db.primary" in result.output
+
+
+def test_check_reports_primary_and_replica(env: dict[str, str], pg_cluster) -> None:  # type: ignore[no-untyped-def]
+    """Against the harness primary and replica, `check` reports both and the replica's lag."""
+    env["TENFOLD_DB__URL"] = pg_cluster.primary.url("postgres")
+    env["TENFOLD_DB__REPLICAS"] = f'["{pg_cluster.replica.url("postgres")}"]'
+    result = invoke(["check"], env)
+    assert result.exit_code == 0, result.output
+    assert "ok   db.primary" in result.output
+    assert "db.replica0" in result.output
+    assert "lag" in result.output
+
+
+def test_check_fails_on_unreachable_primary(env: dict[str, str]) -> None:
+    """An unreachable primary makes `check` exit 1 with the address and the setting, no password."""
+    env["TENFOLD_DB__URL"] = "postgresql://app:topsecret@127.0.0.1:1/app"
+    result = invoke(["check", "--timeout", "0.5"], env)
+    assert result.exit_code == 1
+    assert "127.0.0.1:1" in result.output
+    assert "TENFOLD_DB__URL" in result.output
+    assert "topsecret" not in result.output
+
+
+def test_check_reaches_redis(env: dict[str, str], redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A configured Redis is pinged; a stopped one fails the check."""
+    env["TENFOLD_REDIS__URL"] = redis_server.url
+    assert invoke(["check"], env).exit_code == 0
+    redis_server.stop()
+    result = invoke(["check", "--timeout", "0.5"], env)
+    assert result.exit_code == 1
+    assert "FAIL redis" in result.output
+
+
+def test_db_migration_verbs_round_trip(env: dict[str, str]) -> None:
+    """`db init`, `revision`, `upgrade`, `current` and `downgrade` work on the embedded database."""
+    assert invoke(["db", "init"], env).exit_code == 0
+    assert Path("migrations/env.py").exists()
+    assert invoke(["db", "revision", "-m", "first"], env).exit_code == 0
+    assert invoke(["db", "upgrade"], env).exit_code == 0
+    head = invoke(["db", "current"], env).output.strip()
+    assert head not in ("", "(none)")
+    assert invoke(["db", "downgrade", "base"], env).exit_code == 0
+    assert invoke(["db", "current"], env).output.strip() in ("", "(none)")
+
+
+def test_config_docs_prints_every_section(env: dict[str, str]) -> None:
+    """`config-docs` prints the generated settings reference."""
+    result = invoke(["config-docs"], env)
+    assert result.exit_code == 0
+    for section in ("TENFOLD_DB__URL", "TENFOLD_REDIS__URL", "TENFOLD_HEALTH__DRAIN_TIMEOUT"):
+        assert section in result.output

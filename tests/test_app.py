@@ -1,0 +1,144 @@
+"""create_app: wiring, component order, lifecycle, and the declared middleware stack."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+
+from tenfold import DatabaseUnavailable, Platform, Settings, create_app
+
+def embedded(tmp_path: Path, **overrides: object) -> Settings:
+    return Settings(db={"url": f"sqlite+aiosqlite:///{tmp_path}/app.db"}, **overrides)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            yield client
+
+
+class Recorder:
+    def __init__(self, name: str, log: list[str], *, fail: bool = False) -> None:
+        self.name, self.log, self.fail = name, log, fail
+
+    async def start(self) -> None:
+        if self.fail:
+            raise RuntimeError(f"{self.name} cannot start")
+        self.log.append(f"start {self.name}")
+
+    async def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+
+
+async def test_health_ready_and_metrics_answer(tmp_path: Path) -> None:
+    """An app with no routers of its own serves /health, /ready and /metrics."""
+    app = create_app(embedded(tmp_path), configure_logs=False)
+    async with serving(app) as client:
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        ready = await client.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["db.primary"]["status"] == "ok"
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "tenfold_http_requests_total" in metrics.text
+
+
+async def test_components_start_in_order_and_stop_in_reverse(tmp_path: Path) -> None:
+    """App components start after the database in the given order and stop in reverse."""
+    log: list[str] = []
+    seen: list[Platform] = []
+
+    async def hook(platform: Platform) -> None:
+        seen.append(platform)
+        log.append("hook")
+
+    app = create_app(
+        embedded(tmp_path),
+        components=[Recorder("a", log), Recorder("b", log)],
+        on_startup=[hook],
+        configure_logs=False,
+    )
+    async with serving(app):
+        assert log == ["start a", "start b", "hook"]
+    assert log[-2:] == ["stop b", "stop a"]
+    assert seen == [app.state.tenfold]
+
+
+async def test_failed_start_stops_what_started(tmp_path: Path) -> None:
+    """If a component fails to start, those already started are stopped and the error propagates."""
+    log: list[str] = []
+    app = create_app(
+        embedded(tmp_path),
+        components=[Recorder("a", log), Recorder("b", log, fail=True)],
+        configure_logs=False,
+    )
+    with pytest.raises(RuntimeError, match="b cannot start"):
+        async with serving(app):
+            pass
+    assert log == ["start a", "stop a"]
+
+
+async def test_unreachable_database_fails_startup_clearly() -> None:
+    """A primary that cannot be reached stops startup with DatabaseUnavailable naming the setting."""
+    settings = Settings(
+        db={"url": "postgresql://app:hunter2pw@127.0.0.1:1/app", "connect_retries": 1,
+            "connect_backoff": 0.01, "connect_timeout": 0.5},  # fmt: skip
+    )
+    app = create_app(settings, configure_logs=False)
+    with pytest.raises(DatabaseUnavailable) as info:
+        async with serving(app):
+            pass
+    assert "TENFOLD_DB__URL" in str(info.value)
+    assert "hunter2pw" not in str(info.value)
+
+
+async def test_unhandled_error_is_a_problem_with_request_id(tmp_path: Path) -> None:
+    """An exception in a handler becomes a 500 problem+json carrying the request id, no trace."""
+    router = APIRouter()
+
+    @router.get("/boom")
+    async def boom() -> None:
+        raise ZeroDivisionError("secret internals")
+
+    app = create_app(embedded(tmp_path), routers=[router], configure_logs=False)
+    async with serving(app) as client:
+        response = await client.get("/boom", headers={"X-Request-ID": "req-123"})
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["x-request-id"] == "req-123"
+    body = response.json()
+    assert body["request_id"] == "req-123"
+    assert "secret internals" not in response.text
+    assert "Traceback" not in response.text
+
+
+def test_middleware_order_is_declared_once(tmp_path: Path) -> None:
+    """Every declared middleware is in the stack, outermost first, in the documented order."""
+    app = create_app(embedded(tmp_path), configure_logs=False)
+    names = [m.cls.__name__ for m in app.user_middleware]  # type: ignore[attr-defined]
+    assert names == [
+        "RequestContextMiddleware",
+        "TelemetryMiddleware",
+        "ProblemMiddleware",
+        "InFlightMiddleware",
+        "ConsistencyMiddleware",
+    ]
+
+
+def test_create_app_reads_settings_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without explicit settings, create_app reads TENFOLD_* and fails on a bad one at build time."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TENFOLD_DB__POOL_TIMEOUT", "-3")
+    from tenfold import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="TENFOLD_DB__POOL_TIMEOUT"):
+        create_app(configure_logs=False)
