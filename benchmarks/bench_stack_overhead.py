@@ -1,0 +1,225 @@
+"""What tenfold's middleware costs: one JSON GET, served several ways in the same run.
+
+- ``starlette``: bare Starlette, one route.
+- ``fastapi``: bare FastAPI, the same handler.
+- ``tenfold``: FastAPI + request id + access log (JSON to stdout, sent to
+  /dev/null or ``--log-file``) + Prometheus metrics, as ``ObservabilityMiddleware``
+  (one layer). The target is >= 0.9x ``fastapi``.
+- ``tenfold-split``: the same with ``RequestContextMiddleware`` and
+  ``TelemetryMiddleware`` stacked (two layers).
+- ``tenfold-full``: ``tenfold`` plus ProblemMiddleware, InFlightMiddleware and
+  the problem+json handlers: everything create_app puts in front of a route
+  except the database layer.
+
+Each is one uvicorn worker (uvloop + httptools) in its own process; wrk loads
+each in turn, for ``--rounds`` interleaved rounds, and the median round is
+reported. Nothing is compared with stored numbers: ratios are between servers
+measured here, now.
+
+    python -m benchmarks bench_stack_overhead [--quick]
+    python -m benchmarks.bench_stack_overhead --duration 8 --connections 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from contextlib import ExitStack
+from typing import IO, Any
+
+from benchmarks._wrk import (
+    Server,
+    WrkResult,
+    find_wrk,
+    format_table,
+    pin_cpus,
+    run_wrk,
+    uvicorn_server,
+    warm_up,
+)
+
+_PATH = "/items/42"
+_VARIANTS = ("starlette", "fastapi", "tenfold", "tenfold-split", "tenfold-full")
+
+
+def make_starlette() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def item(request: Request) -> JSONResponse:
+        return JSONResponse({"id": int(request.path_params["item_id"]), "name": "widget"})
+
+    return Starlette(routes=[Route("/items/{item_id}", item)])
+
+
+def _fastapi(middleware: list[Any]) -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI(middleware=middleware)
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, Any]:
+        return {"id": item_id, "name": "widget"}
+
+    return app
+
+
+def make_fastapi() -> Any:
+    return _fastapi([])
+
+
+def _tenfold_middleware(*, full: bool = False, split: bool = False) -> list[Any]:
+    from starlette.middleware import Middleware
+
+    from tenfold._settings import ObservabilitySettings
+    from tenfold.health import InFlightMiddleware, Lifecycle
+    from tenfold.observability import (
+        Metrics,
+        ObservabilityMiddleware,
+        RequestContextMiddleware,
+        TelemetryMiddleware,
+        configure_logging,
+    )
+    from tenfold.web import ProblemMiddleware
+
+    configure_logging(ObservabilitySettings(), console=False)
+    metrics = Metrics()
+    if split:
+        middleware = [
+            Middleware(RequestContextMiddleware),
+            Middleware(TelemetryMiddleware, metrics=metrics, access_log=True),
+        ]
+    else:
+        middleware = [Middleware(ObservabilityMiddleware, metrics=metrics, access_log=True)]
+    if full:
+        middleware += [
+            Middleware(ProblemMiddleware),
+            Middleware(InFlightMiddleware, lifecycle=Lifecycle()),
+        ]
+    return middleware
+
+
+def make_tenfold() -> Any:
+    return _fastapi(_tenfold_middleware())
+
+
+def make_tenfold_split() -> Any:
+    return _fastapi(_tenfold_middleware(split=True))
+
+
+def make_tenfold_full() -> Any:
+    from tenfold.web import install_problem_handlers
+
+    app = _fastapi(_tenfold_middleware(full=True))
+    install_problem_handlers(app)
+    return app
+
+
+_FACTORIES = {
+    "starlette": "benchmarks.bench_stack_overhead:make_starlette",
+    "fastapi": "benchmarks.bench_stack_overhead:make_fastapi",
+    "tenfold": "benchmarks.bench_stack_overhead:make_tenfold",
+    "tenfold-split": "benchmarks.bench_stack_overhead:make_tenfold_split",
+    "tenfold-full": "benchmarks.bench_stack_overhead:make_tenfold_full",
+}
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", "-t", type=int, default=1, help="wrk threads (1)")
+    parser.add_argument("--connections", "-c", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--duration", "-d", type=float, default=8.0, help="seconds per run (8)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds (2)")
+    parser.add_argument("--log-file", help="write tenfold's access log here, not /dev/null")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server/wrk to CPUs")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke test")
+    parser.add_argument(
+        "--only", nargs="+", choices=_VARIANTS, default=list(_VARIANTS), help="servers to run"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds, args.warmup = 1.0, 1, 1.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    find_wrk()
+    server_cpu, load_cpu = (None, None) if args.no_pin else pin_cpus()
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
+        f"{args.rounds} round(s), GET {_PATH}, server cpu={server_cpu} wrk cpu={load_cpu}",
+        flush=True,
+    )
+    runs: dict[str, list[WrkResult]] = {name: [] for name in args.only}
+    with ExitStack() as stack:
+        log: IO[bytes] | None = open(args.log_file, "ab") if args.log_file else None  # noqa: SIM115
+        if log is not None:
+            stack.enter_context(log)
+        urls: dict[str, str] = {}
+        servers: dict[str, Server] = {}
+        for name in args.only:
+            stdout = log if (log is not None and name.startswith("tenfold")) else None
+            server = stack.enter_context(
+                uvicorn_server(_FACTORIES[name], cpu=server_cpu, ready_path=_PATH, **_out(stdout))
+            )
+            servers[name] = server
+            urls[name] = server.url + _PATH
+            warm_up(urls[name], seconds=args.warmup, connections=args.connections, cpu=load_cpu)
+        for _ in range(args.rounds):
+            for name in args.only:
+                runs[name].append(
+                    run_wrk(
+                        urls[name],
+                        threads=args.threads,
+                        connections=args.connections,
+                        duration=args.duration,
+                        cpu=load_cpu,
+                        server=servers[name],
+                    )
+                )
+    _report({name: _median(results) for name, results in runs.items()}, runs)
+    return 0
+
+
+def _out(stdout: IO[bytes] | None) -> dict[str, Any]:
+    return {"stdout": stdout} if stdout is not None else {}
+
+
+def _median(results: list[WrkResult]) -> WrkResult:
+    ordered = sorted(results, key=lambda r: r.rps)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _report(best: dict[str, WrkResult], runs: dict[str, list[WrkResult]]) -> None:
+    print(format_table(list(best.items())))
+    for name, results in runs.items():
+        if len(results) > 1:
+            spread = ", ".join(f"{r.rps:.0f}" for r in results)
+            stdev = statistics.pstdev(r.rps for r in results)
+            print(f"  {name} rps per round: {spread} (stdev {stdev:.0f})")
+    for name, result in best.items():
+        if not result.ok:
+            print(f"  warning: {name} had errors: {result}")
+    for ours in ("tenfold", "tenfold-split", "tenfold-full"):
+        for peer in ("fastapi", "starlette"):
+            if ours in best and peer in best:
+                print(
+                    f"ratio {ours}/{peer}: rps {best[ours].rps / best[peer].rps:.3f}, "
+                    f"cpu/request {_cpu_ratio(runs[ours], runs[peer]):.3f}"
+                )
+
+
+def _cpu_ratio(ours: list[WrkResult], peer: list[WrkResult]) -> float:
+    """Median CPU per request of ``peer`` over ours: the throughput ratio CPU allows."""
+    a = statistics.median(r.cpu_us_per_request for r in ours)
+    b = statistics.median(r.cpu_us_per_request for r in peer)
+    return b / a
+
+
+if __name__ == "__main__":
+    sys.exit(main())

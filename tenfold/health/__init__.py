@@ -1,0 +1,20 @@
+"""Liveness, readiness and graceful shutdown.
+
+- ``HealthRegistry``: capabilities register readiness checks (the database
+  registers its primary and each replica); reports are cached and single-flight.
+- ``Lifecycle`` and ``InFlightMiddleware``: draining state and in-flight count.
+- ``health_router(registry, lifecycle)``: ``GET /health`` and ``GET /ready``.
+"""
+
+from tenfold.health._lifecycle import InFlightMiddleware, Lifecycle
+from tenfold.health._registry import Check, HealthRegistry, HealthReport
+from tenfold.health._routes import health_router
+
+__all__ = [
+    "Check",
+    "HealthRegistry",
+    "HealthReport",
+    "InFlightMiddleware",
+    "Lifecycle",
+    "health_router",
+]

@@ -1,0 +1,52 @@
+"""``/health`` (liveness) and ``/ready`` (readiness) endpoints."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from tenfold.health._lifecycle import Lifecycle
+from tenfold.health._registry import HealthRegistry
+
+__all__ = ["health_router"]
+
+_NO_STORE = {"Cache-Control": "no-store"}
+_ALIVE = orjson.dumps({"status": "ok"})
+_DRAINING = orjson.dumps({"status": "draining", "checks": {}})
+
+
+def health_router(
+    registry: HealthRegistry,
+    lifecycle: Lifecycle,
+    *,
+    health_path: str = "/health",
+    ready_path: str = "/ready",
+) -> APIRouter:
+    """A router with the liveness and readiness probes.
+
+    Liveness calls nothing: a database outage must not make an orchestrator
+    restart every instance. It stays 200 while draining, too. Readiness is
+    503 while draining (without evaluating checks) or when a critical check
+    fails, and 200 with ``"status": "degraded"`` when only others fail.
+    """
+    router = APIRouter(tags=["health"])
+
+    @router.get(health_path, include_in_schema=False)
+    async def health() -> Response:
+        return _json(_ALIVE, 200)
+
+    @router.get(ready_path, include_in_schema=False)
+    async def ready() -> Response:
+        if lifecycle.draining:
+            return _json(_DRAINING, 503)
+        report = await registry.report()
+        if lifecycle.draining:  # drain began while the checks ran
+            return _json(_DRAINING, 503)
+        return _json(orjson.dumps(report.to_dict()), report.http_status)
+
+    return router
+
+
+def _json(body: bytes, status: int) -> Response:
+    return Response(body, status_code=status, media_type="application/json", headers=_NO_STORE)

@@ -1,0 +1,28 @@
+"""HTTP-facing pieces shared by every tenfold app: RFC 9457 problem responses.
+
+- ``install_problem_handlers(app)``: HTTP errors (router 404/405 included),
+  validation errors (422 with the fields) and ``TenfoldError`` as problem+json.
+- ``ProblemMiddleware``: any other exception becomes a 500 problem without a
+  stack trace; the stack is logged with the request id.
+- ``problem_response(...)``: build one yourself.
+"""
+
+from tenfold.web._middleware import ProblemMiddleware
+from tenfold.web._problems import (
+    GENERIC_DETAIL,
+    PROBLEM_CONTENT_TYPE,
+    ProblemResponse,
+    install_problem_handlers,
+    problem_for_exception,
+    problem_response,
+)
+
+__all__ = [
+    "GENERIC_DETAIL",
+    "PROBLEM_CONTENT_TYPE",
+    "ProblemMiddleware",
+    "ProblemResponse",
+    "install_problem_handlers",
+    "problem_for_exception",
+    "problem_response",
+]

@@ -1,0 +1,169 @@
+"""Error responses as RFC 9457 ``application/problem+json``, rendered with orjson.
+
+Every body has ``type``, ``title``, ``status``, ``detail`` and ``request_id``;
+validation errors add ``errors: [{loc, msg, type}]`` (never the rejected
+input: it may be a password). The mapping from exception to status lives on
+the exception classes (``tenfold._errors``), not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tenfold._context import current_request_id
+from tenfold._errors import TenfoldError
+from tenfold.observability import get_logger, report_exception
+
+__all__ = [
+    "GENERIC_DETAIL",
+    "PROBLEM_CONTENT_TYPE",
+    "ProblemResponse",
+    "install_problem_handlers",
+    "problem_for_exception",
+    "problem_response",
+]
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+#: What a client sees instead of an internal error's message.
+GENERIC_DETAIL = "The server could not complete the request. Quote the request_id if you report it."
+_VALIDATION_TYPE = "https://tenfold.dev/problems/validation"
+_MEMBERS = frozenset({"type", "title", "status", "detail", "request_id"})
+# Responses that must not carry a body (RFC 9110 sections 6.4.1, 15.3.5, 15.4.5).
+_BODYLESS = frozenset({204, 205, 304})
+
+_log = get_logger("tenfold.web")
+
+
+class ProblemResponse(Response):
+    """A ``Response`` whose content is a problem dict, serialised with orjson."""
+
+    media_type = PROBLEM_CONTENT_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=str)
+
+
+def problem_response(
+    status: int,
+    *,
+    title: str | None = None,
+    detail: str | None = None,
+    type_: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    """A problem+json response for ``status``; ``request_id`` comes from the context.
+
+    ``title`` defaults to the status phrase and ``type_`` to ``about:blank``
+    (RFC 9457 section 4.2.1). Extensions never override the standard members.
+    """
+    if status < 200 or status in _BODYLESS:
+        return Response(status_code=status, headers=dict(headers) if headers else None)
+    title = title or _phrase(status)
+    body: dict[str, Any] = {
+        "type": type_ or "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "request_id": current_request_id(),
+    }
+    for key, value in extensions.items():
+        if key not in _MEMBERS:
+            body[key] = value
+    return ProblemResponse(body, status_code=status, headers=dict(headers) if headers else None)
+
+
+def problem_for_exception(exc: Exception) -> Response:
+    """The problem response for any exception; unknown ones are a generic 500.
+
+    Logs what a client must not see: the stack of a 500 and of any internal
+    ``TenfoldError``, with the request id (the log processors add it).
+    """
+    if isinstance(exc, TenfoldError):
+        return _tenfold_problem(exc)
+    if isinstance(exc, HTTPException):
+        return _http_problem(exc)
+    if isinstance(exc, RequestValidationError):
+        return _validation_problem(exc)
+    _log.error("unhandled_exception", error_type=type(exc).__name__, exc_info=exc)
+    report_exception(exc)
+    return problem_response(500, detail=GENERIC_DETAIL)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Answer HTTP errors, validation errors and ``TenfoldError`` with problem+json.
+
+    Router 404/405 arrive here as ``HTTPException``. Exceptions of any other
+    type are left to ``ProblemMiddleware`` (they must pass the exception
+    handlers to reach a layer that still has the request context).
+    """
+    app.add_exception_handler(HTTPException, _handle)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _handle)  # type: ignore[arg-type]
+    app.add_exception_handler(TenfoldError, _handle)  # type: ignore[arg-type]
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    return problem_for_exception(exc)
+
+
+def _tenfold_problem(exc: TenfoldError) -> Response:
+    status = exc.status_code
+    if exc.expose_detail:
+        detail = exc.message
+        if status >= 500:
+            _log.warning("service_unavailable", error_type=type(exc).__name__, detail=detail)
+    else:
+        detail = GENERIC_DETAIL
+        _log.error("internal_error", error_type=type(exc).__name__, exc_info=exc)
+        report_exception(exc)
+    return problem_response(
+        status,
+        title=exc.title,
+        detail=detail,
+        type_=exc.type_uri,
+        headers=exc.response_headers(),
+        **exc.problem_extensions(),
+    )
+
+
+def _http_problem(exc: HTTPException) -> Response:
+    extensions: dict[str, Any] = {}
+    detail = exc.detail
+    if not isinstance(detail, str):
+        # FastAPI allows any JSON as HTTPException.detail; keep it, as an extension.
+        extensions["data"] = detail
+        detail = None
+    return problem_response(exc.status_code, detail=detail, headers=exc.headers, **extensions)
+
+
+def _validation_problem(exc: RequestValidationError) -> Response:
+    errors = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    fields = "field" if len(errors) == 1 else "fields"
+    return problem_response(
+        422,
+        title="Unprocessable Content",
+        detail=f"The request has {len(errors)} invalid {fields}.",
+        type_=_VALIDATION_TYPE,
+        errors=errors,
+    )
+
+
+def _phrase(status: int) -> str:
+    if status == 422:
+        return "Unprocessable Content"  # RFC 9110's name; Python < 3.13 says "Entity"
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
