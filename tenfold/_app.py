@@ -2,17 +2,20 @@
 
 The middleware order is declared here and nowhere else (outermost first):
 
-1. ``RequestContextMiddleware``  request id in, context bound, id echoed out
-2. ``TelemetryMiddleware``       RED metrics by route template, access log line
-3. ``ProblemMiddleware``         an unhandled exception becomes a 500 problem
-4. ``InFlightMiddleware``        counts requests so shutdown can drain them
-5. ``ConsistencyMiddleware``     read-your-writes token in (header/cookie) and out
-6. the application's own middleware, in the order given
-7. FastAPI's exception handlers (problem+json), then the router
+1. ``ObservabilityMiddleware``   request id in, context bound, id echoed out;
+                                  RED metrics by route template; access log line
+2. ``ProblemMiddleware``         an unhandled exception becomes a 500 problem
+3. ``InFlightMiddleware``        counts requests so shutdown can drain them
+4. ``ConsistencyMiddleware``     read-your-writes token in (header/cookie) and out
+5. the application's own middleware, in the order given
+6. FastAPI's exception handlers (problem+json), then the router
 
-Telemetry sits outside the problem layer so a 500 is counted and logged with
-its status; the request id sits outside everything so every response,
-including the ones the outer layers produce, carries it.
+Observability sits outside the problem layer so a 500 is counted and logged
+with its status, and every response, including the ones the outer layers
+produce, carries the request id. It is one layer rather than two
+(``RequestContextMiddleware`` + ``TelemetryMiddleware``, which apps may still
+use separately) because each ASGI layer costs a call and a ``send`` wrapper
+per request; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import asyncio
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +37,10 @@ from tenfold.db import ConsistencyMiddleware, Database
 from tenfold.health import HealthRegistry, InFlightMiddleware, Lifecycle, health_router
 from tenfold.observability import (
     Metrics,
-    RequestContextMiddleware,
-    TelemetryMiddleware,
+    ObservabilityMiddleware,
+    Tracing,
     configure_logging,
+    flush_logs,
     get_logger,
     metrics_route,
     setup_tracing,
@@ -53,10 +57,11 @@ class Platform:
     """Everything one application instance owns. Lives at ``app.state.tenfold``."""
 
     settings: Settings
-    metrics: Metrics
+    metrics: Metrics | None
     health: HealthRegistry
     lifecycle: Lifecycle
     db: Database
+    tracing: Tracing = field(repr=False)
     components: ComponentGroup = field(repr=False)
 
 
@@ -91,19 +96,39 @@ def create_app(
     db = Database(
         settings.db, metrics=metrics, health=health, cursor_secret=settings.app.cursor_secret
     )
-    group = ComponentGroup([db, *components])
-    platform = Platform(settings, metrics, health, lifecycle, db, group)  # type: ignore[arg-type]
+    app = FastAPI(
+        title=title or settings.app.name,
+        version=version,
+        debug=False,  # a debug traceback page must never reach a client
+        lifespan=_lifespan(on_startup),
+        middleware=_middleware_stack(settings, metrics, lifecycle, middleware),
+        **(fastapi_options or {}),
+    )
+    # Tracing starts first and stops last so it sees every other component's work.
+    tracing = setup_tracing(app, obs, engines=db.engines)
+    group = ComponentGroup([tracing, db, *components])
+    app.state.tenfold = Platform(settings, metrics, health, lifecycle, db, tracing, group)  # type: ignore[arg-type]
+    install_problem_handlers(app)
+    app.include_router(health_router(health, lifecycle))
+    if metrics is not None:
+        app.router.routes.append(metrics_route(metrics, path=obs.metrics_path))
+    for router in routers:
+        app.include_router(router)
+    return app
 
+
+def _lifespan(
+    on_startup: Sequence[Callable[[Platform], Awaitable[None]]],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        platform: Platform = app.state.tenfold
+        settings, lifecycle, group = platform.settings, platform.lifecycle, platform.components
         await group.start()
         for hook in on_startup:
             await hook(platform)
         _log.info(
-            "app_started",
-            app=settings.app.name,
-            profile=settings.profile,
-            components=group.names,
+            "app_started", app=settings.app.name, profile=settings.profile, components=group.names
         )
         restore_signal = _drain_on_sigterm(lifecycle, settings.health.drain_delay)
         try:
@@ -111,38 +136,28 @@ def create_app(
         finally:
             restore_signal()
             lifecycle.begin_drain()
-            await lifecycle.wait_drained(settings.health.drain_timeout)
-            await group.stop()
-            _log.info("app_stopped", app=settings.app.name)
+            drained = await lifecycle.wait_drained(settings.health.drain_timeout)
+            try:
+                await group.stop()
+            finally:
+                _log.info("app_stopped", app=settings.app.name, drained=drained)
+                # uvicorn re-raises SIGTERM after shutdown, so atexit never runs.
+                flush_logs()
 
-    app = FastAPI(
-        title=title or settings.app.name,
-        version=version,
-        debug=False,  # a debug traceback page must never reach a client
-        lifespan=lifespan,
-        middleware=_middleware_stack(settings, platform, middleware),
-        **(fastapi_options or {}),
-    )
-    app.state.tenfold = platform
-    install_problem_handlers(app)
-    app.include_router(health_router(health, lifecycle))
-    if metrics is not None:
-        app.router.routes.append(metrics_route(metrics, path=obs.metrics_path))
-    for router in routers:
-        app.include_router(router)
-    setup_tracing(app, obs, engines=db.engines)
-    return app
+    return lifespan
 
 
 def _middleware_stack(
-    settings: Settings, platform: Platform, extra: Sequence[Middleware]
+    settings: Settings,
+    metrics: Metrics | None,
+    lifecycle: Lifecycle,
+    extra: Sequence[Middleware],
 ) -> list[Middleware]:
-    obs = settings.observability
+    access_log = settings.observability.access_log
     return [
-        Middleware(RequestContextMiddleware),
-        Middleware(TelemetryMiddleware, metrics=platform.metrics, access_log=obs.access_log),
+        Middleware(ObservabilityMiddleware, metrics=metrics, access_log=access_log),
         Middleware(ProblemMiddleware),
-        Middleware(InFlightMiddleware, lifecycle=platform.lifecycle),
+        Middleware(InFlightMiddleware, lifecycle=lifecycle),
         Middleware(
             ConsistencyMiddleware,
             header=settings.db.consistency_header,

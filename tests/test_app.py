@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 
 from tenfold import DatabaseUnavailable, Platform, Settings, create_app
 
+
 def embedded(tmp_path: Path, **overrides: object) -> Settings:
     return Settings(db={"url": f"sqlite+aiosqlite:///{tmp_path}/app.db"}, **overrides)  # type: ignore[arg-type]
 
@@ -86,10 +87,14 @@ async def test_failed_start_stops_what_started(tmp_path: Path) -> None:
 
 
 async def test_unreachable_database_fails_startup_clearly() -> None:
-    """A primary that cannot be reached stops startup with DatabaseUnavailable naming the setting."""
+    """An unreachable primary stops startup with DatabaseUnavailable naming the setting."""
     settings = Settings(
-        db={"url": "postgresql://app:hunter2pw@127.0.0.1:1/app", "connect_retries": 1,
-            "connect_backoff": 0.01, "connect_timeout": 0.5},  # fmt: skip
+        db={
+            "url": "postgresql://app:hunter2pw@127.0.0.1:1/app",
+            "connect_retries": 1,
+            "connect_backoff": 0.01,
+            "connect_timeout": 0.5,
+        },
     )
     app = create_app(settings, configure_logs=False)
     with pytest.raises(DatabaseUnavailable) as info:
@@ -124,8 +129,7 @@ def test_middleware_order_is_declared_once(tmp_path: Path) -> None:
     app = create_app(embedded(tmp_path), configure_logs=False)
     names = [m.cls.__name__ for m in app.user_middleware]  # type: ignore[attr-defined]
     assert names == [
-        "RequestContextMiddleware",
-        "TelemetryMiddleware",
+        "ObservabilityMiddleware",
         "ProblemMiddleware",
         "InFlightMiddleware",
         "ConsistencyMiddleware",
@@ -135,7 +139,7 @@ def test_middleware_order_is_declared_once(tmp_path: Path) -> None:
 def test_create_app_reads_settings_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without explicit settings, create_app reads TENFOLD_* and fails on a bad one at build time."""
+    """Without settings, create_app reads TENFOLD_* and fails on a bad one at build time."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TENFOLD_DB__POOL_TIMEOUT", "-3")
     from tenfold import ConfigurationError

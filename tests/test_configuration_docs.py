@@ -13,7 +13,8 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 def test_configuration_doc_is_current() -> None:
     """The committed reference equals what `tenfold config-docs` prints today."""
     assert DOC.read_text() == settings_reference(), (
-        "docs/configuration.md is stale: run `.venv/bin/tenfold config-docs > docs/configuration.md`"
+        "docs/configuration.md is stale: "
+        "run `.venv/bin/tenfold config-docs > docs/configuration.md`"
     )
 
 

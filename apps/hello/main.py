@@ -9,9 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
-from tenfold.db import DbSession, ReadSession
 
 from tenfold import NotFound, Platform, create_app
+from tenfold.db import DbSession, ReadSession
 
 metadata = MetaData()
 notes = Table(

@@ -20,12 +20,17 @@ __all__ = ["run_checks"]
 _MARK = {"ok": "ok  ", "degraded": "WARN", "failing": "FAIL"}
 
 
-async def run_checks(settings: Settings, *, timeout: float, echo: Callable[[str], Any]) -> bool:
+async def run_checks(
+    settings: Settings, *, check_timeout: float, echo: Callable[[str], Any]
+) -> bool:
     """Print one line per dependency; return whether the instance would be ready."""
     echo(f"settings: ok ({settings.profile} profile)")
-    health = HealthRegistry(HealthSettings(check_timeout=timeout, cache_ttl=0))
+    health = HealthRegistry(HealthSettings(check_timeout=check_timeout, cache_ttl=0))
     db_settings = settings.db.model_copy(
-        update={"connect_retries": 0, "connect_timeout": min(timeout, settings.db.connect_timeout)}
+        update={
+            "connect_retries": 0,
+            "connect_timeout": min(check_timeout, settings.db.connect_timeout),
+        }
     )
     database = Database(db_settings, health=health)
     try:
@@ -40,18 +45,18 @@ async def run_checks(settings: Settings, *, timeout: float, echo: Callable[[str]
     ok = True
     for name, result in report.checks.items():
         status = result.get("status", "failing")
-        detail = ", ".join(
-            f"{k}={v}" for k, v in result.items() if k not in ("status", "critical")
-        )
+        detail = ", ".join(f"{k}={v}" for k, v in result.items() if k not in ("status", "critical"))
         echo(f"{_MARK.get(status, 'FAIL')} {name}: {detail}")
         ok = ok and not (status == "failing" and result.get("critical", True))
     if settings.redis.enabled:
-        ok = await _check_redis(settings, timeout, echo) and ok
+        ok = await _check_redis(settings, check_timeout, echo) and ok
     echo(f"overall: {report.status if ok else 'failing'}")
     return ok
 
 
-async def _check_redis(settings: Settings, timeout: float, echo: Callable[[str], Any]) -> bool:
+async def _check_redis(
+    settings: Settings, check_timeout: float, echo: Callable[[str], Any]
+) -> bool:
     from redis.asyncio import Redis, RedisCluster
     from redis.exceptions import RedisError
 
@@ -59,14 +64,14 @@ async def _check_redis(settings: Settings, timeout: float, echo: Callable[[str],
     try:
         if cfg.cluster_nodes:
             host, _, port = cfg.cluster_nodes[0].rpartition(":")
-            client: Any = RedisCluster(host=host, port=int(port), socket_timeout=timeout)
+            client: Any = RedisCluster(host=host, port=int(port), socket_timeout=check_timeout)
             await client.initialize()
             info = await client.cluster_info()
             state = info.get("cluster_state") if isinstance(info, dict) else info
             echo(f"ok   redis cluster: {len(client.get_nodes())} nodes, state={state}")
         else:
             assert cfg.url is not None
-            client = Redis.from_url(cfg.url.get_secret_value(), socket_timeout=timeout)
+            client = Redis.from_url(cfg.url.get_secret_value(), socket_timeout=check_timeout)
             await client.ping()
             echo(f"ok   redis: {client.connection_pool.connection_kwargs.get('host')}")
         await client.aclose()

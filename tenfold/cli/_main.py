@@ -77,7 +77,7 @@ def check(timeout: float) -> None:
     from tenfold.cli._check import run_checks
 
     settings = _load_settings()
-    ok = asyncio.run(run_checks(settings, timeout=timeout, echo=click.echo))
+    ok = asyncio.run(run_checks(settings, check_timeout=timeout, echo=click.echo))
     sys.exit(0 if ok else 1)
 
 
