@@ -42,7 +42,7 @@ from tenfold._settings import (
 )
 
 if TYPE_CHECKING:
-    from tenfold._app import Platform, create_app
+    from tenfold._app import Platform, PlatformDep, create_app, get_platform
 
 __version__ = "0.1.0"
 
@@ -51,7 +51,7 @@ def __getattr__(name: str) -> Any:
     # The app factory imports every capability, and every capability imports
     # tenfold._errors; loading it lazily keeps that from being a cycle and keeps
     # `import tenfold.testing` light.
-    if name in ("create_app", "Platform"):
+    if name in ("create_app", "get_platform", "Platform", "PlatformDep"):
         from tenfold import _app
 
         return getattr(_app, name)
@@ -75,6 +75,7 @@ __all__ = [
     "NotFound",
     "ObservabilitySettings",
     "Platform",
+    "PlatformDep",
     "ProblemError",
     "QueryTimeout",
     "RedisSettings",
@@ -88,5 +89,6 @@ __all__ = [
     "current_consistency_token",
     "current_request_id",
     "current_user_id",
+    "get_platform",
     "set_user_id",
 ]

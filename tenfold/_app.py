@@ -26,9 +26,9 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.middleware import Middleware
 
 from tenfold._components import Component, ComponentGroup
@@ -47,7 +47,7 @@ from tenfold.observability import (
 )
 from tenfold.web import ProblemMiddleware, install_problem_handlers
 
-__all__ = ["Platform", "create_app"]
+__all__ = ["Platform", "PlatformDep", "create_app", "get_platform"]
 
 _log = get_logger("tenfold.app")
 
@@ -63,6 +63,14 @@ class Platform:
     db: Database
     tracing: Tracing = field(repr=False)
     components: ComponentGroup = field(repr=False)
+
+
+def get_platform(request: Request) -> Platform:
+    """FastAPI dependency: the ``Platform`` of the app serving this request."""
+    return request.app.state.tenfold  # type: ignore[no-any-return]
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 def create_app(

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from tenfold import DatabaseUnavailable, Platform, Settings, create_app
+from tenfold import DatabaseUnavailable, Platform, PlatformDep, Settings, create_app
 
 
 def embedded(tmp_path: Path, **overrides: object) -> Settings:
@@ -146,3 +146,16 @@ def test_create_app_reads_settings_from_the_environment(
 
     with pytest.raises(ConfigurationError, match="TENFOLD_DB__POOL_TIMEOUT"):
         create_app(configure_logs=False)
+
+
+async def test_platform_is_a_dependency(tmp_path: Path) -> None:
+    """Handlers reach the Platform (and through it every component) via PlatformDep."""
+    router = APIRouter()
+
+    @router.get("/whoami")
+    async def whoami(platform: PlatformDep) -> dict[str, str]:
+        return {"profile": platform.settings.profile, "db": platform.db.name}
+
+    app = create_app(embedded(tmp_path), routers=[router], configure_logs=False)
+    async with serving(app) as client:
+        assert (await client.get("/whoami")).json() == {"profile": "embedded", "db": "db"}

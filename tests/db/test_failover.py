@@ -131,3 +131,57 @@ async def test_primary_loss_fails_fast_with_503_and_the_pool_recovers(
 async def _write(db: object) -> None:
     async with db.session() as write:  # type: ignore[attr-defined]
         await write.execute(sa.text("INSERT INTO notes (body) VALUES ('after')"))
+
+
+async def test_primary_loss_under_load_answers_503_problems_and_recovers(
+    make_database: MakeDatabase, pg_cluster: PgCluster
+) -> None:
+    """Under a loop of concurrent writes, a crashed primary yields only 503 problems, then 200s."""
+    db = await make_database(replicas=False, pool_size=4, pool_timeout=2.0, connect_timeout=2.0)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(db)), base_url="http://t")
+    statuses: list[int] = []
+    bad: list[str] = []
+    stop = asyncio.Event()
+    # No request may take longer than a pool wait plus a connect attempt (plus slack for
+    # this 2-core machine): this bound detects a hang, it is not a latency assertion.
+    hang_bound = 2.0 + 2.0 + 10.0
+
+    async def writer() -> None:
+        while not stop.is_set():
+            response = await asyncio.wait_for(client.post("/notes"), hang_bound)
+            statuses.append(response.status_code)
+            if response.status_code == 503:
+                if not response.headers["content-type"].startswith("application/problem+json"):
+                    bad.append(response.text)
+            elif response.status_code != 200:
+                bad.append(f"{response.status_code}: {response.text}")
+            await asyncio.sleep(0)
+
+    writers = [asyncio.create_task(writer()) for _ in range(8)]
+    try:
+        await wait_for(lambda: _at_least(statuses, 50))
+        await asyncio.to_thread(pg_cluster.primary.stop, "immediate")
+        await wait_for(lambda: _count_at_least(statuses, 503, 30))
+    finally:
+        await asyncio.to_thread(pg_cluster.primary.start)
+    seen = len(statuses)
+    await wait_for(lambda: _tail_all_ok(statuses, seen, 50))
+    stop.set()
+    await asyncio.gather(*writers)
+    await client.aclose()
+    assert bad == []
+    assert statuses.count(503) >= 30
+
+
+async def _at_least(statuses: list[int], n: int) -> bool:
+    return len(statuses) >= n
+
+
+async def _count_at_least(statuses: list[int], status: int, n: int) -> bool:
+    return statuses.count(status) >= n
+
+
+async def _tail_all_ok(statuses: list[int], start: int, n: int) -> bool:
+    """At least n answers after ``start`` and the last n of them are all 200."""
+    tail = statuses[start:]
+    return len(tail) >= n and all(s == 200 for s in tail[-n:])
