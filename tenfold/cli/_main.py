@@ -45,9 +45,17 @@ def cli() -> None:
 )
 @click.option("--host", default=None, help="Bind address [default: TENFOLD_HOST or 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [default: TENFOLD_PORT or 8000].")
+@click.option(
+    "--app-dir",
+    default=".",
+    show_default=True,
+    help="Directory put first on the import path to find --app.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--reload", is_flag=True, help="Restart on code changes (development only).")
-def run(app_path: str, host: str | None, port: int | None, workers: int, reload: bool) -> None:
+def run(
+    app_path: str, host: str | None, port: int | None, app_dir: str, workers: int, reload: bool
+) -> None:
     """Serve the application with uvicorn (uvloop + httptools)."""
     from tenfold.cli._serve import serve
 
@@ -57,6 +65,7 @@ def run(app_path: str, host: str | None, port: int | None, workers: int, reload:
         settings,
         host=host or settings.host,
         port=settings.port if port is None else port,
+        app_dir=app_dir,
         workers=workers,
         reload=reload,
     )

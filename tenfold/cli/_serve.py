@@ -13,7 +13,14 @@ __all__ = ["serve"]
 
 
 def serve(
-    app_path: str, settings: Settings, *, host: str, port: int, workers: int, reload: bool
+    app_path: str,
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    app_dir: str,
+    workers: int,
+    reload: bool,
 ) -> None:
     factory = app_path.endswith("()")
     target = app_path.removesuffix("()")
@@ -28,6 +35,8 @@ def serve(
     uvicorn.run(
         target,
         factory=factory,
+        # A console script's sys.path starts at its bin directory, not the working directory.
+        app_dir=app_dir,
         host=host,
         port=port,
         workers=None if reload else workers,
