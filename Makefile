@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tenfold-installed
 
-.PHONY: run test lint format servers bench clean
+.PHONY: run test lint format servers bench lock clean
 
 run: $(STAMP)
 	$(VENV)/bin/tenfold run --app apps.hello.main:app
@@ -35,6 +35,12 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+
+# Re-pin requirements.lock after changing dependencies in pyproject.toml.
+lock: $(STAMP)
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra otel --extra sentry \
+		--extra msgpack --extra bench --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
