@@ -7,12 +7,15 @@ The middleware order is declared here and nowhere else (outermost first):
 2. ``ProblemMiddleware``         an unhandled exception becomes a 500 problem
 3. ``InFlightMiddleware``        counts requests so shutdown can drain them
 4. ``ConsistencyMiddleware``     read-your-writes token in (header/cookie) and out
-5. the application's own middleware, in the order given
-6. FastAPI's exception handlers (problem+json), then the router
+5. ``HttpCacheMiddleware``       cached responses of ``cache_response`` routes, ETag/304
+6. ``CacheMiddleware``           makes the app's ``Cache`` current for ``@cached``
+7. the application's own middleware, in the order given
+8. FastAPI's exception handlers (problem+json), then the router
 
 Observability sits outside the problem layer so a 500 is counted and logged
 with its status, and every response, including the ones the outer layers
-produce, carries the request id. It is one layer rather than two
+produce, carries the request id; a cached response is logged and counted
+under its route like any other. It is one layer rather than two
 (``RequestContextMiddleware`` + ``TelemetryMiddleware``, which apps may still
 use separately) because each ASGI layer costs a call and a ``send`` wrapper
 per request; see docs/benchmarks.md.
@@ -33,6 +36,13 @@ from starlette.middleware import Middleware
 
 from tenfold._components import Component, ComponentGroup
 from tenfold._settings import Settings
+from tenfold.cache import (
+    Cache,
+    CacheMiddleware,
+    CacheResponseStore,
+    HttpCacheMiddleware,
+    LocalResponseStore,
+)
 from tenfold.db import ConsistencyMiddleware, Database
 from tenfold.health import HealthRegistry, InFlightMiddleware, Lifecycle, health_router
 from tenfold.observability import (
@@ -61,6 +71,7 @@ class Platform:
     health: HealthRegistry
     lifecycle: Lifecycle
     db: Database
+    cache: Cache
     tracing: Tracing = field(repr=False)
     components: ComponentGroup = field(repr=False)
 
@@ -104,18 +115,19 @@ def create_app(
     db = Database(
         settings.db, metrics=metrics, health=health, cursor_secret=settings.app.cursor_secret
     )
+    cache = Cache(settings.cache, settings.redis, metrics=metrics, health=health)
     app = FastAPI(
         title=title or settings.app.name,
         version=version,
         debug=False,  # a debug traceback page must never reach a client
         lifespan=_lifespan(on_startup),
-        middleware=_middleware_stack(settings, metrics, lifecycle, middleware),
+        middleware=_middleware_stack(settings, metrics, lifecycle, cache, middleware),
         **(fastapi_options or {}),
     )
     # Tracing starts first and stops last so it sees every other component's work.
     tracing = setup_tracing(app, obs, engines=db.engines)
-    group = ComponentGroup([tracing, db, *components])
-    app.state.tenfold = Platform(settings, metrics, health, lifecycle, db, tracing, group)  # type: ignore[arg-type]
+    group = ComponentGroup([tracing, db, cache, *components])
+    app.state.tenfold = Platform(settings, metrics, health, lifecycle, db, cache, tracing, group)
     install_problem_handlers(app)
     app.include_router(health_router(health, lifecycle))
     if metrics is not None:
@@ -159,6 +171,7 @@ def _middleware_stack(
     settings: Settings,
     metrics: Metrics | None,
     lifecycle: Lifecycle,
+    cache: Cache,
     extra: Sequence[Middleware],
 ) -> list[Middleware]:
     access_log = settings.observability.access_log
@@ -171,6 +184,11 @@ def _middleware_stack(
             header=settings.db.consistency_header,
             cookie=settings.db.consistency_cookie,
         ),
+        # Responses of routes marked with cache_response(); a hit skips routing and validation.
+        Middleware(
+            HttpCacheMiddleware, store=CacheResponseStore(cache), local=LocalResponseStore()
+        ),
+        Middleware(CacheMiddleware, cache=cache),
         *extra,
     ]
 

@@ -28,11 +28,15 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tenfold._errors import ConfigurationError
+from tenfold._settings_cache import DEFAULT_NAMESPACES, CacheSettings, NamespacePolicy
 
 __all__ = [
+    "DEFAULT_NAMESPACES",
     "AppSettings",
+    "CacheSettings",
     "DatabaseSettings",
     "HealthSettings",
+    "NamespacePolicy",
     "ObservabilitySettings",
     "RedisSettings",
     "Settings",
@@ -272,6 +276,7 @@ class Settings(BaseSettings):
     app: AppSettings = Field(default_factory=AppSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
 

@@ -11,6 +11,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 
 from tenfold import DatabaseUnavailable, Platform, PlatformDep, Settings, create_app
+from tenfold.cache import cache_response, cached
 
 
 def embedded(tmp_path: Path, **overrides: object) -> Settings:
@@ -69,6 +70,7 @@ async def test_components_start_in_order_and_stop_in_reverse(tmp_path: Path) -> 
     async with serving(app):
         assert log == ["start a", "start b", "hook"]
     assert log[-2:] == ["stop b", "stop a"]
+    assert app.state.tenfold.components.names == ["tracing", "db", "cache", "a", "b"]
     assert seen == [app.state.tenfold]
 
 
@@ -133,6 +135,8 @@ def test_middleware_order_is_declared_once(tmp_path: Path) -> None:
         "ProblemMiddleware",
         "InFlightMiddleware",
         "ConsistencyMiddleware",
+        "HttpCacheMiddleware",
+        "CacheMiddleware",
     ]
 
 
@@ -159,3 +163,40 @@ async def test_platform_is_a_dependency(tmp_path: Path) -> None:
     app = create_app(embedded(tmp_path), routers=[router], configure_logs=False)
     async with serving(app) as client:
         assert (await client.get("/whoami")).json() == {"profile": "embedded", "db": "db"}
+
+
+async def test_cache_is_wired_for_responses_and_functions(tmp_path: Path) -> None:
+    """create_app gives routes HTTP response caching and @cached functions the app's cache."""
+    calls = {"view": 0, "score": 0}
+    router = APIRouter()
+
+    @cached(namespace="leaderboard", key=["player"])
+    async def score(player: str) -> int:
+        calls["score"] += 1
+        return len(player)
+
+    @router.get("/boards/{player}")
+    @cache_response(max_age=60)
+    async def board(player: str) -> dict[str, int]:
+        calls["view"] += 1
+        return {"score": await score(player)}
+
+    @router.get("/scores/{player}")
+    async def raw_score(player: str) -> dict[str, int]:
+        return {"score": await score(player)}
+
+    app = create_app(embedded(tmp_path), routers=[router], configure_logs=False)
+    async with serving(app) as client:
+        first = await client.get("/boards/ann")
+        second = await client.get("/boards/ann")
+        assert first.json() == second.json() == {"score": 3}
+        assert calls["view"] == 1
+        not_modified = await client.get(
+            "/boards/ann", headers={"If-None-Match": first.headers["etag"]}
+        )
+        assert not_modified.status_code == 304
+        assert "x-request-id" in not_modified.headers
+        assert (await client.get("/scores/ann")).json() == {"score": 3}
+        assert calls["score"] == 1
+        ready = (await client.get("/ready")).json()
+        assert ready["status"] == "ok"

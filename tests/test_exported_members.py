@@ -9,6 +9,7 @@ import pytest
 
 PACKAGES = [
     "tenfold",
+    "tenfold.cache",
     "tenfold.cli",
     "tenfold.db",
     "tenfold.health",

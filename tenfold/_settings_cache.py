@@ -1,0 +1,144 @@
+"""Cache settings (`TENFOLD_CACHE__*`): TTL per namespace, L1 bounds, timeouts, breaker.
+
+Namespaces given in settings are *merged over* the defaults (the Beer Olympics
+policy below), so an app adds ``llm`` without restating the others::
+
+    TENFOLD_CACHE__NAMESPACES='{"llm": {"ttl": 604800}, "leaderboard": 2}'
+
+A bare number (or ``null``) is shorthand for ``{"ttl": <number>}``; ``null``
+means "no expiry" (the entry lives until evicted by a bound).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["DEFAULT_NAMESPACES", "CacheSettings", "NamespacePolicy"]
+
+
+class NamespacePolicy(BaseModel):
+    """How long entries of one namespace live, and where."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ttl: float | None = Field(
+        ..., gt=0, description="Seconds an entry is fresh; null: no expiry (bounded by LRU)."
+    )
+    stale_ttl: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds a stale entry may still be served while one refresher reloads; "
+        "null: CacheSettings.stale_ttl.",
+    )
+    negative_ttl: float | None = Field(
+        None, ge=0, description="Seconds a 'not found' (None) is cached; null: the global one."
+    )
+    l1: bool = Field(True, description="Keep entries in the in-process L1 as well as in Redis.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if value is None or isinstance(value, int | float):
+            return {"ttl": value}
+        return value
+
+
+#: The Beer Olympics policy: sessions 30 min, tournaments 5 min, leaderboards 5 s,
+#: profiles 1 h, immutable match results forever (LRU-bounded).
+DEFAULT_NAMESPACES: dict[str, NamespacePolicy] = {
+    "session": NamespacePolicy(ttl=1800),
+    "tournament": NamespacePolicy(ttl=300, stale_ttl=60),
+    "leaderboard": NamespacePolicy(ttl=5, stale_ttl=5),
+    "profile": NamespacePolicy(ttl=3600, stale_ttl=300),
+    "immutable": NamespacePolicy(ttl=None),
+}
+
+
+class CacheSettings(BaseModel):
+    """The cache (`TENFOLD_CACHE__*`): TTL policy, L1 bounds, Redis timeout and breaker."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    namespaces: dict[str, NamespacePolicy] = Field(
+        default_factory=dict,
+        description="TTL policy per namespace (JSON: name -> seconds or {ttl, stale_ttl, "
+        "negative_ttl, l1}), merged over the defaults session=1800 tournament=300 "
+        "leaderboard=5 profile=3600 immutable=null (no expiry).",
+    )
+    default_ttl: float | None = Field(
+        300.0, gt=0, description="Seconds for namespaces not listed in namespaces."
+    )
+    stale_ttl: float = Field(
+        0.0, ge=0, description="Default stale-while-revalidate window (seconds) per namespace."
+    )
+    negative_ttl: float = Field(
+        30.0, ge=0, description="Seconds a 'not found' (loader returned None) is cached; 0: never."
+    )
+    l1_max_entries: int = Field(10_000, ge=1, description="Entries kept in the in-process L1.")
+    l1_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Bytes (serialized size) kept in the in-process L1."
+    )
+    serializer: Literal["json", "msgpack", "pickle"] = Field(
+        "json", description="L2 format: json (orjson), msgpack (msgspec), pickle (trusted only)."
+    )
+    compress_threshold: int | None = Field(
+        1024, ge=0, description="zlib-compress L2 values of this many bytes or more; null: never."
+    )
+    redis_timeout: float = Field(
+        0.1, gt=0, description="Seconds per Redis command before the cache falls back."
+    )
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive Redis failures that open the circuit breaker."
+    )
+    breaker_reset: float = Field(
+        2.0, gt=0, description="Seconds the breaker stays open before one trial call."
+    )
+    xfetch_beta: float = Field(
+        1.0, ge=0, description="XFetch early-refresh eagerness (0: off; >1 refreshes earlier)."
+    )
+    lock_ttl: float = Field(
+        10.0, gt=0, description="Seconds a cross-process fill lock lives (bounds waiting on it)."
+    )
+    invalidation_channel: str = Field(
+        "tf:invalidate", min_length=1, description="Redis pub/sub channel for L1 invalidation."
+    )
+    degraded_l1_ttl: float = Field(
+        1.0,
+        gt=0,
+        description="Max L1 lifetime (s) of entries filled while the invalidation channel is down.",
+    )
+    reconnect_backoff: float = Field(
+        1.0, gt=0, description="Max seconds between reconnects of the invalidation channel."
+    )
+    health_interval: float = Field(
+        0.5, gt=0, description="Seconds of pub/sub silence before a PING proves the channel."
+    )
+    warm_check_interval: float | None = Field(
+        30.0, gt=0, description="Seconds between checks that L2 was emptied (then warmers rerun)."
+    )
+    reinvalidate_after: float | None = Field(
+        None,
+        gt=0,
+        description="Repeat each invalidation after this many seconds (set to the replica lag "
+        "bound when loaders read replicas); null: once.",
+    )
+
+    @field_validator("namespaces", mode="after")
+    @classmethod
+    def _merge_defaults(cls, value: dict[str, NamespacePolicy]) -> dict[str, NamespacePolicy]:
+        from tenfold.cache._keys import _SAFE
+
+        bad = [name for name in value if not _SAFE(name)]
+        if bad:
+            raise ValueError(f"namespace names must match [A-Za-z0-9_.-]{{1,64}}: {bad}")
+        return {**DEFAULT_NAMESPACES, **value}
+
+    def with_namespaces(self, **policies: NamespacePolicy | float | None) -> CacheSettings:
+        """A copy with ``policies`` added: ``settings.with_namespaces(llm=7 * 86400)``."""
+        merged = {**self.namespaces}
+        for name, policy in policies.items():
+            merged[name] = NamespacePolicy.model_validate(policy)
+        fields = self.model_dump(exclude={"namespaces"})
+        return self.model_validate({**fields, "namespaces": merged})

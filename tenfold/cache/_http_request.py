@@ -1,0 +1,203 @@
+"""Request side of the HTTP cache: who is asking, may they share, and under which key.
+
+One pass over the request headers picks out the few the cache cares about.
+Then:
+
+* **Bypass** (``None``): a method-override header, or a read-your-writes
+  token in the request context (``ConsistencyMiddleware`` outside put it
+  there): a client that just wrote must read its write, not a cached copy.
+* **Authenticated** = an ``Authorization`` header, a session cookie (names
+  configured), or a user id in the request context. On a shared route such a
+  request is not *shareable*: it neither reads nor fills an entry. On a
+  ``per_user`` route the user is part of the key: the context's user id when
+  auth middleware outside set one, else a blake2b-128 hash of the
+  ``Authorization`` value, else of the session cookie's value, so a token
+  never appears in a key in clear. Anonymous visitors of a per-user route
+  share one entry.
+* **Key** = ``key(namespace, route template, scheme://host, path, query,
+  declared Vary values, forwarding header values, user)``. The query is
+  decoded as Starlette decodes it and sorted by parameter name (stable:
+  repeats of one name keep their order, since ``?a=2&a=1`` is a different
+  list from ``?a=1&a=2``); both spellings of a space, ``+`` and ``%20``, are
+  one key because the handler cannot tell them apart. ``tenfold.cache._keys.key`` hashes every
+  part that is not a short safe token, so a hostile path or query cannot
+  inject or collide.
+
+Unkeyed headers and cache poisoning: an app that reflects a request header
+the key does not hold would let one client choose what everybody gets. So
+the values of the forwarding headers (``X-Forwarded-Host/-Proto/-Port/
+-Prefix``, ``Forwarded``, ``X-Original-URL``, ``X-Rewrite-URL``...) are *in*
+the key whenever one is present: a body built from a forged value is only
+served to requests forging the same value. Keying rather than bypassing keeps
+the cache useful behind a proxy that sets them on every request. Host and
+scheme are keyed as part of the URL. Anything else (``X-Forwarded-For``,
+``User-Agent``, cookies other than the session) is not keyed: a cacheable
+response must not reflect it, or the route must declare it in ``vary``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from hashlib import blake2b
+from operator import itemgetter
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.types import Scope
+
+from tenfold._context import current_consistency_token, current_user_id
+from tenfold.cache._http_policy import CachePolicy
+from tenfold.cache._http_routes import RouteMatch
+from tenfold.cache._keys import key as cache_key
+
+__all__ = [
+    "DEFAULT_BYPASS_HEADERS",
+    "DEFAULT_FORWARDED_HEADERS",
+    "RequestReader",
+    "RequestView",
+]
+
+#: Request headers a proxy (or a forger) uses to change the URL an app thinks it serves.
+DEFAULT_FORWARDED_HEADERS = (
+    "Forwarded",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Server",
+    "X-Forwarded-Scheme",
+    "X-Original-URL",
+    "X-Original-Host",
+    "X-Rewrite-URL",
+    "X-Host",
+)
+#: Request headers that turn a GET into another method in apps that honour them.
+DEFAULT_BYPASS_HEADERS = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
+_ALWAYS = (b"if-none-match", b"authorization", b"cookie", b"host")
+_by_name = itemgetter(0)
+
+
+def _names(headers: Iterable[str]) -> tuple[bytes, ...]:
+    return tuple(h.lower().encode("latin-1") for h in headers)
+
+
+class RequestView:
+    """What the cache needs from one request."""
+
+    __slots__ = ("found", "inm", "shareable", "user")
+
+    def __init__(self, found: dict[bytes, bytes], shareable: bool, user: Any) -> None:
+        #: The wanted headers present, repeated ones joined.
+        self.found = found
+        self.inm = found.get(b"if-none-match")
+        #: May read and fill a cache entry (anonymous, or a per-user route).
+        self.shareable = shareable
+        #: The user part of the key on per-user routes.
+        self.user = user
+
+
+class RequestReader:
+    """Reads requests for the cache; configured once by the middleware."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        session_cookies: Iterable[str],
+        forwarded_headers: Iterable[str],
+        bypass_headers: Iterable[str],
+        bypass_consistency: bool,
+    ) -> None:
+        cache_key(namespace)  # a bad namespace fails here, when the app is built
+        self.namespace = namespace
+        self.session_cookies = frozenset(c.encode("latin-1") for c in session_cookies)
+        self.forwarded_headers = _names(forwarded_headers)
+        self.bypass_headers = _names(bypass_headers)
+        self.bypass_consistency = bypass_consistency
+        self._wanted = frozenset((*_ALWAYS, *self.forwarded_headers, *self.bypass_headers))
+
+    def learn(self, policies: Iterable[CachePolicy]) -> None:
+        """Also read the headers these policies vary on."""
+        extra = [name for policy in policies for name in policy.keyed_headers]
+        self._wanted = self._wanted.union(extra)
+
+    def read(self, scope: Scope, policy: CachePolicy) -> RequestView | None:
+        """The request as the cache sees it; None when the cache must step aside."""
+        wanted = self._wanted
+        found: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in wanted:
+                prev = found.get(name)
+                if prev is None:
+                    found[name] = value
+                else:  # a repeated header is one list; cookies split by HTTP/2 rejoin with ;
+                    found[name] = prev + (b"; " if name == b"cookie" else b", ") + value
+        for name in self.bypass_headers:
+            if name in found:
+                return None
+        if self.bypass_consistency and current_consistency_token() is not None:
+            return None
+        user_id = current_user_id()
+        authorization = found.get(b"authorization")
+        session = self._session(found.get(b"cookie"))
+        if not policy.per_user:
+            anonymous = user_id is None and authorization is None and session is None
+            return RequestView(found, anonymous, None)
+        if user_id is not None:
+            user: Any = ("u", user_id)
+        elif authorization is not None:
+            user = ("a", blake2b(authorization, digest_size=16).digest())
+        elif session is not None:
+            user = ("s", blake2b(session, digest_size=16).digest())
+        else:
+            user = None
+        return RequestView(found, True, user)
+
+    def _session(self, cookie: bytes | None) -> bytes | None:
+        if cookie is None or not self.session_cookies:
+            return None
+        for pair in cookie.split(b";"):
+            name, eq, value = pair.partition(b"=")
+            if eq and name.strip() in self.session_cookies and value.strip():
+                return value.strip()
+        return None
+
+    def key(self, scope: Scope, route: RouteMatch, view: RequestView) -> str:
+        """The entry key of a shareable request (see the module docstring)."""
+        found = view.found
+        forwarded = None
+        for name in self.forwarded_headers:
+            if name in found:
+                forwarded = tuple([found.get(n) for n in self.forwarded_headers])
+                break
+        host = found.get(b"host")
+        origin = scope.get("scheme", "http") + "://"
+        if host is not None:
+            origin += host.decode("latin-1").lower()
+        return cache_key(
+            self.namespace,
+            route.template,
+            origin,
+            scope["path"],
+            _normalized_query(scope["query_string"]),
+            tuple([found.get(name) for name in route.keyed_headers]),
+            forwarded,
+            view.user,
+        )
+
+
+_query_memo: dict[bytes, str] = {}
+_QUERY_MEMO_MAX = 4096
+
+
+def _normalized_query(raw: bytes) -> str:
+    """The query's (name, value) pairs as Starlette decodes them, stably sorted by name."""
+    normalized = _query_memo.get(raw)
+    if normalized is None:
+        pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+        pairs.sort(key=_by_name)
+        normalized = repr(pairs)  # injective: repr escapes every character that could confuse
+        if len(_query_memo) >= _QUERY_MEMO_MAX:
+            _query_memo.clear()
+        _query_memo[raw] = normalized
+    return normalized

@@ -1,0 +1,143 @@
+"""Cross-instance L1 invalidation over Redis pub/sub.
+
+Why pub/sub and not server-assisted client tracking (``CLIENT TRACKING``):
+tracking invalidates *Redis keys* a connection read, but a tag bump changes a
+counter no L1 entry was read from, and on Cluster tracking is per node and
+needs a redirect connection per node. One channel carrying "these keys, these
+tags" works the same on standalone and Cluster (a classic PUBLISH reaches
+every node) and costs one connection per process.
+
+Message (orjson): ``{"o": origin, "s": seq, "t": sent (epoch s), "k": [keys], "g": [tags]}``.
+An instance applies its own invalidations to its L1 before publishing, and
+skips its own messages on receipt.
+
+Pub/sub is at-most-once: a message published while a subscriber is
+disconnected is lost to it. So the subscription never reconnects silently
+(``RedisSubscription`` raises ``CacheUnavailable`` on any error, and on
+silence that a PING cannot break within ``health_interval``), and on every
+loss *and* every (re)connection L1 is cleared: nothing older than the gap is
+ever served. While down, new L1 entries live at most ``degraded_l1_ttl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from tenfold.cache._backend import CacheBackend, Subscription
+from tenfold.cache._errors import CacheUnavailable
+from tenfold.cache._levels import Levels
+from tenfold.observability import get_logger
+
+__all__ = ["InvalidationBus"]
+
+_log = get_logger("tenfold.cache")
+
+
+class InvalidationBus:
+    """Publishes this instance's invalidations and applies everyone else's to L1."""
+
+    def __init__(
+        self,
+        levels: Levels,
+        backend: CacheBackend,
+        *,
+        channel: str,
+        origin: str,
+        reconnect_backoff: float = 1.0,
+    ) -> None:
+        self.levels = levels
+        self.backend = backend
+        self.channel = channel
+        self.origin = origin
+        self.reconnect_backoff = reconnect_backoff
+        self._seq = itertools.count(1)
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        #: Messages applied from other instances, and the last few (origin, seq, lag seconds).
+        self.applied = 0
+        self.recent: deque[tuple[str, int, float]] = deque(maxlen=256)
+        self.connections = 0
+
+    def __repr__(self) -> str:
+        return f"<InvalidationBus {self.channel!r} {'live' if self.live else 'down'}>"
+
+    @property
+    def live(self) -> bool:
+        return self.levels.channel_live
+
+    async def start(self, wait: float) -> None:
+        """Start listening; wait up to ``wait`` s for the first subscription to be confirmed."""
+        self._task = asyncio.create_task(self._listen(), name="tenfold.cache invalidation")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), wait)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def publish(self, keys: Sequence[str], tags: Sequence[str]) -> int:
+        """Tell the other instances; returns this message's sequence number."""
+        seq = next(self._seq)
+        message = {"o": self.origin, "s": seq, "t": self.levels.wall(), "k": keys, "g": tags}
+        await self.levels.l2(self.backend.publish, self.channel, orjson.dumps(message))
+        return seq
+
+    async def _listen(self) -> None:
+        failures = 0
+        while True:
+            subscription = self.backend.subscribe(self.channel)
+            try:
+                await subscription.ready()
+                self._went_live()
+                failures = 0
+                await self._consume(subscription)
+            except CacheUnavailable as exc:
+                self._went_down(exc)
+                failures += 1
+            finally:
+                await subscription.aclose()
+            # Backoff between reconnects (not a poll for data: nothing is read meanwhile).
+            await asyncio.sleep(min(self.reconnect_backoff, 0.05 * 2 ** min(failures, 10)))
+
+    async def _consume(self, subscription: Subscription) -> None:
+        async for raw in subscription:
+            try:
+                message: dict[str, Any] = orjson.loads(raw)
+                origin, seq, sent = message["o"], message["s"], message["t"]
+                keys, tags = message.get("k") or (), message.get("g") or ()
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                _log.warning("cache_invalidation_unreadable", channel=self.channel)
+                continue
+            if origin == self.origin:
+                continue
+            self.levels.drop_remote(keys, tags)
+            lag = max(0.0, self.levels.wall() - sent)
+            self.applied += 1
+            self.recent.append((origin, seq, lag))
+            stats = self.levels.stats
+            stats.invalidations_received += 1
+            stats.invalidation_lag.observe(lag)
+
+    def _went_live(self) -> None:
+        self.connections += 1
+        self.levels.channel_changed(live=True)
+        self._connected.set()
+        if self.connections > 1:
+            _log.info("cache_invalidation_reconnected", channel=self.channel)
+
+    def _went_down(self, exc: BaseException) -> None:
+        self._connected.set()  # start() waits for the first attempt, not for success
+        if self.levels.channel_live:
+            # Entries filled while already down are newer than the disconnect: keep those.
+            self.levels.channel_changed(live=False)
+            _log.warning("cache_invalidation_lost", channel=self.channel, error=str(exc))

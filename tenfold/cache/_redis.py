@@ -1,0 +1,446 @@
+"""RedisBackend: the L2 contract on Redis standalone or Redis Cluster (redis.asyncio + hiredis).
+
+Names (see ``_keys``): an entry lives at its key; its companions append a
+suffix and so share the entry's ``{hash tag}`` and Cluster slot::
+
+    <key>|kv     key version, INCR'd by delete, expires version_ttl after the bump
+    <key>|lock   single-flight lock holding the fencing token, PX = lock ttl
+    <key>|fence  last fencing token issued, expires fence_ttl after the last lock
+    tf:tag|{t}   tag version counter (one slot per tag), never expires
+
+A key without a hash tag gets one prepended (``{crc32}key``) so the rule holds
+for any string. The guarded fill (check versions + write + notify), lock
+(+ fence) and unlock (+ notify) are each one Lua script on the entry's slot.
+``set_many`` and ``delete`` are pipelines of plain commands, because Cluster
+pipelines refuse EVALSHA; ``delete`` bumps the version before it deletes, so
+no stale fill can land in between. Fencing tokens are seeded from Redis
+``TIME`` in µs, so they keep increasing even after ``|fence`` expires.
+
+Waiters (``wait_for``) are woken through one pub/sub channel (``tf:notify``,
+message = entry name) that a set/fill publishes to while the key is locked,
+and unlock always does. Each process holds one subscriber connection for it,
+so a thousand waiters cost one socket, not a thousand polls. On Cluster the
+classic PUBLISH reaches every node, so the subscriber may sit on any node.
+
+Every driver error becomes ``CacheUnavailable`` (``raise ... from exc``).
+Commands retry once, without backoff, only on a connection error (a stale
+pooled socket after a Redis restart), never on a timeout; pub/sub connections
+never retry, so a lost subscription is always reported, never silently
+resumed with a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import random
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+
+from tenfold._errors import ConfigurationError
+from tenfold._settings import RedisSettings
+from tenfold.cache._errors import CacheUnavailable
+from tenfold.cache._keys import hash_tag, tag_key
+from tenfold.cache._redis_conn import Notifier, RedisSubscription, Slots
+
+__all__ = ["RedisBackend"]
+
+_ERRORS = (RedisError, RedisClusterException, OSError)
+# One retry, at once, only when the connection broke (a pooled socket a restarted Redis
+# closed); never on a timeout, which would double the time a slow Redis costs a request.
+_RETRY_ONCE = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+NOTIFY_CHANNEL = "tf:notify"
+
+
+class _Script:
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.sha = hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest()
+
+
+# KEYS entry, kv, lock, tag... | ARGV value, ttl_ms, key_version, channel, tag_version...
+_SET_IF = _Script("""
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[3]) then return 0 end
+for i = 4, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') ~= tonumber(ARGV[i + 1]) then return 0 end
+end
+if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1])
+else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[4], KEYS[1]) end
+return 1
+""")
+# KEYS lock, fence | ARGV ttl_ms, fence_ttl_ms
+_LOCK = _Script("""
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local t = redis.call('TIME')
+local token = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if token <= last then token = last + 1 end
+local s = string.format('%d', token)
+redis.call('SET', KEYS[2], s, 'PX', ARGV[2])
+redis.call('SET', KEYS[1], s, 'PX', ARGV[1])
+return token
+""")
+# KEYS lock, entry | ARGV token, channel
+_UNLOCK = _Script("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], KEYS[2])
+return 1
+""")
+
+
+def _entry(key: str) -> str:
+    if hash_tag(key) is not None:
+        return key
+    return "{%08x}%s" % (zlib.crc32(key.encode("utf-8", "surrogatepass")), key)  # noqa: UP031
+
+
+def _ms(ttl: float | None) -> int:
+    """Milliseconds for PX; 0 means no expiry. Positive TTLs never round down to 0."""
+    if ttl is None:
+        return 0
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _version(raw: Any) -> int:
+    return 0 if raw is None else int(raw)
+
+
+def _connection_options(
+    socket_timeout: float, connect_timeout: float, max_connections: int
+) -> dict[str, Any]:
+    return {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": connect_timeout,
+        "max_connections": max_connections,
+        "retry": _RETRY_ONCE,
+    }
+
+
+def _timeouts(connection: dict[str, Any]) -> dict[str, Any]:
+    return {k: connection[k] for k in ("socket_timeout", "socket_connect_timeout")}
+
+
+class RedisBackend:
+    """A ``CacheBackend`` on Redis: ``from_url``, ``from_cluster`` or ``from_settings``.
+
+    At most ``max_connections`` commands are in flight; callers beyond that wait
+    up to ``pool_timeout`` for a slot (``Slots``), then get ``CacheUnavailable``.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis | RedisCluster,
+        *,
+        max_connections: int = 64,
+        pool_timeout: float = 0.25,
+        pubsub_options: dict[str, Any] | None = None,
+        notify_channel: str = NOTIFY_CHANNEL,
+        version_ttl: float = 86_400.0,
+        fence_ttl: float = 86_400.0,
+        health_interval: float = 1.0,
+    ) -> None:
+        self._client = client
+        self.cluster = isinstance(client, RedisCluster)
+        self.name = "redis-cluster" if self.cluster else "redis"
+        self._slots = Slots(max_connections, pool_timeout)
+        # redis-py 8.1's async RedisCluster breaks connections when several commands race
+        # its lazy first initialize(); so the first caller initializes, under a lock.
+        self._initialized = not self.cluster
+        self._init_lock = asyncio.Lock()
+        self._pubsub_options = dict(pubsub_options or {})
+        self.notify_channel = notify_channel
+        self._version_ms = _ms(version_ttl)
+        self._fence_ms = _ms(fence_ttl)
+        self.health_interval = health_interval
+        self._notifier = Notifier(lambda: self.subscribe(notify_channel))
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self.name}>"
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout: float = 0.25,
+        connect_timeout: float = 1.0,
+        max_connections: int = 64,
+        pool_timeout: float | None = None,
+        **backend_options: Any,
+    ) -> RedisBackend:
+        """A backend on the standalone server at ``url`` (redis://, rediss://, unix://).
+
+        ``pool_timeout`` bounds the wait for a free connection (default: socket_timeout);
+        ``backend_options`` are ``RedisBackend``'s keyword arguments.
+        """
+        connection = _connection_options(socket_timeout, connect_timeout, max_connections)
+        return cls(
+            aioredis.Redis.from_url(url, **connection),
+            max_connections=max_connections,
+            pool_timeout=socket_timeout if pool_timeout is None else pool_timeout,
+            pubsub_options={"url": url, **_timeouts(connection)},
+            **backend_options,
+        )
+
+    @classmethod
+    def from_cluster(
+        cls,
+        nodes: Sequence[str],
+        *,
+        socket_timeout: float = 0.25,
+        connect_timeout: float = 1.0,
+        max_connections: int = 64,
+        pool_timeout: float | None = None,
+        **backend_options: Any,
+    ) -> RedisBackend:
+        """A backend on the Redis Cluster reachable through any of ``nodes`` (``host:port``);
+        the options are those of ``from_url`` (``max_connections`` is per node)."""
+        seeds = [ClusterNode(h, int(p)) for h, _, p in (n.rpartition(":") for n in nodes)]
+        connection = _connection_options(socket_timeout, connect_timeout, max_connections)
+        return cls(
+            RedisCluster(startup_nodes=seeds, **connection),
+            max_connections=max_connections,
+            pool_timeout=socket_timeout if pool_timeout is None else pool_timeout,
+            pubsub_options=_timeouts(connection),
+            **backend_options,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings, **options: Any) -> RedisBackend:
+        """The backend ``TENFOLD_REDIS__*`` describes (Cluster when cluster_nodes is set)."""
+        common = {
+            "socket_timeout": settings.socket_timeout,
+            "connect_timeout": settings.connect_timeout,
+            "max_connections": settings.max_connections,
+        }
+        if settings.cluster_nodes:
+            return cls.from_cluster(settings.cluster_nodes, **common, **options)
+        if settings.url is None:
+            raise ConfigurationError(
+                "the Redis cache backend needs TENFOLD_REDIS__URL or TENFOLD_REDIS__CLUSTER_NODES",
+                setting="TENFOLD_REDIS__URL",
+            )
+        return cls.from_url(settings.url.get_secret_value(), **common, **options)
+
+    # -- plumbing -------------------------------------------------------------
+
+    async def _call(self, what: str, command: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """``await command(*args)`` within the in-flight bound, driver errors mapped."""
+        if not self._slots.take():
+            await self._slots.wait(what)
+        try:
+            if not self._initialized:
+                await self._initialize()
+            return await command(*args)
+        except _ERRORS as exc:
+            raise CacheUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._slots.give()
+
+    async def _initialize(self) -> None:
+        async with self._init_lock:
+            if not self._initialized:
+                await self._client.initialize()  # type: ignore[union-attr]
+                self._initialized = True
+
+    async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # a restarted (or new) node: EVAL runs it and caches it
+            return await self._client.eval(script.body, len(keys), *keys, *args)
+
+    async def _pipeline(self, fill: Callable[[Any], None]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            fill(pipe)
+            return await pipe.execute()
+
+    async def _mget(self, names: Sequence[str]) -> list[Any]:
+        if not names:
+            return []
+        if self.cluster:
+            return await self._client.mget_nonatomic(names)  # type: ignore[union-attr]
+        return await self._client.mget(names)
+
+    async def _pubsub_client(self) -> aioredis.Redis:
+        # No retries: a reconnect would resubscribe silently and hide the messages lost meanwhile.
+        options = {**self._pubsub_options, "retry": Retry(NoBackoff(), 0)}
+        if not self.cluster:
+            return aioredis.Redis.from_url(options.pop("url"), **options)
+        await self._call("CLUSTER SLOTS", self._initialize)
+        node = random.choice(self._client.get_primaries())  # type: ignore[union-attr]
+        return aioredis.Redis(host=node.host, port=node.port, **options)
+
+    # -- entries --------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        # _call inlined: this is the L2 hit path.
+        if not self._slots.take():
+            await self._slots.wait("GET")
+        try:
+            if not self._initialized:
+                await self._initialize()
+            return await self._client.get(_entry(key))
+        except _ERRORS as exc:
+            raise CacheUnavailable(f"redis GET failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._slots.give()
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self._call("MGET", self._mget, [_entry(k) for k in keys])
+
+    async def get_versioned(
+        self, key: str, tags: Sequence[str]
+    ) -> tuple[bytes | None, int, list[int]]:
+        name = _entry(key)
+
+        def fill(pipe: Any) -> None:
+            # On Cluster the tags sit on other slots; the pipeline splits by node.
+            pipe.get(name).get(name + "|kv")
+            for tag in tags:
+                pipe.get(tag_key(tag))
+
+        value, kv, *tvs = await self._call("GET", self._pipeline, fill)
+        return value, _version(kv), [_version(v) for v in tvs]
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        await self.set_many([(key, value, ttl)])
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        # Plain pipelined commands, not a script: Cluster pipelines refuse EVALSHA. SET, then
+        # EXISTS lock: a waiter that saw the lock either sees the value or gets our publish
+        # (or the unlock's, if the lock went in between).
+        live = [(_entry(k), v, t) for k, v, t in items if t is None or t > 0]
+        expired = [_entry(k) for k, _, t in items if t is not None and t <= 0]
+
+        def fill(pipe: Any) -> None:
+            for name, value, ttl in live:
+                pipe.set(name, value, px=_ms(ttl) or None).exists(name + "|lock")
+            for name in expired:
+                pipe.delete(name)  # already expired: keep no older value either
+
+        replies = await self._call("SET", self._pipeline, fill)
+        held = replies[1 : 2 * len(live) : 2]
+        for (name, _, _), lock in zip(live, held, strict=True):
+            if lock:  # rare: a lock is held only while a loader runs
+                await self._call("PUBLISH", self._client.publish, self.notify_channel, name)
+
+    async def delete(self, *keys: str) -> int:
+        # Bump the version *before* deleting: a fill that checks the version after the DEL
+        # has already seen the bump, so no stale fill can land between the two.
+        def fill(pipe: Any) -> None:
+            for name in map(_entry, keys):
+                pipe.incr(name + "|kv").pexpire(name + "|kv", self._version_ms).delete(name)
+
+        replies = await self._call("DEL", self._pipeline, fill)
+        return sum(int(n) for n in replies[2::3])
+
+    async def key_version(self, key: str) -> int:
+        return _version(await self._call("GET", self._client.get, _entry(key) + "|kv"))
+
+    # -- tags and the fill guard ----------------------------------------------
+
+    async def tag_versions(self, tags: Sequence[str]) -> list[int]:
+        raw = await self._call("MGET", self._mget, [tag_key(t) for t in tags])
+        return [_version(v) for v in raw]
+
+    async def bump_tags(self, tags: Sequence[str]) -> list[int]:
+        def fill(pipe: Any) -> None:
+            for tag in tags:
+                pipe.incr(tag_key(tag))
+
+        return [int(v) for v in await self._call("INCR", self._pipeline, fill)] if tags else []
+
+    async def set_if_versions(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None,
+        *,
+        key_version: int,
+        tags: Sequence[str],
+        tag_versions: Sequence[int],
+    ) -> bool:
+        if len(tags) != len(tag_versions):
+            raise ValueError("tags and tag_versions must have the same length")
+        if ttl is not None and ttl <= 0:
+            return False
+        name = _entry(key)
+        keys = [name, name + "|kv", name + "|lock"]
+        args: list[Any] = [value, _ms(ttl), key_version, self.notify_channel]
+        if self.cluster:
+            # Tags live in other slots: check them first; readers catch a bump that lands
+            # between this check and the atomic key-version check + write below.
+            if list(tag_versions) != await self.tag_versions(tags):
+                return False
+        else:
+            keys += [tag_key(t) for t in tags]
+            args += list(tag_versions)
+        return bool(await self._call("fill", self._script, _SET_IF, keys, args))
+
+    # -- single flight --------------------------------------------------------
+
+    async def try_lock(self, key: str, ttl: float) -> int | None:
+        name = _entry(key)
+        keys, args = (name + "|lock", name + "|fence"), (_ms(ttl), self._fence_ms)
+        token = await self._call("lock", self._script, _LOCK, keys, args)
+        return None if token is None else int(token)
+
+    async def unlock(self, key: str, token: int) -> bool:
+        name = _entry(key)
+        keys, args = (name + "|lock", name), (token, self.notify_channel)
+        return bool(await self._call("unlock", self._script, _UNLOCK, keys, args))
+
+    async def wait_for(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
+        name = _entry(key)
+        # Listen first, then look: a notification between the two cannot be missed.
+        async with self._notifier.waiter(name) as woken:
+
+            def fill(pipe: Any) -> None:
+                # Lock first, then value: had the holder filled and unlocked between the two
+                # the other way round, we would see neither the value nor the lock.
+                pipe.pttl(name + "|lock").get(name)
+
+            lock_ms, value = await self._call("GET", self._pipeline, fill)
+            if value is not None or lock_ms == -2:
+                return value
+            # A holder that died never unlocks: wait no longer than its lock lives.
+            bound = timeout if lock_ms < 0 else min(timeout, lock_ms / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken, bound)
+        return await self.get(key)
+
+    # -- bus ------------------------------------------------------------------
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        await self._call("PUBLISH", self._client.publish, channel, message)
+
+    def subscribe(self, channel: str) -> RedisSubscription:
+        return RedisSubscription(self._pubsub_client, channel, self.health_interval)
+
+    async def ping(self) -> None:
+        if self.cluster:
+            await self._call("PING", self._ping_primaries)
+        else:
+            await self._call("PING", self._client.ping)
+
+    async def _ping_primaries(self) -> None:
+        await self._client.ping(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[call-arg]
+
+    async def aclose(self) -> None:
+        """Release waiters, drop the wake-up subscription, close every connection."""
+        await self._notifier.aclose()
+        # A connection that fails while closing leaves nothing to recover or report.
+        with contextlib.suppress(*_ERRORS):
+            await self._client.aclose()
