@@ -13,6 +13,7 @@ PACKAGES = [
     "tenfold.cli",
     "tenfold.db",
     "tenfold.health",
+    "tenfold.resilience",
     "tenfold.observability",
     "tenfold.testing",
     "tenfold.web",

@@ -1,0 +1,161 @@
+"""Retry with exponential backoff and full jitter, a deadline and Retry-After.
+
+The wait before attempt ``n + 1`` is ``uniform(0, min(max_wait, base *
+multiplier ** (n - 1)))`` (AWS "full jitter"). When the error carries a
+``retry_after`` (a 429/503 ``Retry-After``, a ``CircuitOpen``), that wait is
+used instead, unless it is above ``max_retry_after``: then retrying is
+pointless and the error is re-raised as it is. A wait that would end past the
+``deadline`` (seconds from the first attempt) is not taken.
+
+``set_retries_active(False)`` turns retrying off process-wide (one attempt,
+errors raised unchanged) for tests; ``set_retries_active(True)`` resets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+from tenfold.resilience._errors import CircuitOpen, RetriesExhausted
+from tenfold.resilience._events import Hook, RetryScheduled, emit, log_event
+
+__all__ = ["Retry", "retries_active", "set_retries_active"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+
+
+class _Switch:
+    active = True
+
+
+def set_retries_active(active: bool) -> None:
+    """Turn retrying on or off for the whole process (True is the default)."""
+    _Switch.active = active
+
+
+def retries_active() -> bool:
+    return _Switch.active
+
+
+class Retry:
+    """Retry an async call; ``await retry.call(fn, *args)``.
+
+    ``retry_on`` selects the exceptions worth retrying (types or a predicate;
+    by default every ``Exception`` but ``CircuitOpen``: an open breaker ends
+    the retries at once, so a fallback chain moves on without waiting);
+    ``retry_if_result`` asks for another attempt on a returned value.
+    ``sleep``, ``clock`` and ``rng`` are injected so tests neither wait nor
+    depend on chance.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        attempts: int = 3,
+        base: float = 0.1,
+        multiplier: float = 2.0,
+        max_wait: float = 10.0,
+        deadline: float | None = None,
+        retry_on: RetryOn | None = None,
+        retry_if_result: Callable[[Any], bool] | None = None,
+        max_retry_after: float = 60.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        hooks: Sequence[Hook] = (log_event,),
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.name = name
+        self.attempts = attempts
+        self.base = base
+        self.multiplier = multiplier
+        self.max_wait = max_wait
+        self.deadline = deadline
+        if retry_on is None:
+            self._should_retry: Callable[[BaseException], bool] = _not_circuit_open
+        elif isinstance(retry_on, type | tuple):
+            types = retry_on
+            self._should_retry = lambda e: isinstance(e, types)
+        else:
+            self._should_retry = retry_on
+        self.retry_if_result = retry_if_result
+        self.max_retry_after = max_retry_after
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.hooks = tuple(hooks)
+
+    def __repr__(self) -> str:
+        return (
+            f"Retry({self.name!r}, attempts={self.attempts}, base={self.base},"
+            f" max_wait={self.max_wait}, deadline={self.deadline})"
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """The full-jitter wait after failed attempt ``attempt`` (1-based)."""
+        cap = min(self.max_wait, self.base * self.multiplier ** (attempt - 1))
+        return self._rng.uniform(0.0, cap)
+
+    async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``fn(*args, **kwargs)``, retrying as configured."""
+        if not _Switch.active:
+            return await fn(*args, **kwargs)
+        started = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                if not self._should_retry(exc):
+                    raise
+                wait = self._wait_after(attempt, exc)
+                if wait is None:
+                    raise
+                error: BaseException | None = exc
+                last_result = None
+            else:
+                if self.retry_if_result is None or not self.retry_if_result(result):
+                    return result
+                wait, error, last_result = self.backoff(attempt), None, result
+            reason = self._give_up_reason(attempt, started, wait)
+            if reason is not None:
+                raise RetriesExhausted(
+                    self.name, attempts=attempt, reason=reason, last_result=last_result
+                ) from error
+            emit(
+                self.hooks, RetryScheduled(self.name, attempt, wait, _describe(error, last_result))
+            )
+            await self._sleep(wait)
+
+    def _wait_after(self, attempt: int, exc: BaseException) -> float | None:
+        """The wait before the next attempt, or None when Retry-After is too far."""
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float):
+            return float(retry_after) if retry_after <= self.max_retry_after else None
+        return self.backoff(attempt)
+
+    def _give_up_reason(self, attempt: int, started: float, wait: float) -> str | None:
+        if attempt >= self.attempts:
+            return "attempts"
+        if self.deadline is not None and self._clock() + wait - started > self.deadline:
+            return "deadline"
+        return None
+
+
+def _not_circuit_open(exc: BaseException) -> bool:
+    return isinstance(exc, Exception) and not isinstance(exc, CircuitOpen)
+
+
+def _describe(error: BaseException | None, result: Any) -> str:
+    if error is not None:
+        return f"{type(error).__name__}: {error}"
+    return f"result {result!r}"[:200]

@@ -1,0 +1,172 @@
+"""Policy composition order and the fallback chain."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+
+import pytest
+
+from tenfold.resilience import (
+    CircuitBreaker,
+    CircuitOpen,
+    CountWindow,
+    FallbackChain,
+    NoProviderAvailable,
+    Policy,
+    Provider,
+    RetriesExhausted,
+    Retry,
+    Timeout,
+)
+
+from .conftest import FakeClock
+
+BOUND = 5.0
+
+
+def breaker(clock: FakeClock, name: str = "a") -> CircuitBreaker:
+    return CircuitBreaker(
+        name,
+        window=CountWindow(4),
+        minimum_calls=2,
+        open_for=30.0,
+        clock=clock,
+        hooks=(),
+    )
+
+
+async def test_decorator_keeps_signature() -> None:
+    """Policy used as a decorator keeps the wrapped function's name and signature."""
+
+    @Policy()
+    async def add(a: int, b: int = 1) -> int:
+        return a + b
+
+    assert await add(2, b=3) == 5
+    assert add.__name__ == "add"
+    assert list(inspect.signature(add).parameters) == ["a", "b"]
+
+
+async def test_retry_is_outside_the_breaker(clock: FakeClock) -> None:
+    """Each retry attempt passes the breaker, so once it opens the retries stop calling."""
+    calls = 0
+
+    async def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("refused")
+
+    policy = Policy(
+        retry=Retry(
+            "a",
+            attempts=10,
+            sleep=clock.sleep,
+            clock=clock,
+            rng=random.Random(0),
+            hooks=(),
+        ),
+        breaker=breaker(clock),
+    )
+    with pytest.raises(CircuitOpen):
+        await policy.call(down)
+    assert calls == 2
+
+
+async def test_retry_can_wait_for_half_open(clock: FakeClock) -> None:
+    """When retry_on selects CircuitOpen, the retry waits its retry_after and then probes."""
+    attempts = 0
+
+    async def recovers() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 2:
+            raise ConnectionError("refused")
+        return "ok"
+
+    policy = Policy(
+        retry=Retry(
+            "a",
+            attempts=5,
+            retry_on=Exception,
+            sleep=clock.sleep,
+            clock=clock,
+            rng=random.Random(0),
+            hooks=(),
+        ),
+        breaker=breaker(clock),
+    )
+    assert await policy.call(recovers) == "ok"
+    assert attempts == 3
+    # backoff, backoff (the breaker opens), then the rest of open_for
+    assert len(clock.slept) == 3
+    assert clock.slept[1] + clock.slept[2] == pytest.approx(30.0)
+
+
+async def test_timeout_is_inside_the_retry(clock: FakeClock) -> None:
+    """The time limit bounds each attempt; the retry sees DeadlineExceeded and tries again."""
+    attempts = 0
+
+    async def stalls_once() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            await asyncio.sleep(3600)
+        return "ok"
+
+    policy = Policy(
+        retry=Retry("a", sleep=clock.sleep, clock=clock, hooks=(), rng=random.Random(0)),
+        timeout=Timeout("a", 0.01),
+    )
+    async with asyncio.timeout(BOUND):
+        assert await policy.call(stalls_once) == "ok"
+    assert attempts == 2
+
+
+async def test_fallback_skips_open_provider_without_awaiting_its_timeout(
+    clock: FakeClock,
+) -> None:
+    """With A's breaker open the chain answers from B at once, never calling A."""
+    a_calls = 0
+
+    async def provider_a(prompt: str) -> str:
+        nonlocal a_calls
+        a_calls += 1
+        await asyncio.sleep(3600)  # a stalled upstream
+        return "a"
+
+    async def provider_b(prompt: str) -> str:
+        return f"b:{prompt}"
+
+    a = Policy(breaker=breaker(clock, "a"), timeout=Timeout("a", 0.01))
+    chain = FallbackChain("llm", [Provider("a", provider_a, a), Provider("b", provider_b)])
+    async with asyncio.timeout(BOUND):
+        assert await chain.call("hi") == "b:hi"  # A timed out once
+        assert await chain.call("hi") == "b:hi"  # A timed out again: its breaker opens
+    assert a.breaker is not None
+    assert a.breaker.is_open
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await chain.call("hi") == "b:hi"
+    assert loop.time() - started < 0.01
+    assert a_calls == 2
+
+
+async def test_fallback_reports_every_error_when_all_fail(clock: FakeClock) -> None:
+    """When every provider fails, NoProviderAvailable carries each provider's error."""
+
+    async def down() -> str:
+        raise ConnectionError("down")
+
+    chain = FallbackChain("llm", [Provider("a", down), Provider("b", down)])
+    with pytest.raises(NoProviderAvailable) as info:
+        await chain.call()
+    assert set(info.value.errors) == {"a", "b"}
+
+
+async def test_retries_exhausted_is_a_503() -> None:
+    """Resilience errors are DependencyUnavailable: 503 with Retry-After."""
+    error = RetriesExhausted("a", attempts=3, reason="attempts")
+    assert error.status_code == 503
+    assert error.response_headers() == {"Retry-After": "1"}

@@ -1,0 +1,167 @@
+"""Retry: attempts, full-jitter bounds, deadline, Retry-After and the process switch."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tenfold.resilience import (
+    Event,
+    RetriesExhausted,
+    Retry,
+    RetryScheduled,
+    set_retries_active,
+)
+
+from .conftest import FakeClock
+
+
+class Flaky(Exception):
+    def __init__(self, retry_after: float | None = None) -> None:
+        super().__init__("flaky")
+        self.retry_after = retry_after
+
+
+class Fatal(Exception):
+    pass
+
+
+def make(clock: FakeClock, **options: object) -> Retry:
+    defaults: dict[str, object] = {
+        "sleep": clock.sleep,
+        "clock": clock,
+        "rng": random.Random(42),
+        "hooks": (),
+    }
+    return Retry("upstream", **{**defaults, **options})  # type: ignore[arg-type]
+
+
+def failing(times: int, error: Exception | None = None) -> tuple[list[int], object]:
+    calls: list[int] = []
+
+    async def fn() -> str:
+        calls.append(1)
+        if len(calls) <= times:
+            raise error or Flaky()
+        return "ok"
+
+    return calls, fn
+
+
+async def test_succeeds_after_failures(clock: FakeClock) -> None:
+    """A call that fails twice then succeeds takes three attempts and two waits."""
+    calls, fn = failing(2)
+    assert await make(clock, attempts=3).call(fn) == "ok"  # type: ignore[arg-type]
+    assert len(calls) == 3
+    assert len(clock.slept) == 2
+
+
+async def test_gives_up_after_max_attempts(clock: FakeClock) -> None:
+    """After max attempts RetriesExhausted is raised from the last error."""
+    calls, fn = failing(10)
+    with pytest.raises(RetriesExhausted) as info:
+        await make(clock, attempts=4).call(fn)  # type: ignore[arg-type]
+    assert len(calls) == 4
+    assert info.value.attempts == 4
+    assert info.value.reason == "attempts"
+    assert isinstance(info.value.__cause__, Flaky)
+
+
+async def test_does_not_retry_unselected_errors(clock: FakeClock) -> None:
+    """An error that retry_on does not select propagates after one attempt."""
+    calls, fn = failing(10, Fatal())
+    with pytest.raises(Fatal):
+        await make(clock, retry_on=Flaky).call(fn)  # type: ignore[arg-type]
+    assert len(calls) == 1
+
+
+async def test_retry_on_predicate(clock: FakeClock) -> None:
+    """A callable retry_on decides per exception."""
+    calls, fn = failing(10, Fatal())
+    with pytest.raises(RetriesExhausted):
+        await make(clock, retry_on=lambda e: isinstance(e, Fatal)).call(fn)  # type: ignore[arg-type]
+    assert len(calls) == 3
+
+
+async def test_full_jitter_bounds(clock: FakeClock) -> None:
+    """Each wait lies in [0, min(max_wait, base * multiplier ** (n - 1))]."""
+    retry = make(clock, base=0.5, multiplier=2.0, max_wait=3.0, rng=random.Random(7))
+    waits = [retry.backoff(n) for n in range(1, 8) for _ in range(200)]
+    caps = [min(3.0, 0.5 * 2 ** (n - 1)) for n in range(1, 8) for _ in range(200)]
+    assert all(0.0 <= w <= cap for w, cap in zip(waits, caps, strict=True))
+    # Full jitter spreads over the whole range, not just near the cap.
+    assert min(waits[-200:]) < 0.5
+    assert max(waits[-200:]) > 2.5
+
+
+async def test_seeded_rng_is_reproducible(clock: FakeClock) -> None:
+    """The same seed gives the same waits."""
+    first = make(clock, rng=random.Random(1))
+    second = make(clock, rng=random.Random(1))
+    assert [first.backoff(n) for n in range(1, 6)] == [second.backoff(n) for n in range(1, 6)]
+
+
+async def test_deadline_is_respected(clock: FakeClock) -> None:
+    """No wait is taken that would end past the deadline; the retries stop there."""
+    calls, fn = failing(100)
+    retry = make(clock, attempts=100, base=1.0, max_wait=1.0, rng=random.Random(3), deadline=5.0)
+    start = clock.now
+    with pytest.raises(RetriesExhausted) as info:
+        await retry.call(fn)  # type: ignore[arg-type]
+    assert info.value.reason == "deadline"
+    assert clock.now - start <= 5.0
+    assert len(calls) > 3
+
+
+async def test_retry_after_is_honoured(clock: FakeClock) -> None:
+    """An error's retry_after is the wait used, instead of the backoff."""
+    _, fn = failing(2, Flaky(retry_after=7.0))
+    assert await make(clock).call(fn) == "ok"  # type: ignore[arg-type]
+    assert clock.slept == [7.0, 7.0]
+
+
+async def test_retry_after_beyond_max_is_not_waited(clock: FakeClock) -> None:
+    """A retry_after above max_retry_after re-raises the error at once."""
+    calls, fn = failing(2, Flaky(retry_after=3600.0))
+    with pytest.raises(Flaky):
+        await make(clock, max_retry_after=60.0).call(fn)  # type: ignore[arg-type]
+    assert len(calls) == 1
+    assert clock.slept == []
+
+
+async def test_result_predicate(clock: FakeClock) -> None:
+    """retry_if_result retries on a returned value and reports the last one."""
+    results = iter([None, None, "ok"])
+
+    async def fn() -> str | None:
+        return next(results)
+
+    assert await make(clock, retry_if_result=lambda r: r is None).call(fn) == "ok"
+
+    async def pending() -> str:
+        return "pending"
+
+    with pytest.raises(RetriesExhausted) as info:
+        await make(clock, attempts=2, retry_if_result=lambda r: r == "pending").call(pending)
+    assert (info.value.attempts, info.value.last_result) == (2, "pending")
+
+
+async def test_switch_turns_retries_off(clock: FakeClock) -> None:
+    """With retries inactive, one attempt is made and its error is raised unchanged."""
+    set_retries_active(False)
+    calls, fn = failing(10)
+    with pytest.raises(Flaky):
+        await make(clock).call(fn)  # type: ignore[arg-type]
+    assert len(calls) == 1
+
+
+async def test_retries_emit_events(clock: FakeClock) -> None:
+    """Each retry emits a RetryScheduled event with its attempt and wait."""
+    events: list[Event] = []
+    _, fn = failing(2, Flaky(retry_after=1.0))
+    await make(clock, hooks=(events.append,)).call(fn)  # type: ignore[arg-type]
+    assert [(e.attempt, e.wait) for e in events if isinstance(e, RetryScheduled)] == [
+        (1, 1.0),
+        (2, 1.0),
+    ]
