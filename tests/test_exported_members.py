@@ -13,6 +13,7 @@ PACKAGES = [
     "tenfold.cli",
     "tenfold.db",
     "tenfold.health",
+    "tenfold.ratelimit",
     "tenfold.resilience",
     "tenfold.observability",
     "tenfold.testing",

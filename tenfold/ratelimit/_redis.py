@@ -1,0 +1,237 @@
+"""``RedisBackend``: GCRA in one atomic Lua call per decision, on Redis standalone or Cluster.
+
+The script reads the server's ``TIME``, so the clocks of the instances that
+share a limit never matter. It decides every rule of a call, writes the new
+TATs only if all admit (``SET ... PX``: every key expires once rested), and
+returns the time and the TATs it saw; the numbers a client is told
+(remaining, retry-after, reset) are computed here from those, by the same
+``outcome()`` the memory backend uses.
+
+Storage keys are ``<prefix>{<key>}:<rule>``: the braces make every rule of one
+key share a Cluster slot. Keys that already hold a hash tag keep it, which is
+how several keys join one multi-rule decision (``{user:42}:ip:...`` and
+``{user:42}:route:...``). A multi-rule call whose keys would span slots fails
+with ``ValueError`` on standalone Redis too, so code that works there works
+on a Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+
+from tenfold._errors import ConfigurationError
+from tenfold._settings import RedisSettings
+from tenfold.ratelimit._backend import check_request
+from tenfold.ratelimit._errors import RateLimiterUnavailable
+from tenfold.ratelimit._gcra import SLACK, Decision, decide_all, to_decision
+from tenfold.ratelimit._rule import Rule
+
+__all__ = ["RedisBackend"]
+
+_ERRORS = (RedisError, RedisClusterException, OSError)
+# One immediate retry when a pooled connection broke (a restarted Redis); never on a timeout.
+_RETRY_ONCE = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+# KEYS tat... | ARGV cost, then per key: interval_us, tolerance_us
+# -> now_us, then per key: max(tat, now)_us, admitted (1/0). Times as %.17g strings:
+# Lua would turn numbers into truncated integers in the reply.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local cost = tonumber(ARGV[1])
+local bases, oks, all = {}, {}, true
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  bases[i] = tat
+  oks[i] = tat + cost * interval - now <= tonumber(ARGV[2 * i + 1]) + interval * SLACK
+  if not oks[i] then all = false end
+end
+local out = {string.format('%.17g', now)}
+for i = 1, #KEYS do
+  if all then
+    local new = bases[i] + cost * tonumber(ARGV[2 * i])
+    redis.call('SET', KEYS[i], string.format('%.17g', new),
+               'PX', math.ceil((new - now) / 1000) + 1)
+  end
+  out[#out + 1] = string.format('%.17g', bases[i])
+  out[#out + 1] = oks[i] and 1 or 0
+end
+return out
+""".replace("SLACK", repr(SLACK))
+_GCRA_SHA = hashlib.sha1(_GCRA.encode(), usedforsecurity=False).hexdigest()
+
+
+def hash_tag(name: str) -> str | None:
+    """The part of ``name`` Redis Cluster hashes, if ``name`` has a hash tag."""
+    start = name.find("{")
+    if start < 0:
+        return None
+    end = name.find("}", start + 1)
+    return name[start + 1 : end] if end > start + 1 else None
+
+
+class RedisBackend:
+    """A ``LimiterBackend`` on Redis: ``from_url``, ``from_cluster`` or ``from_settings``.
+
+    At most ``max_connections`` decisions are in flight; callers beyond that wait
+    up to ``pool_timeout`` seconds, then get ``RateLimiterUnavailable``.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis | RedisCluster,
+        *,
+        prefix: str = "tf:rl:",
+        max_connections: int = 64,
+        pool_timeout: float = 0.25,
+    ) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ConfigurationError(f"the rate-limit key prefix {prefix!r} must not hold braces")
+        self._client = client
+        self.cluster = isinstance(client, RedisCluster)
+        self.name = "redis-cluster" if self.cluster else "redis"
+        self.prefix = prefix
+        self._bound = asyncio.Semaphore(max_connections)
+        self._pool_timeout = pool_timeout
+        # redis-py 8.1's async RedisCluster breaks connections when several commands race
+        # its lazy first initialize(); so the first caller initializes, under a lock.
+        self._initialized = not self.cluster
+        self._init_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self.name} prefix={self.prefix!r}>"
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout: float = 0.25,
+        connect_timeout: float = 1.0,
+        max_connections: int = 64,
+        **options: Any,
+    ) -> RedisBackend:
+        """A backend on the standalone server at ``url``; ``options`` are ``__init__``'s."""
+        client = aioredis.Redis.from_url(
+            url, **_connection(socket_timeout, connect_timeout, max_connections)
+        )
+        return cls(client, max_connections=max_connections, **options)
+
+    @classmethod
+    def from_cluster(
+        cls,
+        nodes: Sequence[str],
+        *,
+        socket_timeout: float = 0.25,
+        connect_timeout: float = 1.0,
+        max_connections: int = 64,
+        **options: Any,
+    ) -> RedisBackend:
+        """A backend on the Redis Cluster reachable through any of ``nodes`` (``host:port``)."""
+        seeds = [ClusterNode(h, int(p)) for h, _, p in (n.rpartition(":") for n in nodes)]
+        client = RedisCluster(
+            startup_nodes=seeds, **_connection(socket_timeout, connect_timeout, max_connections)
+        )
+        return cls(client, max_connections=max_connections, **options)
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings, **options: Any) -> RedisBackend:
+        """The backend ``TENFOLD_REDIS__*`` describes (Cluster when cluster_nodes is set)."""
+        common: dict[str, Any] = {
+            "socket_timeout": settings.socket_timeout,
+            "connect_timeout": settings.connect_timeout,
+            "max_connections": settings.max_connections,
+        }
+        if settings.cluster_nodes:
+            return cls.from_cluster(settings.cluster_nodes, **common, **options)
+        if settings.url is None:
+            raise ConfigurationError(
+                "the Redis rate limiter needs TENFOLD_REDIS__URL or TENFOLD_REDIS__CLUSTER_NODES",
+                setting="TENFOLD_REDIS__URL",
+            )
+        return cls.from_url(settings.url.get_secret_value(), **common, **options)
+
+    def storage_key(self, key: str, rule: Rule) -> str:
+        """The Redis key holding ``key``'s TAT under ``rule``."""
+        tagged = key if hash_tag(key) is not None else "{" + key + "}"
+        return f"{self.prefix}{tagged}:{rule.ident}"
+
+    async def hit(self, key: str, rule: Rule, cost: int = 1) -> Decision:
+        return (await self.hit_many([(key, rule)], cost))[0]
+
+    async def hit_many(
+        self, key_rules: Sequence[tuple[str, Rule]], cost: int = 1
+    ) -> list[Decision]:
+        rules = [rule for _, rule in key_rules]
+        check_request(key_rules, cost)
+        names = [self.storage_key(key, rule) for key, rule in key_rules]
+        if len({hash_tag(name) for name in names}) > 1:
+            raise ValueError(
+                f"the keys of one multi-rule decision must share a hash tag, got {names!r}; "
+                "put the common part in braces, e.g. '{user:42}:ip:10.0.0.1'"
+            )
+        args: list[Any] = [cost]
+        for rule in rules:
+            interval_us = rule.rate.emission_interval * 1e6
+            args += [repr(interval_us), repr(interval_us * rule.capacity)]
+        reply = await self._eval(names, args)
+        now = float(reply[0]) / 1e6
+        bases = [float(b) / 1e6 for b in reply[1::2]]
+        verdicts = [int(ok) == 1 for ok in reply[2::2]]
+        results = decide_all(bases, now, rules, cost, verdicts)
+        return [to_decision(r, rule) for r, rule in zip(results, rules, strict=True)]
+
+    async def _eval(self, names: list[str], args: list[Any]) -> list[Any]:
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                await self._bound.acquire()
+        except TimeoutError as exc:
+            raise RateLimiterUnavailable(
+                f"redis EVALSHA: no free connection within {self._pool_timeout} s"
+            ) from exc
+        try:
+            if not self._initialized:
+                await self._initialize()
+            try:
+                return await self._client.evalsha(_GCRA_SHA, len(names), *names, *args)  # type: ignore[no-any-return]
+            except NoScriptError:  # a restarted (or new) node: EVAL runs it and caches it
+                return await self._client.eval(_GCRA, len(names), *names, *args)  # type: ignore[no-any-return]
+        except _ERRORS as exc:
+            raise RateLimiterUnavailable(
+                f"redis rate-limit script failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            self._bound.release()
+
+    async def _initialize(self) -> None:
+        async with self._init_lock:
+            if not self._initialized:
+                await self._client.initialize()  # type: ignore[union-attr]
+                self._initialized = True
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self._client.aclose()
+
+
+def _connection(
+    socket_timeout: float, connect_timeout: float, max_connections: int
+) -> dict[str, Any]:
+    return {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": connect_timeout,
+        "max_connections": max_connections,
+        "retry": _RETRY_ONCE,
+    }

@@ -1,0 +1,112 @@
+"""RedisBackend specifics: exact limits across processes, TTLs, hash tags, scripts, outages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tenfold.ratelimit import Rate, RateLimiterUnavailable, RedisBackend, Rule
+from tenfold.testing import RedisServer
+
+WORKER = Path(__file__).with_name("_hit_worker.py")
+DAY = 86_400.0
+
+
+def fire_from_processes(target: str, key: str, hits: list[int], rate: Rate) -> int:
+    """Run one worker per entry of ``hits``, start them together, return the total admitted."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), target, key, str(n), str(rate.limit), str(rate.period)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in hits
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert [proc.returncode for proc in procs] == [0] * len(procs)
+    return sum(int(out.strip()) for out in outputs)
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+def test_exact_limit_across_processes(request: pytest.FixtureRequest, kind: str, ns: str) -> None:
+    """Three processes firing 5000 hits at a limit of 1000 get exactly 1000 admitted.
+
+    The period is a day rather than a minute so that no token comes back while the
+    processes fire (one per 86 s instead of one per 60 ms): the count is exact.
+    """
+    if kind == "redis":
+        target = request.getfixturevalue("redis_server").url
+    else:
+        target = ",".join(request.getfixturevalue("redis_cluster").startup_nodes)
+    admitted = fire_from_processes(target, ns, [1667, 1667, 1666], Rate(1000, DAY))
+    assert admitted == 1000
+
+
+async def test_every_key_expires(redis_server: RedisServer, ns: str) -> None:
+    """A stored TAT expires when the key would be rested again."""
+    backend = RedisBackend.from_url(redis_server.url, socket_timeout=2.0)
+    rule = Rule(Rate(10, 100.0))
+    await backend.hit(ns, rule, cost=3)
+    ttl_ms = int(redis_server.command("PTTL", backend.storage_key(ns, rule)))
+    assert 29_000 < ttl_ms <= 30_001
+    await backend.aclose()
+
+
+async def test_rules_of_one_key_share_a_slot(redis_server: RedisServer) -> None:
+    """Every rule of a key is stored under the key's hash tag; an existing tag is kept."""
+    backend = RedisBackend.from_url(redis_server.url)
+    rule = Rule(Rate(5, 60.0), burst=2)
+    assert backend.storage_key("user:42", rule) == "tf:rl:{user:42}:5/60b2"
+    assert backend.storage_key("{user:42}:ip", rule) == "tf:rl:{user:42}:ip:5/60b2"
+    await backend.aclose()
+
+
+async def test_keys_without_a_common_tag_are_refused(redis_server: RedisServer, ns: str) -> None:
+    """A multi-rule decision over keys in different slots fails, on standalone Redis too."""
+    backend = RedisBackend.from_url(redis_server.url)
+    rule = Rule(Rate(5, DAY))
+    with pytest.raises(ValueError, match="share a hash tag"):
+        await backend.hit_many([(ns + ":user", rule), (ns + ":ip", rule)])
+    await backend.aclose()
+
+
+async def test_flushed_script_is_loaded_again(redis_server: RedisServer, ns: str) -> None:
+    """After SCRIPT FLUSH (a restarted server) the decision falls back to EVAL and succeeds."""
+    backend = RedisBackend.from_url(redis_server.url, socket_timeout=2.0)
+    rule = Rule(Rate(2, DAY))
+    assert (await backend.hit(ns, rule)).allowed
+    redis_server.command("SCRIPT", "FLUSH")
+    assert (await backend.hit(ns, rule)).remaining == 0
+    await backend.aclose()
+
+
+async def test_stopped_redis_is_unavailable_quickly(redis_server: RedisServer, ns: str) -> None:
+    """With Redis stopped a decision raises RateLimiterUnavailable within a second."""
+    backend = RedisBackend.from_url(redis_server.url, socket_timeout=0.25, connect_timeout=0.25)
+    rule = Rule(Rate(5, DAY))
+    await backend.hit(ns, rule)
+    redis_server.stop()
+    started = time.monotonic()
+    with pytest.raises(RateLimiterUnavailable) as caught:
+        await backend.hit(ns, rule)
+    assert time.monotonic() - started < 1.0
+    assert caught.value.status_code == 503
+    assert caught.value.__cause__ is not None
+    await backend.aclose()
