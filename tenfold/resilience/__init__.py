@@ -10,11 +10,24 @@
 - Events (``StateChanged``, ``CallFinished``, ``CallRejected``,
   ``RetryScheduled``) go to ``Hook``s: ``log_event`` and ``ResilienceStats``
   (a Prometheus collector).
+- ``ExternalClient``: an httpx client per provider behind a ``Policy`` and an
+  ``UpstreamQuota`` (refuses with ``QuotaExhausted`` before the provider
+  would); errors ``UpstreamError``, ``UpstreamTimeout``,
+  ``UpstreamUnreachable``; ``upstream_failure`` for the breaker;
+  ``ClientStats`` (a Prometheus collector).
 
 See docs/resilience.md.
 """
 
 from tenfold.resilience._breaker import CircuitBreaker, CountWindow, TimeWindow
+from tenfold.resilience._client import (
+    ClientStats,
+    ExternalClient,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    upstream_failure,
+)
 from tenfold.resilience._errors import (
     BulkheadFull,
     CircuitOpen,
@@ -35,6 +48,7 @@ from tenfold.resilience._events import (
 from tenfold.resilience._fallback import FallbackChain, Provider
 from tenfold.resilience._limits import Bulkhead, Timeout
 from tenfold.resilience._policy import Policy
+from tenfold.resilience._quota import QuotaExhausted, UpstreamQuota
 from tenfold.resilience._retry import Retry, retries_active, set_retries_active
 
 __all__ = [
@@ -44,14 +58,17 @@ __all__ = [
     "CallRejected",
     "CircuitBreaker",
     "CircuitOpen",
+    "ClientStats",
     "CountWindow",
     "DeadlineExceeded",
     "Event",
+    "ExternalClient",
     "FallbackChain",
     "Hook",
     "NoProviderAvailable",
     "Policy",
     "Provider",
+    "QuotaExhausted",
     "ResilienceStats",
     "RetriesExhausted",
     "Retry",
@@ -59,7 +76,12 @@ __all__ = [
     "StateChanged",
     "TimeWindow",
     "Timeout",
+    "UpstreamError",
+    "UpstreamQuota",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
     "log_event",
     "retries_active",
     "set_retries_active",
+    "upstream_failure",
 ]
