@@ -6,25 +6,46 @@
     if not decision.allowed:
         raise RateLimited.from_decision(decision)
 
-``hit_many`` decides several rules at once, all-or-nothing (100/minute *and*
+``RateLimitMiddleware`` applies ``Policy`` objects (key function + rules) to
+an app, to path prefixes or route templates, or to endpoints marked with
+``@rate_limit``. ``hit_many`` decides several rules at once, all-or-nothing (100/minute *and*
 1000/day). See ``docs/ratelimit.md`` for the algorithm and its guarantees.
 """
 
 from tenfold.ratelimit._backend import LimiterBackend
+from tenfold.ratelimit._clientip import IPNetwork, client_ip, parse_networks
 from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
 from tenfold.ratelimit._gcra import Decision, decide
+from tenfold.ratelimit._keys import KeyFunc, by_api_key, by_ip, by_route, by_user, composite
 from tenfold.ratelimit._memory import MemoryBackend
+from tenfold.ratelimit._middleware import RateLimitMiddleware, ratelimit_headers
+from tenfold.ratelimit._policy import BEER_OLYMPICS, Policy, policies_of, rate_limit
 from tenfold.ratelimit._redis import RedisBackend
 from tenfold.ratelimit._rule import Rate, Rule
 
 __all__ = [
+    "BEER_OLYMPICS",
     "Decision",
+    "IPNetwork",
+    "KeyFunc",
     "LimiterBackend",
     "MemoryBackend",
+    "Policy",
     "Rate",
+    "RateLimitMiddleware",
     "RateLimited",
     "RateLimiterUnavailable",
     "RedisBackend",
     "Rule",
+    "by_api_key",
+    "by_ip",
+    "by_route",
+    "by_user",
+    "client_ip",
+    "composite",
     "decide",
+    "parse_networks",
+    "policies_of",
+    "rate_limit",
+    "ratelimit_headers",
 ]

@@ -1,0 +1,95 @@
+"""The client's address behind trusted proxies: ``client_ip(scope, trusted)``.
+
+``X-Forwarded-For`` and ``Forwarded`` are written by whoever sent the request,
+so they are believed only when the direct peer is a configured proxy. The
+chain is then walked from the right (the hop the nearest proxy appended),
+skipping trusted proxies; the first untrusted address is the client. The
+left-most value is whatever the client chose to send and is never used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from starlette.types import Scope
+
+__all__ = ["IPNetwork", "client_ip", "parse_networks"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_HEADERS = {"x-forwarded-for": b"x-forwarded-for", "forwarded": b"forwarded"}
+
+
+def parse_networks(cidrs: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """The networks of ``cidrs`` (``"10.0.0.0/8"``, ``"::1"``); a bad one is a ValueError."""
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def client_ip(
+    scope: Scope, trusted: Sequence[IPNetwork] = (), header: str = "x-forwarded-for"
+) -> str | None:
+    """The client address of ``scope``, believing ``header`` only from a ``trusted`` peer.
+
+    ``header`` is the one your proxy writes, ``"x-forwarded-for"`` or
+    ``"forwarded"`` (RFC 7239 ``for=``); the other is ignored, since a proxy
+    passes through whatever the client put in it.
+    """
+    client = scope.get("client")
+    peer = _address(client[0]) if client else None
+    if peer is None:
+        return None
+    if not _is_trusted(peer, trusted):
+        return str(peer)
+    result = peer
+    for value in reversed(_chain(scope, _HEADERS[header])):
+        addr = _address(value)
+        if addr is None:
+            # Left of a hop we cannot read, nothing can be attributed to anyone.
+            break
+        result = addr
+        if not _is_trusted(addr, trusted):
+            break
+    return str(result)
+
+
+def _chain(scope: Scope, name: bytes) -> list[str]:
+    values: list[str] = []
+    for key, raw in scope.get("headers", ()):
+        if key.lower() != name:
+            continue
+        text = raw.decode("latin-1")
+        values.extend(_forwarded_for(text) if name == b"forwarded" else text.split(","))
+    return values
+
+
+def _forwarded_for(text: str) -> list[str]:
+    # RFC 7239: elements split by ",", pairs by ";"; one for= per element (or none).
+    found: list[str] = []
+    for element in text.split(","):
+        value = ""
+        for pair in element.split(";"):
+            name, _, raw = pair.strip().partition("=")
+            if name.lower() == "for":
+                value = raw.strip().strip('"')
+        found.append(value)
+    return found
+
+
+def _address(value: str) -> _Address | None:
+    value = value.strip()
+    if value.startswith("["):  # "[2001:db8::1]:4711"
+        value = value[1 : value.find("]")] if "]" in value else ""
+    elif value.count(":") == 1:  # "192.0.2.1:8080"
+        value = value.partition(":")[0]
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _is_trusted(addr: _Address, trusted: Sequence[IPNetwork]) -> bool:
+    return any(addr.version == net.version and addr in net for net in trusted)

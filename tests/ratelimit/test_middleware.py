@@ -1,0 +1,257 @@
+"""RateLimitMiddleware on a FastAPI app: headers, 429s, keys, spoofing, multi-rule, Redis down."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tenfold._context import RequestContext, bind_context, reset_context
+from tenfold.ratelimit import (
+    BEER_OLYMPICS,
+    MemoryBackend,
+    Policy,
+    RateLimitMiddleware,
+    RedisBackend,
+    Rule,
+    by_api_key,
+    by_ip,
+    by_route,
+    by_user,
+    composite,
+    parse_networks,
+    rate_limit,
+)
+from tenfold.testing import RedisServer
+from tenfold.web import install_problem_handlers
+
+from .conftest import FakeClock
+
+PROXIES = parse_networks(["10.0.0.0/8"])
+
+
+class UserFromHeader:
+    """Test auth: binds the ``x-user`` header as the current user, as real auth would."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        user = dict(scope.get("headers", ())).get(b"x-user")
+        token = bind_context(RequestContext(user_id=user.decode() if user else None))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            reset_context(token)
+
+
+def make_app(
+    backend: object,
+    default: Policy | None = None,
+    prefixes: Mapping[str, Policy] | None = None,
+    routes: Mapping[str, Policy] | None = None,
+    marked: Policy | None = None,
+) -> FastAPI:
+    """An app with ``/items/{item_id}``, ``/open``, ``/closed`` and the limiter in front."""
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @app.get("/open")
+    @rate_limit(Policy("open", ["5/minute"], fail_open=True))
+    async def open_() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/closed")
+    @rate_limit(Policy("closed", ["5/minute"], fail_open=False))
+    async def closed() -> dict[str, bool]:
+        return {"ok": True}
+
+    if marked is not None:
+
+        @app.get("/marked")
+        @rate_limit(marked)
+        async def marked_() -> dict[str, bool]:
+            return {"ok": True}
+
+    app.add_middleware(
+        RateLimitMiddleware,
+        backend=backend,
+        default=default,
+        prefixes=prefixes,
+        routes=routes,
+    )
+    app.add_middleware(UserFromHeader)
+    return app
+
+
+def client(app: FastAPI, peer: str = "203.0.113.7") -> httpx.AsyncClient:
+    """An httpx client calling ``app`` in process from ``peer``."""
+    transport = httpx.ASGITransport(app=app, client=(peer, 5555))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_headers_then_429_with_retry_after(clock: FakeClock) -> None:
+    """Admitted responses carry RateLimit-*; past the limit a 429 problem has Retry-After."""
+    app = make_app(MemoryBackend(clock=clock), default=Policy("api", ["3/minute"]))
+    async with client(app) as c:
+        seen = [await c.get("/items/1") for _ in range(3)]
+        assert [r.status_code for r in seen] == [200, 200, 200]
+        assert [r.headers["RateLimit-Remaining"] for r in seen] == ["2", "1", "0"]
+        assert seen[0].headers["RateLimit-Limit"] == "3"
+        assert seen[0].headers["RateLimit-Reset"] == "20"
+        assert seen[2].headers["RateLimit-Reset"] == "60"
+        refused = await c.get("/items/1")
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["Retry-After"] == "20"
+        assert refused.headers["RateLimit-Remaining"] == "0"
+        assert refused.json()["status"] == 429
+        clock.advance(20)
+        assert (await c.get("/items/1")).status_code == 200
+
+
+async def test_per_user_and_per_ip_keys(clock: FakeClock) -> None:
+    """by_user counts each user separately and anonymous requests per client address."""
+    app = make_app(MemoryBackend(clock=clock), default=Policy("api", ["1/minute"], key=by_user()))
+    async with client(app) as c, client(app, peer="198.51.100.1") as other:
+        assert (await c.get("/items/1", headers={"x-user": "ann"})).status_code == 200
+        assert (await c.get("/items/1", headers={"x-user": "ann"})).status_code == 429
+        assert (await c.get("/items/1", headers={"x-user": "bob"})).status_code == 200
+        assert (await c.get("/items/1")).status_code == 200
+        assert (await c.get("/items/1")).status_code == 429
+        assert (await other.get("/items/1")).status_code == 200
+
+
+async def test_spoofed_forwarded_for_from_untrusted_peer(clock: FakeClock) -> None:
+    """A spoofed X-Forwarded-For from an untrusted peer does not give a fresh key."""
+    policy = Policy("api", ["1/minute"], key=by_ip(PROXIES))
+    app = make_app(MemoryBackend(clock=clock), default=policy)
+    async with client(app) as c:
+        assert (await c.get("/items/1")).status_code == 200
+        spoofed = await c.get("/items/1", headers={"x-forwarded-for": "1.2.3.4"})
+        assert spoofed.status_code == 429
+
+
+async def test_forwarded_for_from_trusted_proxy(clock: FakeClock) -> None:
+    """Behind a trusted proxy the forwarded address is the key, never the left-most value."""
+    policy = Policy("api", ["1/minute"], key=by_ip(PROXIES))
+    app = make_app(MemoryBackend(clock=clock), default=policy)
+    async with client(app, peer="10.0.0.5") as proxy:
+        first = {"x-forwarded-for": "198.51.100.1"}
+        assert (await proxy.get("/items/1", headers=first)).status_code == 200
+        assert (await proxy.get("/items/1", headers=first)).status_code == 429
+        other = {"x-forwarded-for": "198.51.100.2"}
+        assert (await proxy.get("/items/1", headers=other)).status_code == 200
+        spoof = {"x-forwarded-for": "6.6.6.6, 198.51.100.1"}
+        assert (await proxy.get("/items/1", headers=spoof)).status_code == 429
+
+
+async def test_multi_rule_all_or_nothing(clock: FakeClock) -> None:
+    """With 2/second and 3/minute a refusal by one rule spends nothing of the other."""
+    app = make_app(MemoryBackend(clock=clock), default=Policy("api", ["2/second", "3/minute"]))
+    async with client(app) as c:
+        first = await c.get("/items/1")
+        assert first.headers["RateLimit-Limit"] == "2"  # 1 left of 2 is tighter than 2 of 3
+        assert first.headers["RateLimit-Remaining"] == "1"
+        assert (await c.get("/items/1")).status_code == 200
+        assert (await c.get("/items/1")).status_code == 429  # the per-second rule refuses
+        clock.advance(1)
+        third = await c.get("/items/1")
+        assert third.status_code == 200  # the refused request did not spend the minute's third
+        assert third.headers["RateLimit-Limit"] == "3"
+        assert third.headers["RateLimit-Remaining"] == "0"
+        clock.advance(1)
+        refused = await c.get("/items/1")
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "18"
+
+
+async def test_prefix_route_template_and_marker(clock: FakeClock) -> None:
+    """Policies attach by path prefix, by route template and by the @rate_limit marker."""
+    backend = MemoryBackend(clock=clock)
+    app = make_app(
+        backend,
+        prefixes={"/items": Policy("items", ["2/minute"], key=by_route)},
+        routes={"/items/{item_id}": Policy("item", ["5/minute"])},
+        marked=Policy("marked", ["1/minute"]),
+    )
+    async with client(app) as c:
+        one = await c.get("/items/1")
+        assert one.headers["RateLimit-Remaining"] == "1"
+        # by_route keys on the template, so another item shares the prefix policy's count.
+        assert (await c.get("/items/2")).status_code == 200
+        assert (await c.get("/items/3")).status_code == 429
+        assert (await c.get("/marked")).status_code == 200
+        assert (await c.get("/marked")).status_code == 429
+        unlimited = await c.get("/nowhere")
+        assert unlimited.status_code == 404
+        assert "RateLimit-Limit" not in unlimited.headers
+
+
+async def test_api_key_and_composite_keys(clock: FakeClock) -> None:
+    """API keys count separately from each other; a composite key splits by each part."""
+    key = composite(by_api_key(), by_route)
+    app = make_app(MemoryBackend(clock=clock), default=Policy("api", ["1/minute"], key=key))
+    async with client(app) as c:
+        assert (await c.get("/items/1", headers={"x-api-key": "a"})).status_code == 200
+        assert (await c.get("/items/2", headers={"x-api-key": "a"})).status_code == 429
+        assert (await c.get("/items/1", headers={"x-api-key": "b"})).status_code == 200
+        assert (await c.get("/open", headers={"x-api-key": "a"})).status_code == 200
+
+
+def test_beer_olympics_defaults() -> None:
+    """The example defaults are API 100/minute and media upload 10/minute."""
+    assert BEER_OLYMPICS["api"].rules == (Rule("100/minute"),)
+    assert BEER_OLYMPICS["media_upload"].rules == (Rule("10/minute"),)
+
+
+async def test_wrapped_around_the_app_still_finds_routes(clock: FakeClock) -> None:
+    """Wrapping a FastAPI app from outside still applies the @rate_limit marker of the route."""
+    app = FastAPI()
+
+    @app.get("/marked")
+    @rate_limit(Policy("marked", ["1/minute"]))
+    async def marked() -> dict[str, bool]:
+        return {"ok": True}
+
+    outer = RateLimitMiddleware(app, backend=MemoryBackend(clock=clock))
+    transport = httpx.ASGITransport(app=outer, client=("203.0.113.7", 5555))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        assert (await c.get("/marked")).headers["RateLimit-Limit"] == "1"
+        assert (await c.get("/marked")).status_code == 429
+
+
+async def test_redis_down_fail_open_and_fail_closed(redis_server: RedisServer) -> None:
+    """With Redis stopped a fail-closed route answers 503 problem+json, a fail-open one serves."""
+    backend = RedisBackend.from_url(redis_server.url, socket_timeout=0.25, connect_timeout=0.25)
+    app = make_app(backend)
+    try:
+        async with client(app) as c:
+            up = await c.get("/closed")
+            assert up.status_code == 200
+            assert up.headers["RateLimit-Limit"] == "5"
+            redis_server.stop()
+            closed = await c.get("/closed")
+            assert closed.status_code == 503
+            assert closed.headers["content-type"] == "application/problem+json"
+            assert closed.headers["Retry-After"] == "1"
+            opened = await c.get("/open")
+            assert opened.status_code == 200
+            assert "RateLimit-Limit" not in opened.headers
+        assert limiter_of(app).unavailable == {"closed": 1, "open": 1}
+    finally:
+        await backend.aclose()
+
+
+def limiter_of(app: FastAPI) -> RateLimitMiddleware:
+    """The RateLimitMiddleware instance in ``app``'s built middleware stack."""
+    layer: object = app.middleware_stack
+    while not isinstance(layer, RateLimitMiddleware):
+        layer = layer.app  # type: ignore[attr-defined]
+    return layer
