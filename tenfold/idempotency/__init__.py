@@ -1,0 +1,54 @@
+"""Idempotency keys for POST/PATCH (Stripe semantics, IETF Idempotency-Key draft).
+
+    IdempotentSession        FastAPI dependency: a write session that reserves the
+                             key, and stores the response in the same transaction
+    idempotent_session(cfg)  the same dependency with an ``IdempotencyConfig``
+    IdempotentRoute          the route class those endpoints need
+    idempotency_key(store)   dependency for handlers without DB writes, keyed in an
+                             IdempotencyStore: MemoryStore or RedisStore
+    IdempotencyConfig        header, required, ttl, methods, api_key_header, clock
+    StoredResponse           what is stored and replayed
+    idempotency_table, metadata, create_table
+                             the storage table (add ``metadata`` to Alembic)
+    IdempotencyKeyMissing (400), IdempotencyScopeMissing (401),
+    IdempotencyKeyInFlight (409), IdempotencyKeyMismatch (422)
+
+See docs/idempotency.md.
+"""
+
+from tenfold.idempotency._dependency import idempotency_key
+from tenfold.idempotency._errors import (
+    IdempotencyKeyInFlight,
+    IdempotencyKeyMismatch,
+    IdempotencyKeyMissing,
+    IdempotencyScopeMissing,
+)
+from tenfold.idempotency._response import REPLAYED_HEADER, StoredResponse
+from tenfold.idempotency._session import (
+    IdempotencyConfig,
+    IdempotentRoute,
+    IdempotentSession,
+    idempotent_session,
+)
+from tenfold.idempotency._stores import IdempotencyStore, MemoryStore, RedisStore
+from tenfold.idempotency._table import create_table, idempotency_table, metadata
+
+__all__ = [
+    "REPLAYED_HEADER",
+    "IdempotencyConfig",
+    "IdempotencyKeyInFlight",
+    "IdempotencyKeyMismatch",
+    "IdempotencyKeyMissing",
+    "IdempotencyScopeMissing",
+    "IdempotencyStore",
+    "IdempotentRoute",
+    "IdempotentSession",
+    "MemoryStore",
+    "RedisStore",
+    "StoredResponse",
+    "create_table",
+    "idempotency_key",
+    "idempotency_table",
+    "idempotent_session",
+    "metadata",
+]
