@@ -17,22 +17,29 @@ from tenfold.ratelimit._clientip import IPNetwork, client_ip, parse_networks
 from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
 from tenfold.ratelimit._gcra import Decision, decide
 from tenfold.ratelimit._keys import KeyFunc, by_api_key, by_ip, by_route, by_user, composite
+from tenfold.ratelimit._lease import LeasedBackend
 from tenfold.ratelimit._memory import MemoryBackend
 from tenfold.ratelimit._middleware import RateLimitMiddleware, ratelimit_headers
 from tenfold.ratelimit._policy import BEER_OLYMPICS, Policy, policies_of, rate_limit
 from tenfold.ratelimit._redis import RedisBackend
-from tenfold.ratelimit._rule import Rate, Rule
+from tenfold.ratelimit._rule import ALGORITHMS, Rate, Rule
+from tenfold.ratelimit._stats import RateLimitStats
+from tenfold.ratelimit._websocket import ConnectionLimiter
 
 __all__ = [
+    "ALGORITHMS",
     "BEER_OLYMPICS",
+    "ConnectionLimiter",
     "Decision",
     "IPNetwork",
     "KeyFunc",
+    "LeasedBackend",
     "LimiterBackend",
     "MemoryBackend",
     "Policy",
     "Rate",
     "RateLimitMiddleware",
+    "RateLimitStats",
     "RateLimited",
     "RateLimiterUnavailable",
     "RedisBackend",

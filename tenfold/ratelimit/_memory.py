@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 
 from tenfold.ratelimit._backend import check_request
-from tenfold.ratelimit._gcra import Decision, decide_all, to_decision
+from tenfold.ratelimit._gcra import Decision, admits, to_decision
 from tenfold.ratelimit._rule import Rule
+from tenfold.ratelimit._window import WindowState, fits, settle, window_state
 
 __all__ = ["MemoryBackend"]
 
@@ -16,8 +18,8 @@ class MemoryBackend:
     """A ``LimiterBackend`` in this process; ``clock`` (seconds, monotonic) is injectable.
 
     Decisions never await, so each is atomic within the event loop. Rested keys
-    (TAT in the past) are dropped every ``sweep_every`` hits, which bounds memory
-    by the keys active within one period.
+    (TAT in the past, or an empty sliding window) are dropped every
+    ``sweep_every`` hits, which bounds memory by the keys active within one period.
     """
 
     name = "memory"
@@ -27,6 +29,7 @@ class MemoryBackend:
     ) -> None:
         self._clock = clock
         self._tats: dict[tuple[str, str], float] = {}
+        self._logs: dict[tuple[str, str], tuple[float, list[float]]] = {}  # (period, entries)
         self._sweep_every = sweep_every
         self._hits = 0
 
@@ -43,21 +46,46 @@ class MemoryBackend:
         check_request(key_rules, cost)
         now = self._clock()
         slots = [(key, rule.ident) for key, rule in key_rules]
-        results = decide_all([self._tats.get(slot) for slot in slots], now, rules, cost)
-        if all(allowed for allowed, *_ in results):
-            for slot, (_, new_tat, *_) in zip(slots, results, strict=True):
-                self._tats[slot] = new_tat
+        states: list[float | WindowState] = []
+        verdicts: list[bool] = []
+        for slot, rule in zip(slots, rules, strict=True):
+            if rule.sliding:
+                state = window_state(self._window(slot, now, rule), now, rule, cost)
+                verdicts.append(fits(state, rule, cost))
+            else:
+                state = max(self._tats.get(slot, now), now)
+                verdicts.append(admits(state, now, rule, cost))
+            states.append(state)
+        results = settle(states, now, rules, cost, verdicts)
+        if all(verdicts):
+            for slot, rule, (_, new_tat, *_) in zip(slots, rules, results, strict=True):
+                if rule.sliding:
+                    self._logs[slot][1].extend([now] * cost)
+                else:
+                    self._tats[slot] = new_tat
         self._maybe_sweep(now)
         return [to_decision(r, rule) for r, rule in zip(results, rules, strict=True)]
+
+    def _window(self, slot: tuple[str, str], now: float, rule: Rule) -> list[float]:
+        """``slot``'s log with the entries at or before ``now - period`` dropped."""
+        _, entries = self._logs.setdefault(slot, (rule.rate.period, []))
+        del entries[: bisect_right(entries, now - rule.rate.period)]
+        return entries
 
     def _maybe_sweep(self, now: float) -> None:
         self._hits += 1
         if self._hits % self._sweep_every == 0:
             self._tats = {slot: tat for slot, tat in self._tats.items() if tat > now}
+            self._logs = {
+                slot: (period, entries)
+                for slot, (period, entries) in self._logs.items()
+                if entries and entries[-1] > now - period
+            }
 
     def reset(self) -> None:
         """Forget every key."""
         self._tats.clear()
+        self._logs.clear()
 
     async def aclose(self) -> None:
-        self._tats.clear()
+        self.reset()

@@ -12,7 +12,9 @@ Admitted responses carry ``RateLimit-Limit/-Remaining/-Reset`` of the most
 restrictive rule (least remaining); a refusal is a 429 problem with
 ``Retry-After``. When the backend raises ``RateLimiterUnavailable`` a
 fail-open policy is skipped (logged, counted in ``unavailable``) and a
-fail-closed one answers 503 problem+json.
+fail-closed one answers 503 problem+json; ``Policy.fails_open(method)`` says
+which (by default open for reads, closed for writes and auth policies).
+Every decision is counted in ``stats`` by policy and outcome.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tenfold.ratelimit._backend import LimiterBackend
 from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
 from tenfold.ratelimit._gcra import Decision
 from tenfold.ratelimit._policy import Policy, policies_of
+from tenfold.ratelimit._stats import RateLimitStats
 from tenfold.web import problem_for_exception
 
 __all__ = ["RateLimitMiddleware", "ratelimit_headers"]
@@ -48,6 +51,7 @@ class RateLimitMiddleware:
         default: Policy | None = None,
         prefixes: Mapping[str, Policy] | None = None,
         routes: Mapping[str, Policy] | None = None,
+        stats: RateLimitStats | None = None,
     ) -> None:
         self.app = app
         self.backend = backend
@@ -56,6 +60,8 @@ class RateLimitMiddleware:
         self.routes = dict(routes or {})
         #: Decisions skipped because the backend was unavailable, by policy name.
         self.unavailable: Counter[str] = Counter()
+        #: Decisions by policy and outcome; a Prometheus collector.
+        self.stats = stats if stats is not None else RateLimitStats()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,19 +75,21 @@ class RateLimitMiddleware:
                     policy.key_rules(policy.key(key_scope)), cost=policy.cost
                 )
             except RateLimiterUnavailable as exc:
-                _log.warning(
-                    "ratelimit_unavailable", policy=policy.name, fail_open=policy.fail_open
-                )
+                fail_open = policy.fails_open(scope["method"])
+                _log.warning("ratelimit_unavailable", policy=policy.name, fail_open=fail_open)
                 self.unavailable[policy.name] += 1
-                if policy.fail_open:
+                self.stats.record(policy.name, "unavailable")
+                if fail_open:
                     continue
                 await problem_for_exception(exc)(scope, receive, send)
                 return
             decisions.extend(found)
             refused = [d for d in found if not d.allowed]
             if refused:
+                self.stats.record(policy.name, "limited")
                 await self._refuse(refused, decisions, scope, receive, send)
                 return
+            self.stats.record(policy.name, "allowed")
         if not decisions:
             await self.app(scope, receive, send)
             return

@@ -19,6 +19,7 @@ from tenfold.ratelimit._rule import Rule
 __all__ = ["BEER_OLYMPICS", "Policy", "policies_of", "rate_limit"]
 
 _MARKER = "__tenfold_rate_limits__"
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -27,14 +28,19 @@ class Policy:
     """Rules counted against ``key(scope)``, all-or-nothing, each request spending ``cost``.
 
     ``fail_open`` decides what happens when the backend is unavailable: serve
-    the request (logged and counted) or answer 503.
+    the request (logged and counted) or answer 503. ``None`` (the default)
+    decides by route kind: open for reads (GET, HEAD, OPTIONS), closed for
+    everything else, and always closed when ``auth`` marks the policy as
+    guarding authentication (login, tokens, password resets), where an outage
+    must not open the door to guessing.
     """
 
     name: str
     rules: Sequence[Rule | str]
     key: KeyFunc = field(default_factory=by_ip)
     cost: int = 1
-    fail_open: bool = False
+    fail_open: bool | None = None
+    auth: bool = False
 
     def __post_init__(self) -> None:
         rules = tuple(Rule(r) if isinstance(r, str) else r for r in self.rules)  # type: ignore[arg-type]
@@ -45,6 +51,12 @@ class Policy:
         for rule in rules:
             check_cost(rule, self.cost)
         object.__setattr__(self, "rules", rules)
+
+    def fails_open(self, method: str) -> bool:
+        """Whether a request with ``method`` is served when the backend is unavailable."""
+        if self.fail_open is not None:
+            return self.fail_open
+        return not self.auth and method in _READS
 
     def key_rules(self, key: str) -> list[tuple[str, Rule]]:
         """The ``(key, rule)`` pairs of one decision for ``key``."""
@@ -67,10 +79,13 @@ def policies_of(endpoint: object) -> tuple[Policy, ...]:
     return getattr(endpoint, _MARKER, ())
 
 
-#: The Beer Olympics defaults, as an example: the API per user, media uploads per user.
+#: The Beer Olympics defaults, as an example: the API and media uploads per user, and
+#: WebSocket messages per IP (100/minute, checked per message); their cap of 5
+#: connections per IP is ``ConnectionLimiter(backend, cap=5)``.
 BEER_OLYMPICS: Mapping[str, Policy] = MappingProxyType(
     {
         "api": Policy("api", [Rule("100/minute")], key=by_user()),
         "media_upload": Policy("media_upload", [Rule("10/minute")], key=by_user()),
+        "ws_messages": Policy("ws_messages", [Rule("100/minute")], key=by_ip()),
     }
 )

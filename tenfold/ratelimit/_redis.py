@@ -1,4 +1,6 @@
-"""``RedisBackend``: GCRA in one atomic Lua call per decision, on Redis standalone or Cluster.
+"""``RedisBackend``: GCRA or a sliding-window log in one atomic Lua call per decision.
+
+Standalone Redis or Cluster.
 
 The script reads the server's ``TIME``, so the clocks of the instances that
 share a limit never matter. It decides every rule of a call, writes the new
@@ -33,8 +35,9 @@ from tenfold._errors import ConfigurationError
 from tenfold._settings import RedisSettings
 from tenfold.ratelimit._backend import check_request
 from tenfold.ratelimit._errors import RateLimiterUnavailable
-from tenfold.ratelimit._gcra import SLACK, Decision, decide_all, to_decision
+from tenfold.ratelimit._gcra import SLACK, Decision, to_decision
 from tenfold.ratelimit._rule import Rule
+from tenfold.ratelimit._window import WindowState, settle
 
 __all__ = ["RedisBackend"]
 
@@ -42,30 +45,56 @@ _ERRORS = (RedisError, RedisClusterException, OSError)
 # One immediate retry when a pooled connection broke (a restarted Redis); never on a timeout.
 _RETRY_ONCE = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
-# KEYS tat... | ARGV cost, then per key: interval_us, tolerance_us
-# -> now_us, then per key: max(tat, now)_us, admitted (1/0). Times as %.17g strings:
-# Lua would turn numbers into truncated integers in the reply.
+# KEYS state... | ARGV cost, then per key: kind ('g' GCRA | 'w' sliding window), p1, p2
+#   GCRA: p1 interval_us, p2 tolerance_us; the key holds the TAT (SET ... PX).
+#   window: p1 period_us, p2 limit; the key is a ZSET of admission times (PEXPIRE).
+# -> now_us, then per key: a, b, c, admitted (1/0), where GCRA gives a = max(tat, now)
+# and window gives a = count, b = the entry that must leave first, c = the newest.
+# Times as %.17g strings: Lua would turn numbers into truncated integers in the reply.
 _GCRA = """
+local function f(x) return string.format('%.17g', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local cost = tonumber(ARGV[1])
-local bases, oks, all = {}, {}, true
+local a, b, c, oks, all = {}, {}, {}, {}, true
 for i = 1, #KEYS do
-  local interval = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tat < now then tat = now end
-  bases[i] = tat
-  oks[i] = tat + cost * interval - now <= tonumber(ARGV[2 * i + 1]) + interval * SLACK
+  local kind, p1, p2 = ARGV[3 * i - 1], tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  b[i], c[i] = 0, 0
+  if kind == 'w' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', f(now - p1))
+    local n = redis.call('ZCARD', KEYS[i])
+    a[i] = n
+    oks[i] = n + cost <= p2
+    if n > 0 then
+      c[i] = tonumber(redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')[2])
+      if not oks[i] then
+        local over = n + cost - p2
+        b[i] = tonumber(redis.call('ZRANGE', KEYS[i], over - 1, over - 1, 'WITHSCORES')[2])
+      end
+    end
+  else
+    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if tat < now then tat = now end
+    a[i] = tat
+    oks[i] = tat + cost * p1 - now <= p2 + p1 * SLACK
+  end
   if not oks[i] then all = false end
 end
-local out = {string.format('%.17g', now)}
+local out = {f(now)}
 for i = 1, #KEYS do
-  if all then
-    local new = bases[i] + cost * tonumber(ARGV[2 * i])
-    redis.call('SET', KEYS[i], string.format('%.17g', new),
-               'PX', math.ceil((new - now) / 1000) + 1)
+  local kind, p1 = ARGV[3 * i - 1], tonumber(ARGV[3 * i])
+  if all and kind == 'w' then
+    for k = 1, cost do
+      redis.call('ZADD', KEYS[i], f(now), f(now) .. ':' .. (a[i] + k))
+    end
+    redis.call('PEXPIRE', KEYS[i], math.ceil(p1 / 1000) + 1)
+  elseif all then
+    local new = a[i] + cost * p1
+    redis.call('SET', KEYS[i], f(new), 'PX', math.ceil((new - now) / 1000) + 1)
   end
-  out[#out + 1] = string.format('%.17g', bases[i])
+  out[#out + 1] = f(a[i])
+  out[#out + 1] = f(b[i])
+  out[#out + 1] = f(c[i])
   out[#out + 1] = oks[i] and 1 or 0
 end
 return out
@@ -184,16 +213,24 @@ class RedisBackend:
             )
         args: list[Any] = [cost]
         for rule in rules:
-            interval_us = rule.rate.emission_interval * 1e6
-            args += [repr(interval_us), repr(interval_us * rule.capacity)]
+            if rule.sliding:
+                args += ["w", repr(rule.rate.period * 1e6), rule.rate.limit]
+            else:
+                interval_us = rule.rate.emission_interval * 1e6
+                args += ["g", repr(interval_us), repr(interval_us * rule.capacity)]
         reply = await self._eval(names, args)
         now = float(reply[0]) / 1e6
-        bases = [float(b) / 1e6 for b in reply[1::2]]
-        verdicts = [int(ok) == 1 for ok in reply[2::2]]
-        results = decide_all(bases, now, rules, cost, verdicts)
+        states: list[float | WindowState] = []
+        for i, rule in enumerate(rules):
+            a, b, c = (float(x) for x in reply[1 + 4 * i : 4 + 4 * i])
+            states.append(WindowState(int(a), b / 1e6, c / 1e6) if rule.sliding else a / 1e6)
+        verdicts = [int(ok) == 1 for ok in reply[4::4]]
+        results = settle(states, now, rules, cost, verdicts)
         return [to_decision(r, rule) for r, rule in zip(results, rules, strict=True)]
 
-    async def _eval(self, names: list[str], args: list[Any]) -> list[Any]:
+    async def _eval(
+        self, names: list[str], args: list[Any], script: str = _GCRA, sha: str = _GCRA_SHA
+    ) -> Any:
         try:
             async with asyncio.timeout(self._pool_timeout):
                 await self._bound.acquire()
@@ -205,9 +242,9 @@ class RedisBackend:
             if not self._initialized:
                 await self._initialize()
             try:
-                return await self._client.evalsha(_GCRA_SHA, len(names), *names, *args)  # type: ignore[no-any-return]
+                return await self._client.evalsha(sha, len(names), *names, *args)  # type: ignore[no-untyped-call]
             except NoScriptError:  # a restarted (or new) node: EVAL runs it and caches it
-                return await self._client.eval(_GCRA, len(names), *names, *args)  # type: ignore[no-any-return]
+                return await self._client.eval(script, len(names), *names, *args)  # type: ignore[no-untyped-call]
         except _ERRORS as exc:
             raise RateLimiterUnavailable(
                 f"redis rate-limit script failed: {type(exc).__name__}: {exc}"

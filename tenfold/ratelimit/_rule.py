@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Rate", "Rule"]
+__all__ = ["ALGORITHMS", "Rate", "Rule"]
+
+#: The decision algorithms a ``Rule`` can use.
+ALGORITHMS = ("gcra", "sliding_window")
 
 _UNITS = {
     "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
@@ -63,17 +66,30 @@ class Rate:
 class Rule:
     """A rate plus ``burst``: how many requests may arrive at once (default: the rate's limit).
 
-    A fresh key admits ``burst`` requests at once, then one per emission interval.
+    With ``algorithm="gcra"`` (the default) a fresh key admits ``burst`` requests
+    at once, then one per emission interval. With ``"sliding_window"`` (a sliding
+    log) a key admits at most ``limit`` requests in any span of ``period``
+    seconds, exactly; it has no separate burst.
     """
 
     rate: Rate
     burst: int | None = None
+    algorithm: str = "gcra"
 
     def __post_init__(self) -> None:
         if isinstance(self.rate, str):
             object.__setattr__(self, "rate", Rate.parse(self.rate))
         if self.burst is not None and self.burst < 1:
             raise ValueError(f"a rule's burst must be at least 1, got {self.burst}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; use one of {ALGORITHMS}")
+        if self.sliding and self.burst not in (None, self.rate.limit):
+            raise ValueError("a sliding-window rule has no burst: it admits `limit` per period")
+
+    @property
+    def sliding(self) -> bool:
+        """Whether the rule is decided by the sliding-window log."""
+        return self.algorithm == "sliding_window"
 
     @property
     def capacity(self) -> int:
@@ -88,8 +104,10 @@ class Rule:
     @property
     def ident(self) -> str:
         """A short name unique to the rule's behaviour; part of storage keys."""
-        return f"{self.rate.limit}/{self.rate.period:g}b{self.capacity}"
+        tail = "sw" if self.sliding else f"b{self.capacity}"
+        return f"{self.rate.limit}/{self.rate.period:g}{tail}"
 
     def __repr__(self) -> str:
         burst = "" if self.burst is None else f", burst={self.burst}"
-        return f"Rule({str(self.rate)!r}{burst})"
+        algorithm = f", algorithm={self.algorithm!r}" if self.sliding else ""
+        return f"Rule({str(self.rate)!r}{burst}{algorithm})"

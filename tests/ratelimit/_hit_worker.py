@@ -1,6 +1,6 @@
 """One process of the exact-limit test: fire hits at one key with its own RedisBackend.
 
-    python _hit_worker.py <redis url|cluster nodes> <key> <hits> <limit> <period seconds>
+    python _hit_worker.py <redis url|cluster nodes> <key> <hits> <limit> <period> <algorithm>
 
 Prints ``ready`` once connected, waits for ``go`` on stdin, fires ``hits``
 decisions (50 at a time), then prints the number it was admitted.
@@ -14,12 +14,12 @@ import sys
 from tenfold.ratelimit import Rate, RedisBackend, Rule
 
 
-async def main(target: str, key: str, hits: int, limit: int, period: float) -> None:
+async def main(target: str, key: str, hits: int, limit: int, period: float, algorithm: str) -> None:
     if target.startswith("redis://"):
         backend = RedisBackend.from_url(target, socket_timeout=5.0, pool_timeout=5.0)
     else:
         backend = RedisBackend.from_cluster(target.split(","), socket_timeout=5.0, pool_timeout=5.0)
-    rule = Rule(Rate(limit, period))
+    rule = Rule(Rate(limit, period), algorithm=algorithm)
     await backend.hit(key + ":warm-up", rule)
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
@@ -37,5 +37,5 @@ async def main(target: str, key: str, hits: int, limit: int, period: float) -> N
 
 
 if __name__ == "__main__":
-    target, key, hits, limit, period = sys.argv[1:]
-    asyncio.run(main(target, key, int(hits), int(limit), float(period)))
+    target, key, hits, limit, period, algorithm = sys.argv[1:]
+    asyncio.run(main(target, key, int(hits), int(limit), float(period), algorithm))

@@ -110,6 +110,38 @@ class BackendContract(abc.ABC):
         assert all(d.allowed for d in await backend.hit_many(pairs))
         assert not any(d.allowed for d in await backend.hit_many(pairs))
 
+    async def test_sliding_window_admits_the_limit(self, backend: LimiterBackend, ns: str) -> None:
+        """A sliding-window rule admits exactly the limit and counts remaining down."""
+        rule = Rule(Rate(3, DAY), algorithm="sliding_window")
+        decisions = [await backend.hit(ns, rule) for _ in range(5)]
+        assert [d.allowed for d in decisions] == [True, True, True, False, False]
+        assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
+        assert DAY - 5 < decisions[0].reset_after <= DAY
+        assert DAY - 5 < decisions[-1].retry_after <= DAY
+
+    async def test_sliding_window_cost(self, backend: LimiterBackend, ns: str) -> None:
+        """A costly request spends several entries; a refused one spends none."""
+        rule = Rule(Rate(10, DAY), algorithm="sliding_window")
+        assert (await backend.hit(ns, rule, cost=4)).remaining == 6
+        assert (await backend.hit(ns, rule, cost=4)).remaining == 2
+        refused = await backend.hit(ns, rule, cost=4)
+        assert (refused.allowed, refused.remaining) == (False, 2)
+        assert (await backend.hit(ns, rule, cost=2)).remaining == 0
+
+    async def test_mixed_algorithms_are_all_or_nothing(
+        self, backend: LimiterBackend, ns: str
+    ) -> None:
+        """A GCRA rule and a sliding-window rule decide one request together."""
+        window = Rule(Rate(2, DAY), algorithm="sliding_window")
+        gcra = Rule(Rate(5, DAY))
+        pairs = [(ns, window), (ns, gcra)]
+        assert all(d.allowed for d in await backend.hit_many(pairs))
+        assert all(d.allowed for d in await backend.hit_many(pairs))
+        refused = await backend.hit_many(pairs)
+        assert [d.allowed for d in refused] == [False, True]
+        assert refused[1].remaining == 3
+        assert (await backend.hit(ns, gcra)).remaining == 2
+
 
 class TestMemoryBackend(BackendContract):
     def make(self, request: pytest.FixtureRequest) -> LimiterBackend:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenfold._context import RequestContext, bind_context, reset_context
@@ -14,6 +15,7 @@ from tenfold.ratelimit import (
     MemoryBackend,
     Policy,
     RateLimitMiddleware,
+    RateLimitStats,
     RedisBackend,
     Rule,
     by_api_key,
@@ -255,3 +257,67 @@ def limiter_of(app: FastAPI) -> RateLimitMiddleware:
     while not isinstance(layer, RateLimitMiddleware):
         layer = layer.app  # type: ignore[attr-defined]
     return layer
+
+
+def test_fail_open_by_route_kind() -> None:
+    """By default reads fail open, writes fail closed, auth policies always closed."""
+    default = Policy("api", ["5/minute"])
+    login = Policy("login", ["5/minute"], auth=True)
+    assert [default.fails_open(m) for m in ("GET", "HEAD", "OPTIONS", "POST", "DELETE")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert not login.fails_open("GET")
+    assert Policy("w", ["5/minute"], fail_open=True).fails_open("POST")
+    assert not Policy("r", ["5/minute"], fail_open=False).fails_open("GET")
+
+
+async def test_redis_down_defaults_by_route_kind(redis_server: RedisServer) -> None:
+    """With Redis down a read serves, a write and an auth route answer 503; all are counted."""
+    backend = RedisBackend.from_url(redis_server.url, socket_timeout=0.25, connect_timeout=0.25)
+    stats = RateLimitStats(namespace="t")
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.api_route("/things", methods=["GET", "POST"])
+    async def things() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/session")
+    @rate_limit(Policy("login", ["5/minute"], auth=True))
+    async def session() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_middleware(
+        RateLimitMiddleware, backend=backend, default=Policy("api", ["50/minute"]), stats=stats
+    )
+    try:
+        async with client(app) as c:
+            assert (await c.get("/things")).status_code == 200
+            redis_server.stop()
+            assert (await c.get("/things")).status_code == 200
+            assert (await c.post("/things")).status_code == 503
+            assert (await c.get("/session")).status_code == 503
+        assert stats.counts == {
+            ("api", "allowed"): 1,
+            ("api", "unavailable"): 3,
+            ("login", "unavailable"): 1,
+        }
+    finally:
+        await backend.aclose()
+
+
+async def test_decisions_are_exposed_as_metrics() -> None:
+    """Allowed and limited decisions show in the collector's counter family."""
+    app = make_app(MemoryBackend(), marked=Policy("m", ["1/minute"]))
+    async with client(app) as c:
+        await c.get("/marked")
+        await c.get("/marked")
+    registry = CollectorRegistry()
+    registry.register(limiter_of(app).stats)
+    name = "tenfold_ratelimit_decisions_total"
+    assert registry.get_sample_value(name, {"policy": "m", "outcome": "allowed"}) == 1
+    assert registry.get_sample_value(name, {"policy": "m", "outcome": "limited"}) == 1

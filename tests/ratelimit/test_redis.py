@@ -16,11 +16,16 @@ WORKER = Path(__file__).with_name("_hit_worker.py")
 DAY = 86_400.0
 
 
-def fire_from_processes(target: str, key: str, hits: list[int], rate: Rate) -> int:
+def fire_from_processes(
+    target: str, key: str, hits: list[int], rate: Rate, algorithm: str = "gcra"
+) -> int:
     """Run one worker per entry of ``hits``, start them together, return the total admitted."""
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), target, key, str(n), str(rate.limit), str(rate.period)],
+            [
+                *(sys.executable, str(WORKER), target, key, str(n)),
+                *(str(rate.limit), str(rate.period), algorithm),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -57,6 +62,38 @@ def test_exact_limit_across_processes(request: pytest.FixtureRequest, kind: str,
         target = ",".join(request.getfixturevalue("redis_cluster").startup_nodes)
     admitted = fire_from_processes(target, ns, [1667, 1667, 1666], Rate(1000, DAY))
     assert admitted == 1000
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+def test_sliding_window_exact_per_minute(
+    request: pytest.FixtureRequest, kind: str, ns: str
+) -> None:
+    """The issue's test: 3 processes, 5000 hits, 1000/minute sliding window: exactly 1000.
+
+    The log counts every admission of the last minute, so unlike GCRA nothing comes
+    back while the run lasts (well under a minute).
+    """
+    if kind == "redis":
+        target = request.getfixturevalue("redis_server").url
+    else:
+        target = ",".join(request.getfixturevalue("redis_cluster").startup_nodes)
+    started = time.monotonic()
+    rate = Rate.parse("1000/minute")
+    admitted = fire_from_processes(target, ns, [1667, 1667, 1666], rate, "sliding_window")
+    assert time.monotonic() - started < 50
+    assert admitted == 1000
+
+
+async def test_sliding_window_key_expires(redis_server: RedisServer, ns: str) -> None:
+    """A sliding-window log is a ZSET of admission times that expires after one period."""
+    backend = RedisBackend.from_url(redis_server.url, socket_timeout=2.0)
+    rule = Rule(Rate(10, 100.0), algorithm="sliding_window")
+    await backend.hit(ns, rule, cost=3)
+    name = backend.storage_key(ns, rule)
+    assert name == f"tf:rl:{{{ns}}}:10/100sw"
+    assert int(redis_server.command("ZCARD", name)) == 3
+    assert 99_000 < int(redis_server.command("PTTL", name)) <= 100_001
+    await backend.aclose()
 
 
 async def test_every_key_expires(redis_server: RedisServer, ns: str) -> None:

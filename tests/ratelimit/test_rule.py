@@ -71,3 +71,16 @@ def test_ident_differs_by_behaviour() -> None:
         Rule(Rate(5, 1.0)).ident,
     }
     assert len(idents) == 3
+
+
+def test_sliding_window_rule() -> None:
+    """A sliding-window rule has its own identity and takes no burst other than the limit."""
+    rule = Rule("100/minute", algorithm="sliding_window")
+    assert rule.sliding
+    assert rule.capacity == 100
+    assert rule.ident == "100/60sw" != Rule("100/minute").ident
+    assert repr(rule) == "Rule('100/minute', algorithm='sliding_window')"
+    with pytest.raises(ValueError, match="no burst"):
+        Rule("100/minute", burst=10, algorithm="sliding_window")
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        Rule("100/minute", algorithm="fixed")

@@ -1,0 +1,137 @@
+"""LeasedBackend: few round trips, and admissions within the documented bound."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from tenfold.ratelimit import (
+    Decision,
+    LeasedBackend,
+    LimiterBackend,
+    MemoryBackend,
+    Rate,
+    RedisBackend,
+    Rule,
+)
+from tenfold.testing import RedisServer
+
+from .conftest import FakeClock
+
+DAY = 86_400.0
+
+
+class SlowMemoryBackend(MemoryBackend):
+    """A memory backend whose decisions yield to the loop, as a network round trip would."""
+
+    async def hit_many(
+        self, key_rules: Sequence[tuple[str, Rule]], cost: int = 1
+    ) -> list[Decision]:
+        await asyncio.sleep(0.001)
+        return await super().hit_many(key_rules, cost)
+
+
+async def test_most_decisions_are_local(clock: FakeClock) -> None:
+    """With a lease of 10, 100 admitted hits take 10 round trips to the shared limiter."""
+    leased = LeasedBackend(MemoryBackend(clock=clock), lease_size=10, clock=clock)
+    rule = Rule(Rate(1000, DAY))
+    assert all([(await leased.hit("k", rule)).allowed for _ in range(100)])
+    assert leased.refills == 10
+
+
+async def test_takes_what_is_left(clock: FakeClock) -> None:
+    """Near the limit a lease takes the remaining tokens rather than none."""
+    leased = LeasedBackend(MemoryBackend(clock=clock), lease_size=10, clock=clock)
+    rule = Rule(Rate(15, DAY))
+    allowed = [(await leased.hit("k", rule)).allowed for _ in range(20)]
+    assert allowed == [True] * 15 + [False] * 5
+    refused = await leased.hit("k", rule)
+    assert refused.remaining == 0
+    assert refused.retry_after > 0
+
+
+async def test_lease_expires(clock: FakeClock) -> None:
+    """Unspent tokens older than max_age are dropped; the next hit takes a new lease."""
+    shared = MemoryBackend(clock=clock)
+    leased = LeasedBackend(shared, lease_size=5, max_age=1.0, clock=clock)
+    rule = Rule(Rate(10, DAY))
+    assert (await leased.hit("k", rule)).allowed
+    clock.advance(1.0)
+    assert (await leased.hit("k", rule)).allowed
+    assert leased.refills == 2
+    assert not (await shared.hit("k", rule)).allowed  # both leases (10 tokens) are gone
+
+
+async def test_multi_rule_is_all_or_nothing(clock: FakeClock) -> None:
+    """A request is admitted only when every rule's lease holds the cost."""
+    leased = LeasedBackend(MemoryBackend(clock=clock), lease_size=4, clock=clock)
+    small, large = Rule(Rate(2, DAY)), Rule(Rate(100, DAY))
+    pairs = [("k", small), ("k", large)]
+    results = [await leased.hit_many(pairs) for _ in range(4)]
+    assert [all(d.allowed for d in r) for r in results] == [True, True, False, False]
+
+
+async def test_windowed_bound_with_several_instances(clock: FakeClock) -> None:
+    """Over any window, 4 leasing instances admit at most limit + lease_size * 4."""
+    shared = MemoryBackend(clock=clock)
+    rule = Rule(Rate(50, 10.0), algorithm="sliding_window")
+    lease, n = 5, 4
+    instances = [
+        LeasedBackend(shared, lease_size=lease, max_age=60.0, clock=clock) for _ in range(n)
+    ]
+    admitted: list[float] = []
+    for step in range(600):  # 60 s, a hit on every instance each 0.1 s
+        for instance in instances[step % 2 :: 2] if step % 7 else instances:
+            if (await instance.hit("k", rule)).allowed:
+                admitted.append(clock.now)
+        clock.advance(0.1)
+    worst = max(sum(t <= a < t + 10.0 for a in admitted) for t in admitted)
+    assert worst <= 50 + lease * n
+    assert len(admitted) >= 6 * 50 - lease * n  # and it does not starve either
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+async def test_bound_on_redis_with_separate_backends(
+    request: pytest.FixtureRequest, kind: str, ns: str
+) -> None:
+    """Three instances, each with its own RedisBackend, never exceed the shared limit."""
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        make = lambda: RedisBackend.from_url(server.url, socket_timeout=2.0)  # noqa: E731
+    else:
+        nodes = request.getfixturevalue("redis_cluster").startup_nodes
+        make = lambda: RedisBackend.from_cluster(nodes, socket_timeout=2.0)  # noqa: E731
+    instances: list[LimiterBackend] = [LeasedBackend(make(), lease_size=20) for _ in range(3)]
+    rule = Rule(Rate(500, DAY))
+
+    async def fire(backend: LimiterBackend, hits: int) -> int:
+        return sum([(await backend.hit(ns, rule)).allowed for _ in range(hits)])
+
+    below = await asyncio.gather(*(fire(b, 140) for b in instances))
+    assert sum(below) == 420
+    assert sum(b.refills for b in instances) == 3 * 7  # type: ignore[attr-defined]
+    counts = await asyncio.gather(*(fire(b, 400) for b in instances))
+    # Every admission was granted by Redis; at most lease_size per instance is stranded.
+    assert 500 - 20 * 3 <= sum(below) + sum(counts) <= 500
+    for backend in instances:
+        await backend.aclose()
+
+
+async def test_concurrent_hits_on_one_instance(clock: FakeClock) -> None:
+    """Concurrent requests on one instance share its leases: one refill per lease, no excess."""
+    shared = SlowMemoryBackend(clock=clock)
+    leased = LeasedBackend(shared, lease_size=10, clock=clock)
+    rule = Rule(Rate(50, DAY))
+
+    async def hit() -> bool:
+        await asyncio.sleep(0)
+        return (await leased.hit("k", rule)).allowed
+
+    first = await asyncio.gather(*(hit() for _ in range(40)))
+    assert all(first)
+    assert leased.refills == 4
+    rest = await asyncio.gather(*(hit() for _ in range(40)))
+    assert sum(rest) == 10
+    assert not (await shared.hit("k", rule)).allowed

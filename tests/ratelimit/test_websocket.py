@@ -1,0 +1,148 @@
+"""ConnectionLimiter and message limits: in memory, on Redis, behind a real FastAPI websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from contextlib import suppress
+
+import pytest
+from fastapi import FastAPI, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from tenfold.ratelimit import (
+    BEER_OLYMPICS,
+    ConnectionLimiter,
+    MemoryBackend,
+    RedisBackend,
+    Rule,
+    by_ip,
+)
+from tenfold.testing import RedisServer
+
+from .conftest import FakeClock
+
+# starlette's TestClient warns on import that it wants httpx2; these tests do not depend on it.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
+
+
+async def test_cap_release_and_expiry_in_memory(clock: FakeClock) -> None:
+    """The cap holds; a release frees a slot; an unrefreshed connection ages out after ttl."""
+    limiter = ConnectionLimiter(MemoryBackend(), cap=2, ttl=10.0, clock=clock)
+    first, second = await limiter.acquire("ip:a"), await limiter.acquire("ip:a")
+    assert first is not None
+    assert second is not None
+    assert await limiter.acquire("ip:a") is None
+    assert await limiter.acquire("ip:b") is not None
+    await limiter.release("ip:a", first)
+    assert await limiter.acquire("ip:a") is not None
+    clock.advance(9.0)
+    assert await limiter.refresh("ip:a", second)
+    clock.advance(2.0)  # the others (not refreshed) have expired
+    assert await limiter.count("ip:a") == 1
+    assert await limiter.acquire("ip:a") is not None
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+async def test_shared_cap_on_redis_and_crash_expiry(
+    request: pytest.FixtureRequest, kind: str, ns: str
+) -> None:
+    """Two instances share the cap; a crashed holder's slot ages out after ttl."""
+    if kind == "redis":
+        url = request.getfixturevalue("redis_server").url
+        backends = [RedisBackend.from_url(url, socket_timeout=2.0) for _ in range(2)]
+    else:
+        nodes = request.getfixturevalue("redis_cluster").startup_nodes
+        backends = [RedisBackend.from_cluster(nodes, socket_timeout=2.0) for _ in range(2)]
+    one, two = (ConnectionLimiter(b, cap=2, ttl=0.3) for b in backends)
+    key = "ip:" + ns
+    held = await one.acquire(key)
+    assert held is not None
+    assert await two.acquire(key) is not None  # the "crashed" one: never released
+    assert await one.acquire(key) is None
+    assert await two.count(key) == 2
+    await one.release(key, held)
+    assert await two.count(key) == 1
+    await asyncio.sleep(0.35)
+    assert await one.count(key) == 0
+    assert await one.refresh(key, held) is False
+    for backend in backends:
+        await backend.aclose()
+
+
+async def test_slot_refreshes_while_held(redis_server: RedisServer, ns: str) -> None:
+    """slot() keeps a long-lived connection counted past its ttl, and releases it on exit."""
+    backend = RedisBackend.from_url(redis_server.url, socket_timeout=2.0)
+    limiter = ConnectionLimiter(backend, cap=1, ttl=0.15)
+    async with limiter.slot(ns) as admitted:
+        assert admitted
+        await asyncio.sleep(0.4)
+        assert await limiter.count(ns) == 1
+        async with limiter.slot(ns) as second:
+            assert not second
+    assert await limiter.count(ns) == 0
+    await backend.aclose()
+
+
+def make_app(cap: int, messages: Rule) -> FastAPI:
+    backend = MemoryBackend()
+    limiter = ConnectionLimiter(backend, cap=cap)
+    app = FastAPI()
+    key = by_ip()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        ip = key(websocket.scope)
+        async with limiter.slot(ip) as admitted:
+            if not admitted:
+                await websocket.close(code=1008)
+                return
+            await websocket.accept()
+            with suppress(WebSocketDisconnect):  # the client hung up: release the slot
+                while True:
+                    text = await websocket.receive_text()
+                    if not (await backend.hit(ip, messages)).allowed:
+                        await websocket.close(code=1008, reason="message rate exceeded")
+                        return
+                    await websocket.send_text(text)
+
+    app.state.limiter = limiter
+    return app
+
+
+def test_websocket_connection_cap() -> None:
+    """A third connection from one IP is closed with 1008; a disconnect frees its slot."""
+    app = make_app(2, Rule("100/minute"))
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws") as one, client.websocket_connect("/ws"):
+            one.send_text("hi")
+            assert one.receive_text() == "hi"
+            with (
+                pytest.raises(WebSocketDisconnect) as refused,
+                client.websocket_connect("/ws") as third,
+            ):
+                third.receive_text()
+            assert refused.value.code == 1008
+        with client.websocket_connect("/ws") as again:
+            again.send_text("back")
+            assert again.receive_text() == "back"
+
+
+def test_websocket_message_rate() -> None:
+    """Past the message rate the server closes the socket with 1008."""
+    app = make_app(5, Rule("3/minute"))
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        for n in range(3):
+            ws.send_text(str(n))
+            assert ws.receive_text() == str(n)
+        ws.send_text("too many")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == 1008
+
+
+def test_beer_olympics_websocket_messages() -> None:
+    """The example WebSocket message policy is 100/minute per IP."""
+    assert BEER_OLYMPICS["ws_messages"].rules == (Rule("100/minute"),)
