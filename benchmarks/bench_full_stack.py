@@ -1,0 +1,178 @@
+"""One cached JSON GET served four ways in the same run (compass P1 and P2).
+
+- ``fastapi``: bare FastAPI, one route.
+- ``starlette``: bare Starlette, the same handler.
+- ``tenfold-exact``: ``create_app`` (request id, access log, Prometheus metrics,
+  problem handlers, HTTP response cache via ``cache_response``) plus
+  ``RateLimitMiddleware`` with a generous limit on Redis exact mode (GCRA).
+- ``tenfold-lease``: the same with ``LeasedBackend`` (local-lease mode, its default
+  lease size) over the Redis backend, when tenfold has it.
+- ``tenfold-nolimit`` (opt-in, ``--only``): ``create_app`` without the limiter.
+- ``assembled``: what a FastAPI user would put together today: FastAPI +
+  slowapi (Redis storage) + fastapi-cache2 (Redis backend) +
+  prometheus-fastapi-instrumentator + asgi-correlation-id.
+
+The apps live in ``benchmarks/_apps_full_stack.py``. Each is one uvicorn worker
+(uvloop + httptools) in its own process, on one fresh redis-server (never
+``TENFOLD_TEST_REDIS_URL``: the run starts from an empty Redis). wrk loads
+each in turn with the same settings, for ``--rounds`` interleaved rounds; the
+median round is reported, with the server's CPU time per request. Targets:
+``tenfold-lease`` >= 1.0x ``fastapi`` and >= 10x ``assembled``.
+
+    python -m benchmarks bench_full_stack [--quick]
+    python -m benchmarks.bench_full_stack --duration 8 --connections 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from benchmarks._wrk import (
+    Server,
+    WrkResult,
+    find_wrk,
+    format_table,
+    pin_cpus,
+    run_wrk,
+    uvicorn_server,
+    warm_up,
+)
+from tenfold.testing import RedisServer
+
+_PATH = "/items/42"
+_VARIANTS = ("fastapi", "starlette", "tenfold-exact", "tenfold-lease", "assembled")
+#: Opt-in with --only: create_app without the rate limiter, to see what the limiter costs.
+_EXTRA = ("tenfold-nolimit",)
+_FACTORIES = {
+    "fastapi": "benchmarks._apps_full_stack:make_fastapi",
+    "starlette": "benchmarks._apps_full_stack:make_starlette",
+    "tenfold-exact": "benchmarks._apps_full_stack:make_tenfold_exact",
+    "tenfold-lease": "benchmarks._apps_full_stack:make_tenfold_lease",
+    "assembled": "benchmarks._apps_full_stack:make_assembled",
+    "tenfold-nolimit": "benchmarks._apps_full_stack:make_tenfold_nolimit",
+}
+
+
+def _has_lease() -> bool:
+    import tenfold.ratelimit as rl
+
+    return hasattr(rl, "LeasedBackend")
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", "-t", type=int, default=1, help="wrk threads (1)")
+    parser.add_argument("--connections", "-c", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--duration", "-d", type=float, default=8.0, help="seconds per run (8)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds (2)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server/wrk to CPUs")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke test")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=_VARIANTS + _EXTRA,
+        default=list(_VARIANTS),
+        help="servers to run",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds, args.warmup = 1.0, 1, 1.0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    find_wrk()
+    names = list(args.only)
+    if "tenfold-lease" in names and not _has_lease():
+        print("tenfold-lease: tenfold.ratelimit has no LeasedBackend yet, not measured")
+        names.remove("tenfold-lease")
+    server_cpu, load_cpu = (None, None) if args.no_pin else pin_cpus()
+    print(
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
+        f"{args.rounds} round(s), GET {_PATH}, server cpu={server_cpu} wrk cpu={load_cpu}",
+        flush=True,
+    )
+    runs: dict[str, list[WrkResult]] = {name: [] for name in names}
+    workdir = Path(tempfile.mkdtemp(prefix="tenfold-bench-"))
+    redis = RedisServer.launch(workdir)
+    try:
+        with ExitStack() as stack:
+            servers: dict[str, Server] = {}
+            for name in names:
+                servers[name] = stack.enter_context(
+                    uvicorn_server(
+                        _FACTORIES[name],
+                        cpu=server_cpu,
+                        ready_path=_PATH,
+                        env={"BENCH_REDIS_URL": redis.url},
+                    )
+                )
+                warm_up(
+                    servers[name].url + _PATH,
+                    seconds=args.warmup,
+                    connections=args.connections,
+                    cpu=load_cpu,
+                )
+            for _ in range(args.rounds):
+                for name in names:
+                    runs[name].append(
+                        run_wrk(
+                            servers[name].url + _PATH,
+                            threads=args.threads,
+                            connections=args.connections,
+                            duration=args.duration,
+                            cpu=load_cpu,
+                            server=servers[name],
+                        )
+                    )
+    finally:
+        redis.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    _report(runs)
+    return 0
+
+
+def _median(results: list[WrkResult]) -> WrkResult:
+    ordered = sorted(results, key=lambda r: r.rps)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _report(runs: dict[str, list[WrkResult]]) -> None:
+    best = {name: _median(results) for name, results in runs.items()}
+    print(format_table(list(best.items())))
+    for name, results in runs.items():
+        if len(results) > 1:
+            spread = ", ".join(f"{r.rps:.0f}" for r in results)
+            stdev = statistics.pstdev(r.rps for r in results)
+            print(f"  {name} rps per round: {spread} (stdev {stdev:.0f})")
+    for name, result in best.items():
+        if not result.ok:
+            print(f"  warning: {name} had errors: {result}")
+    targets = {"fastapi": "target >= 1.0x for lease", "assembled": "target >= 10x for lease"}
+    for ours in ("tenfold-exact", "tenfold-lease", "tenfold-nolimit"):
+        for peer in ("fastapi", "starlette", "assembled"):
+            if ours in best and peer in best:
+                note = f" ({targets[peer]})" if peer in targets else ""
+                print(
+                    f"ratio {ours}/{peer}: rps {best[ours].rps / best[peer].rps:.3f}, "
+                    f"cpu/request {_cpu_ratio(runs[ours], runs[peer]):.3f}{note}"
+                )
+
+
+def _cpu_ratio(ours: list[WrkResult], peer: list[WrkResult]) -> float:
+    """Median CPU per request of ``peer`` over ours: the throughput ratio CPU allows."""
+    a = statistics.median(r.cpu_us_per_request for r in ours)
+    b = statistics.median(r.cpu_us_per_request for r in peer)
+    return b / a
+
+
+if __name__ == "__main__":
+    sys.exit(main())
