@@ -1,22 +1,29 @@
 """What the primary/replica router costs per read, measured against plain engines.
 
 Point reads (``SELECT v FROM points WHERE id = :id``, indexed) from N
-concurrent tasks, a fixed number in total, four ways in the same run:
+concurrent tasks, a fixed number in total, five ways in the same run:
 
 - ``router``: ``Database.session(readonly=True)``, routed to the replica;
-- ``direct-replica``: a plain ``AsyncSession`` on an engine pointed at the
-  replica (same server as ``router``, so the difference is the router's cost);
-- ``direct-primary``: a plain ``AsyncSession`` on the primary's engine;
 - ``router+token``: the router with a consistency token the replica has
-  already replayed (the read-your-writes check on the cached LSN).
+  already replayed (the read-your-writes check on the cached LSN);
+- ``replica-engine``: a plain ``AsyncSession`` on the router's own replica
+  engine (same server, pool and driver settings: statement and command
+  timeouts, the liveness check on checkout), so the difference is the
+  router's own cost;
+- ``direct-replica``: a plain ``AsyncSession`` on ``create_async_engine`` with
+  SQLAlchemy's defaults, pointed at the replica: the difference is everything
+  tenfold adds, engine settings included;
+- ``direct-primary``: the same on the primary.
 
-Rounds are interleaved and the median round is reported. The routing
-decision itself (``Router.choose_replica``) is also timed alone.
+Every variant does the same transaction work per read: BEGIN (``BEGIN READ
+ONLY`` for the router, the same round trip), the SELECT, ROLLBACK. Rounds are
+interleaved and the median round is reported. The routing decision itself
+(``Router.choose_replica``) is also timed alone.
 
 It starts its own PostgreSQL primary and replica with ``tenfold.testing``
 (or uses ``TENFOLD_TEST_PG_PRIMARY`` / ``TENFOLD_TEST_PG_REPLICA``).
 
-    .venv/bin/python benchmarks/bench_replica_reads.py [--quick]
+    .venv/bin/python benchmarks/bench_replica_reads.py [--quick] [--uvloop]
     python -m benchmarks bench_replica_reads
 """
 
@@ -78,6 +85,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, default=16, help="concurrent reading tasks")
     parser.add_argument("--reads", type=int, default=8_000, help="reads per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run on uvloop, as `tenfold run` serves"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.reads, args.rounds = 2_000, 1
@@ -154,9 +164,10 @@ async def _bench(cluster: PgCluster, args: argparse.Namespace) -> None:
     replay = db.router.replicas[0].state.replay_lsn or 0
     variants: dict[str, SessionFactory] = {
         "router": lambda: db.session(readonly=True),
+        "router+token": _with_token(db, replay),
+        "replica-engine": _plain(db.router.replicas[0].engine),
         "direct-replica": _plain(replica),
         "direct-primary": _plain(primary),
-        "router+token": _with_token(db, replay),
     }
     try:
         for factory in variants.values():  # warm every pool and statement cache
@@ -188,7 +199,11 @@ def _report(
 ) -> None:
     best = {name: _median(rs) for name, rs in rounds.items()}
     one = {name: _median(rs) for name, rs in serial.items()}
-    print(f"{args.tasks} tasks, {args.reads} point reads per round, {args.rounds} round(s), median")
+    loop = "uvloop" if args.uvloop else "asyncio"
+    print(
+        f"{args.tasks} tasks, {args.reads} point reads per round, {args.rounds} round(s), "
+        f"median, {loop} event loop"
+    )
     header = ("reads/s", 9), ("mean µs", 9), ("p99 µs", 9), ("cpu µs/read", 13), ("1-task µs", 11)
     print(f"{'variant':<16}" + "".join(f"{title:>{width}}" for title, width in header))
     for name, r in best.items():
@@ -197,16 +212,18 @@ def _report(
             f"{name:<16}{r.qps:>9.0f}{r.mean_us:>9.0f}{p99:>9.0f}{r.cpu_us:>13.0f}"
             f"{one[name].mean_us:>11.0f}"
         )
-    router, same, primary = best["router"], best["direct-replica"], best["direct-primary"]
-    print(
-        f"router vs direct-primary: {router.qps / primary.qps:.2f}x throughput "
-        f"({router.mean_us - primary.mean_us:+.0f} µs mean latency at {args.tasks} tasks)"
-    )
-    print(
-        f"router overhead per read vs direct-replica (same server): "
-        f"{one['router'].mean_us - one['direct-replica'].mean_us:+.0f} µs latency with 1 task, "
-        f"{router.cpu_us - same.cpu_us:+.0f} µs client CPU, {router.qps / same.qps:.2f}x throughput"
-    )
+    for ours, peer, what in (
+        ("router", "replica-engine", "the router's own cost: same engine, pool, driver settings"),
+        ("router", "direct-replica", "all of it, tenfold's engine settings included"),
+        ("replica-engine", "direct-replica", "the engine settings alone (timeouts, liveness)"),
+    ):
+        a, b = best[ours], best[peer]
+        print(
+            f"{ours} vs {peer} ({what}):\n"
+            f"  cpu {a.cpu_us:.0f} vs {b.cpu_us:.0f} µs/read ({a.cpu_us / b.cpu_us:.2f}x, "
+            f"{a.cpu_us - b.cpu_us:+.0f} µs), throughput {a.qps / b.qps:.2f}x, "
+            f"1-task latency {one[ours].mean_us - one[peer].mean_us:+.0f} µs"
+        )
     print(
         f"routing decision alone: {_decision_ns(db, None):.0f} ns without a token, "
         f"{_decision_ns(db, replay):.0f} ns with a replayed token"
@@ -228,7 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         workdir = _workdir()
         cluster = PgCluster.launch(workdir)
     try:
-        asyncio.run(_bench(cluster, args))
+        if args.uvloop:
+            import uvloop
+
+            uvloop.run(_bench(cluster, args))
+        else:
+            asyncio.run(_bench(cluster, args))
     finally:
         cluster.close()
         if workdir is not None:

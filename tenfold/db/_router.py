@@ -99,7 +99,11 @@ class Router:
         return SessionScope(self, readonly)
 
     async def lease(self, *, readonly: bool) -> Lease:
-        """A connection on the server this kind of session should use."""
+        """The server this kind of session should use, as a ``Lease``.
+
+        A write lease has its connection already; a read lease checks it out at
+        its session's first statement (see ``tenfold.db._lease``).
+        """
         if readonly:
             return await self._read_lease()
         return await Lease.open(self, self.primary, readonly=False)
@@ -107,18 +111,32 @@ class Router:
     async def _read_lease(self) -> Lease:
         token = current_consistency_token()
         if token is not None and not self.honour_tokens:
-            return await Lease.open(self, self.primary, readonly=True)
+            return Lease(self, self.primary, None, readonly=True)
         endpoint, verify = self.choose_replica(token)
         if endpoint is None:
-            return await Lease.open(self, self.primary, readonly=True)
+            return Lease(self, self.primary, None, readonly=True)
+        if verify and token is not None:
+            return await self._verified_lease(endpoint, token)
+        return Lease(self, endpoint, None, readonly=True)
+
+    async def _verified_lease(self, replica: Endpoint, token: int) -> Lease:
+        """A lease on ``replica`` if it has replayed ``token``, else on the primary.
+
+        The replica is asked on the connection the read will then use.
+        """
         try:
-            lease = await Lease.open(self, endpoint, readonly=True)
+            lease = await Lease.open(self, replica, readonly=True)
         except DatabaseUnavailable as exc:
-            self.mark_failed(endpoint, exc)
-            return await Lease.open(self, self.primary, readonly=True)
-        if verify and token is not None and not await lease.replay_reached(token):
+            self.mark_failed(replica, exc)
+            return Lease(self, self.primary, None, readonly=True)
+        try:
+            caught_up = await lease.replay_reached(token)
+        except BaseException:  # cancelled, or a non-connection error: give it back first
             await lease.give_back()
-            return await Lease.open(self, self.primary, readonly=True)
+            raise
+        if not caught_up:
+            await lease.give_back()
+            return Lease(self, self.primary, None, readonly=True)
         return lease
 
     def choose_replica(self, token: int | None) -> tuple[Endpoint | None, bool]:
@@ -274,8 +292,14 @@ class SessionScope:
         self._session: TenfoldSession | None = None
 
     async def __aenter__(self) -> TenfoldSession:
-        lease = self._lease = await self._router.lease(readonly=self._readonly)
-        self._session = TenfoldSession(bind=lease.conn, lease=lease, expire_on_commit=False)
+        router = self._router
+        if self._readonly:  # the hot path: no lease() in between
+            lease = self._lease = await router._read_lease()
+        else:
+            lease = self._lease = await router.lease(readonly=False)
+        # Bound to the engine for introspection (session.bind.dialect); statements run
+        # on the lease's connection, which the session gets through get_bind.
+        self._session = TenfoldSession(lease.endpoint.engine, lease=lease, expire_on_commit=False)
         return self._session
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:

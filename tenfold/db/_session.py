@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.util.concurrency import in_greenlet
 
 from tenfold._context import set_consistency_token
 from tenfold._errors import TenfoldError
@@ -40,7 +41,23 @@ _WROTE = "tenfold_wrote"
 
 
 class _SyncSession(Session):
-    """The sync half of ``TenfoldSession``; exists so the flush listener is class-wide."""
+    """The sync half of ``TenfoldSession``: a class-wide flush listener, and a lease.
+
+    ``get_bind`` hands SQLAlchemy the lease's connection, checking it out on
+    first use: the checkout then runs inside the first statement's greenlet
+    instead of needing one of its own.
+    """
+
+    tenfold_lease: Lease | None = None
+
+    def get_bind(self, mapper: Any = None, **kw: Any) -> Any:
+        lease = self.tenfold_lease
+        if lease is None or kw.get("bind") is not None:
+            return super().get_bind(mapper, **kw)
+        if lease.conn is None and not in_greenlet():
+            # Asked from plain async code (introspection): no I/O possible here.
+            return super().get_bind(mapper, **kw)
+        return lease.connection()
 
 
 @event.listens_for(_SyncSession, "after_flush")
@@ -64,6 +81,9 @@ class TenfoldSession(AsyncSession):
     def __init__(self, *args: Any, lease: Lease | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._lease = lease
+        self.sync_session.tenfold_lease = lease
+        # A READ ONLY transaction writes nothing, so its statements need no noting.
+        self._notes_writes = lease is None or not lease.readonly
 
     @property
     def role(self) -> str:
@@ -83,25 +103,45 @@ class TenfoldSession(AsyncSession):
         """Run ``AsyncSession.<method>``; map errors, or move a broken read to the primary."""
         try:
             return await method(self, *args, **kw)
-        except TenfoldError:
-            raise
         except Exception as exc:
-            lease = self._lease
-            if lease is not None and lease.can_fail_over(exc):
-                await lease.fail_over(self, exc)
-                return await self._guard(method, *args, **kw)
-            mapped = map_error(exc, role=self.role)
-            if mapped is None:
-                raise
-            raise mapped from exc
+            return await self._recover(exc, method, args, kw)
 
+    async def _recover(
+        self, exc: Exception, method: Callable[..., Awaitable[T]], args: Any, kw: Any
+    ) -> T:
+        """The failure path of every mapped call, kept out of the calls themselves.
+
+        Raises ``exc`` mapped to a tenfold error (or as it is, if it is not a
+        database error), or moves a broken read to the primary and repeats the call.
+        """
+        lease = self._lease
+        if lease is not None and lease.can_fail_over(exc):  # at checkout too: DatabaseUnavailable
+            await lease.fail_over(self, exc)
+            return await self._guard(method, *args, **kw)  # can_fail_over is False now
+        if isinstance(exc, TenfoldError):
+            raise exc
+        mapped = map_error(exc, role=self.role)
+        if mapped is None:
+            raise exc
+        raise mapped from exc
+
+    # execute and scalar carry every statement: they call AsyncSession directly
+    # rather than through _guard, which would add a coroutine frame to every resume.
     async def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        _note_statement(self, statement)
-        return await self._guard(AsyncSession.execute, statement, params, **kw)
+        if self._notes_writes:
+            _note_statement(self, statement)
+        try:
+            return await AsyncSession.execute(self, statement, params, **kw)
+        except Exception as exc:
+            return await self._recover(exc, AsyncSession.execute, (statement, params), kw)
 
     async def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        _note_statement(self, statement)
-        return await self._guard(AsyncSession.scalar, statement, params, **kw)
+        if self._notes_writes:
+            _note_statement(self, statement)
+        try:
+            return await AsyncSession.scalar(self, statement, params, **kw)
+        except Exception as exc:
+            return await self._recover(exc, AsyncSession.scalar, (statement, params), kw)
 
     async def get(self, *args: Any, **kw: Any) -> Any:
         return await self._guard(AsyncSession.get, *args, **kw)

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from tenfold._context import RequestContext, bind_context, current_consistency_token, reset_context
 from tenfold._settings import HealthSettings
 from tenfold.health import HealthRegistry
-from tenfold.testing import PgCluster
+from tenfold.testing import PgCluster, allocate_port, release_port
 
 from .conftest import MakeDatabase, in_recovery, wait_for
 
@@ -196,7 +196,7 @@ async def test_a_saturated_pool_does_not_look_like_an_unreachable_replica(
     """Checks use their own connection, so a replica whose pool is exhausted stays admitted."""
     db = await make_database(pool_size=1, max_overflow=0, pool_timeout=0.2)
     async with db.session(readonly=True) as busy:
-        assert busy.role == "replica"
+        assert await in_recovery(busy)  # holds the replica pool's only connection now
         await db.check_replicas()
         assert db.router.replicas[0].state.healthy
 
@@ -226,3 +226,43 @@ async def test_the_background_checker_ejects_and_readmits_on_its_own(
     finally:
         pg_cluster.resume_replay()
     await wait_for(admitted)
+
+
+async def test_a_read_session_checks_out_at_its_first_statement(
+    make_database: MakeDatabase,
+) -> None:
+    """A read takes its connection with its first statement, timed and counted, until it ends."""
+    db = await make_database(pool_size=1, max_overflow=0)
+    replica = db.router.replicas[0]
+    acquired = replica.acquire_histogram.total
+    async with db.session(readonly=True) as read:
+        assert read.role == "replica"
+        assert db.pool_stats()["replica0"].in_use == 0
+        assert await in_recovery(read)
+        assert db.pool_stats()["replica0"].in_use == 1
+        await read.scalar(sa.text("SELECT 1"))  # the same connection: no second checkout
+        assert replica.acquire_histogram.total == acquired + 1
+    assert db.pool_stats()["replica0"].in_use == 0
+    assert replica.in_flight == 0
+
+
+async def test_a_replica_refusing_connections_sends_the_read_to_the_primary(
+    make_database: MakeDatabase, pg_cluster: PgCluster, pg_db: str
+) -> None:
+    """A read whose replica refuses the checkout ejects it and runs on the primary instead."""
+    port = allocate_port()
+    try:
+        closed = pg_cluster.replica.url(pg_db).replace(f":{pg_cluster.replica.port}/", f":{port}/")
+        db = await make_database(replicas=[closed])
+        replica = db.router.replicas[0]
+        replica.state.admit()  # as if it had answered the last check
+        async with db.session(readonly=True) as read:
+            assert read.role == "replica"
+            assert not await in_recovery(read)
+            assert read.role == "primary"
+        assert not replica.state.healthy
+        assert "connection error" in (replica.state.reason or "")
+        assert replica.in_flight == 0
+        assert db.router.primary.in_flight == 0
+    finally:
+        release_port(port)
