@@ -51,7 +51,7 @@ from hashlib import blake2b
 from typing import TypeAlias
 from uuid import UUID
 
-__all__ = ["KeyPart", "hash_tag", "key", "tag", "tag_key"]
+__all__ = ["KeyPart", "key", "tag", "tag_key"]
 
 KeyPart: TypeAlias = "str | int | float | bool | bytes | UUID | Enum | Sequence[KeyPart] | None"
 
@@ -185,14 +185,3 @@ def tag_key(tag_name: str) -> str:
     if not _SAFE_TAG(tag_name):
         tag_name = _hashed(b"g", tag_name.encode("utf-8", "surrogatepass"))
     return f"{PREFIX}:tag|{{{tag_name}}}"
-
-
-def hash_tag(name: str) -> str | None:
-    """The ``{...}`` hash tag Redis Cluster hashes for ``name``, or ``None`` if it has none."""
-    start = name.find("{")
-    if start == -1:
-        return None
-    end = name.find("}", start + 1)
-    if end <= start + 1:
-        return None
-    return name[start + 1 : end]

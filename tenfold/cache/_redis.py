@@ -41,24 +41,25 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError
 
-from tenfold._errors import ConfigurationError
+from tenfold._redis import (
+    REDIS_ERRORS,
+    cluster_seeds,
+    connection_options,
+    from_settings,
+    hash_tag,
+)
 from tenfold._settings import RedisSettings
 from tenfold.cache._errors import CacheUnavailable
-from tenfold.cache._keys import hash_tag, tag_key
+from tenfold.cache._keys import tag_key
 from tenfold.cache._redis_conn import Notifier, RedisSubscription, Slots
 
 __all__ = ["RedisBackend"]
 
-_ERRORS = (RedisError, RedisClusterException, OSError)
-# One retry, at once, only when the connection broke (a pooled socket a restarted Redis
-# closed); never on a timeout, which would double the time a slow Redis costs a request.
-_RETRY_ONCE = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 NOTIFY_CHANNEL = "tf:notify"
 
 
@@ -115,17 +116,6 @@ def _ms(ttl: float | None) -> int:
 
 def _version(raw: Any) -> int:
     return 0 if raw is None else int(raw)
-
-
-def _connection_options(
-    socket_timeout: float, connect_timeout: float, max_connections: int
-) -> dict[str, Any]:
-    return {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": connect_timeout,
-        "max_connections": max_connections,
-        "retry": _RETRY_ONCE,
-    }
 
 
 def _timeouts(connection: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +175,7 @@ class RedisBackend:
         ``pool_timeout`` bounds the wait for a free connection (default: socket_timeout);
         ``backend_options`` are ``RedisBackend``'s keyword arguments.
         """
-        connection = _connection_options(socket_timeout, connect_timeout, max_connections)
+        connection = connection_options(socket_timeout, connect_timeout, max_connections)
         return cls(
             aioredis.Redis.from_url(url, **connection),
             max_connections=max_connections,
@@ -207,8 +197,8 @@ class RedisBackend:
     ) -> RedisBackend:
         """A backend on the Redis Cluster reachable through any of ``nodes`` (``host:port``);
         the options are those of ``from_url`` (``max_connections`` is per node)."""
-        seeds = [ClusterNode(h, int(p)) for h, _, p in (n.rpartition(":") for n in nodes)]
-        connection = _connection_options(socket_timeout, connect_timeout, max_connections)
+        seeds = cluster_seeds(nodes)
+        connection = connection_options(socket_timeout, connect_timeout, max_connections)
         return cls(
             RedisCluster(startup_nodes=seeds, **connection),
             max_connections=max_connections,
@@ -220,19 +210,13 @@ class RedisBackend:
     @classmethod
     def from_settings(cls, settings: RedisSettings, **options: Any) -> RedisBackend:
         """The backend ``TENFOLD_REDIS__*`` describes (Cluster when cluster_nodes is set)."""
-        common = {
-            "socket_timeout": settings.socket_timeout,
-            "connect_timeout": settings.connect_timeout,
-            "max_connections": settings.max_connections,
-        }
-        if settings.cluster_nodes:
-            return cls.from_cluster(settings.cluster_nodes, **common, **options)
-        if settings.url is None:
-            raise ConfigurationError(
-                "the Redis cache backend needs TENFOLD_REDIS__URL or TENFOLD_REDIS__CLUSTER_NODES",
-                setting="TENFOLD_REDIS__URL",
-            )
-        return cls.from_url(settings.url.get_secret_value(), **common, **options)
+        return from_settings(
+            settings,
+            what="the Redis cache backend",
+            from_url=cls.from_url,
+            from_cluster=cls.from_cluster,
+            **options,
+        )
 
     # -- plumbing -------------------------------------------------------------
 
@@ -244,7 +228,7 @@ class RedisBackend:
             if not self._initialized:
                 await self._initialize()
             return await command(*args)
-        except _ERRORS as exc:
+        except REDIS_ERRORS as exc:
             raise CacheUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self._slots.give()
@@ -292,7 +276,7 @@ class RedisBackend:
             if not self._initialized:
                 await self._initialize()
             return await self._client.get(_entry(key))
-        except _ERRORS as exc:
+        except REDIS_ERRORS as exc:
             raise CacheUnavailable(f"redis GET failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self._slots.give()
@@ -442,5 +426,5 @@ class RedisBackend:
         """Release waiters, drop the wake-up subscription, close every connection."""
         await self._notifier.aclose()
         # A connection that fails while closing leaves nothing to recover or report.
-        with contextlib.suppress(*_ERRORS):
+        with contextlib.suppress(*REDIS_ERRORS):
             await self._client.aclose()

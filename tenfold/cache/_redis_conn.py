@@ -24,13 +24,11 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisClusterException, RedisError
 
+from tenfold._redis import REDIS_ERRORS
 from tenfold.cache._errors import CacheUnavailable
 
 __all__ = ["Notifier", "RedisSubscription", "Slots"]
-
-_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 class Slots:
@@ -114,7 +112,7 @@ class RedisSubscription:
             pubsub = self._client.pubsub()
             await pubsub.subscribe(self.channel)
             confirmed = await pubsub.get_message(timeout=max(self.health_interval, 1.0))
-        except _ERRORS as exc:
+        except REDIS_ERRORS as exc:
             await self._lose(f"{type(exc).__name__}: {exc}")
             raise CacheUnavailable(f"redis SUBSCRIBE {self.channel!r} failed: {exc}") from exc
         if confirmed is None or confirmed["type"] != "subscribe":
@@ -132,7 +130,7 @@ class RedisSubscription:
         assert self._pubsub is not None
         try:
             return await self._next_message(self._pubsub)
-        except _ERRORS as exc:
+        except REDIS_ERRORS as exc:
             await self._lose(f"{type(exc).__name__}: {exc}")
             raise CacheUnavailable(f"redis subscription to {self.channel!r} lost: {exc}") from exc
         except asyncio.CancelledError:
@@ -171,10 +169,10 @@ class RedisSubscription:
         client, pubsub = self._client, self._pubsub
         self._client = self._pubsub = None
         # Closing a dead connection can only fail in ways we no longer care about.
-        with contextlib.suppress(*_ERRORS):
+        with contextlib.suppress(*REDIS_ERRORS):
             if pubsub is not None:
                 await pubsub.aclose()
-        with contextlib.suppress(*_ERRORS):
+        with contextlib.suppress(*REDIS_ERRORS):
             if client is not None:
                 await client.aclose()
 

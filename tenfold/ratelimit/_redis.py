@@ -25,13 +25,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
 from tenfold._errors import ConfigurationError
+from tenfold._redis import (
+    REDIS_ERRORS,
+    cluster_seeds,
+    connection_options,
+    from_settings,
+    hash_tag,
+)
 from tenfold._settings import RedisSettings
 from tenfold.ratelimit._backend import check_request
 from tenfold.ratelimit._errors import RateLimiterUnavailable
@@ -41,9 +45,6 @@ from tenfold.ratelimit._window import WindowState, settle
 
 __all__ = ["RedisBackend"]
 
-_ERRORS = (RedisError, RedisClusterException, OSError)
-# One immediate retry when a pooled connection broke (a restarted Redis); never on a timeout.
-_RETRY_ONCE = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 # KEYS state... | ARGV cost, then per key: kind ('g' GCRA | 'w' sliding window), p1, p2
 #   GCRA: p1 interval_us, p2 tolerance_us; the key holds the TAT (SET ... PX).
@@ -102,15 +103,6 @@ return out
 _GCRA_SHA = hashlib.sha1(_GCRA.encode(), usedforsecurity=False).hexdigest()
 
 
-def hash_tag(name: str) -> str | None:
-    """The part of ``name`` Redis Cluster hashes, if ``name`` has a hash tag."""
-    start = name.find("{")
-    if start < 0:
-        return None
-    end = name.find("}", start + 1)
-    return name[start + 1 : end] if end > start + 1 else None
-
-
 class RedisBackend:
     """A ``LimiterBackend`` on Redis: ``from_url``, ``from_cluster`` or ``from_settings``.
 
@@ -154,7 +146,7 @@ class RedisBackend:
     ) -> RedisBackend:
         """A backend on the standalone server at ``url``; ``options`` are ``__init__``'s."""
         client = aioredis.Redis.from_url(
-            url, **_connection(socket_timeout, connect_timeout, max_connections)
+            url, **connection_options(socket_timeout, connect_timeout, max_connections)
         )
         return cls(client, max_connections=max_connections, **options)
 
@@ -169,28 +161,23 @@ class RedisBackend:
         **options: Any,
     ) -> RedisBackend:
         """A backend on the Redis Cluster reachable through any of ``nodes`` (``host:port``)."""
-        seeds = [ClusterNode(h, int(p)) for h, _, p in (n.rpartition(":") for n in nodes)]
+        seeds = cluster_seeds(nodes)
         client = RedisCluster(
-            startup_nodes=seeds, **_connection(socket_timeout, connect_timeout, max_connections)
+            startup_nodes=seeds,
+            **connection_options(socket_timeout, connect_timeout, max_connections),
         )
         return cls(client, max_connections=max_connections, **options)
 
     @classmethod
     def from_settings(cls, settings: RedisSettings, **options: Any) -> RedisBackend:
         """The backend ``TENFOLD_REDIS__*`` describes (Cluster when cluster_nodes is set)."""
-        common: dict[str, Any] = {
-            "socket_timeout": settings.socket_timeout,
-            "connect_timeout": settings.connect_timeout,
-            "max_connections": settings.max_connections,
-        }
-        if settings.cluster_nodes:
-            return cls.from_cluster(settings.cluster_nodes, **common, **options)
-        if settings.url is None:
-            raise ConfigurationError(
-                "the Redis rate limiter needs TENFOLD_REDIS__URL or TENFOLD_REDIS__CLUSTER_NODES",
-                setting="TENFOLD_REDIS__URL",
-            )
-        return cls.from_url(settings.url.get_secret_value(), **common, **options)
+        return from_settings(
+            settings,
+            what="the Redis rate limiter",
+            from_url=cls.from_url,
+            from_cluster=cls.from_cluster,
+            **options,
+        )
 
     def storage_key(self, key: str, rule: Rule) -> str:
         """The Redis key holding ``key``'s TAT under ``rule``."""
@@ -245,7 +232,7 @@ class RedisBackend:
                 return await self._client.evalsha(sha, len(names), *names, *args)  # type: ignore[no-untyped-call]
             except NoScriptError:  # a restarted (or new) node: EVAL runs it and caches it
                 return await self._client.eval(script, len(names), *names, *args)  # type: ignore[no-untyped-call]
-        except _ERRORS as exc:
+        except REDIS_ERRORS as exc:
             raise RateLimiterUnavailable(
                 f"redis rate-limit script failed: {type(exc).__name__}: {exc}"
             ) from exc
@@ -261,14 +248,3 @@ class RedisBackend:
     async def aclose(self) -> None:
         """Close the client's connections."""
         await self._client.aclose()
-
-
-def _connection(
-    socket_timeout: float, connect_timeout: float, max_connections: int
-) -> dict[str, Any]:
-    return {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": connect_timeout,
-        "max_connections": max_connections,
-        "retry": _RETRY_ONCE,
-    }

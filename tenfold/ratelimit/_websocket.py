@@ -32,8 +32,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
+from tenfold._redis import hash_tag
 from tenfold.ratelimit._backend import LimiterBackend
-from tenfold.ratelimit._redis import RedisBackend, hash_tag
+from tenfold.ratelimit._redis import RedisBackend
 
 __all__ = ["ConnectionLimiter"]
 

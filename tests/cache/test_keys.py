@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from tenfold.cache._keys import hash_tag, key, tag, tag_key
+from tenfold._redis import hash_tag
+from tenfold.cache._keys import key, tag, tag_key
 
 HOSTILE_TEXT = st.one_of(
     st.text(),
