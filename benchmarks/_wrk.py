@@ -20,10 +20,12 @@ steadier measure of what the code costs.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -38,11 +40,16 @@ from typing import IO
 __all__ = [
     "Server",
     "WrkResult",
+    "add_load_arguments",
+    "apply_quick",
+    "cpu_ratio",
     "find_wrk",
     "format_table",
     "free_port",
+    "interleaved_rounds",
     "parse_wrk",
     "pin_cpus",
+    "report_rounds",
     "run_wrk",
     "uvicorn_server",
     "warm_up",
@@ -284,3 +291,66 @@ def format_table(rows: Sequence[tuple[str, WrkResult]]) -> str:
             f"{r.cpu_us_per_request:>12.1f}{errors:>8}"
         )
     return "\n".join(lines)
+
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The wrk and round options every server benchmark takes (apply with ``apply_quick``)."""
+    parser.add_argument("--threads", "-t", type=int, default=1, help="wrk threads (1)")
+    parser.add_argument("--connections", "-c", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--duration", "-d", type=float, default=8.0, help="seconds per run (8)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds (2)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server/wrk to CPUs")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke test")
+
+
+def apply_quick(args: argparse.Namespace) -> argparse.Namespace:
+    if args.quick:
+        args.duration, args.rounds, args.warmup = 1.0, 1, 1.0
+    return args
+
+
+def interleaved_rounds(
+    servers: Mapping[str, Server], path: str, args: argparse.Namespace, load_cpu: int | None
+) -> dict[str, list[WrkResult]]:
+    """``args.rounds`` rounds, each loading every server in turn, so drift hits all alike."""
+    runs: dict[str, list[WrkResult]] = {name: [] for name in servers}
+    for _ in range(args.rounds):
+        for name, server in servers.items():
+            result = run_wrk(
+                server.url + path,
+                threads=args.threads,
+                connections=args.connections,
+                duration=args.duration,
+                cpu=load_cpu,
+                server=server,
+            )
+            runs[name].append(result)
+    return runs
+
+
+def report_rounds(runs: Mapping[str, list[WrkResult]]) -> dict[str, WrkResult]:
+    """Print the median round's table, the per-round spread and errors; return the medians."""
+    best = {name: _median(results) for name, results in runs.items()}
+    print(format_table(list(best.items())))
+    for name, results in runs.items():
+        if len(results) > 1:
+            spread = ", ".join(f"{r.rps:.0f}" for r in results)
+            stdev = statistics.pstdev(r.rps for r in results)
+            print(f"  {name} rps per round: {spread} (stdev {stdev:.0f})")
+    for name, result in best.items():
+        if not result.ok:
+            print(f"  warning: {name} had errors: {result}")
+    return best
+
+
+def cpu_ratio(ours: list[WrkResult], peer: list[WrkResult]) -> float:
+    """Median CPU per request of ``peer`` over ours: the throughput ratio CPU allows."""
+    a = statistics.median(r.cpu_us_per_request for r in ours)
+    b = statistics.median(r.cpu_us_per_request for r in peer)
+    return b / a
+
+
+def _median(results: list[WrkResult]) -> WrkResult:
+    ordered = sorted(results, key=lambda r: r.rps)
+    return ordered[(len(ordered) - 1) // 2]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -36,10 +35,13 @@ from pathlib import Path
 from benchmarks._wrk import (
     Server,
     WrkResult,
+    add_load_arguments,
+    apply_quick,
+    cpu_ratio,
     find_wrk,
-    format_table,
+    interleaved_rounds,
     pin_cpus,
-    run_wrk,
+    report_rounds,
     uvicorn_server,
     warm_up,
 )
@@ -67,13 +69,7 @@ def _has_lease() -> bool:
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", "-t", type=int, default=1, help="wrk threads (1)")
-    parser.add_argument("--connections", "-c", type=int, default=32, help="wrk connections (32)")
-    parser.add_argument("--duration", "-d", type=float, default=8.0, help="seconds per run (8)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds (2)")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin server/wrk to CPUs")
-    parser.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke test")
+    add_load_arguments(parser)
     parser.add_argument(
         "--only",
         nargs="+",
@@ -81,10 +77,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         default=list(_VARIANTS),
         help="servers to run",
     )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.duration, args.rounds, args.warmup = 1.0, 1, 1.0
-    return args
+    return apply_quick(parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} round(s), GET {_PATH}, server cpu={server_cpu} wrk cpu={load_cpu}",
         flush=True,
     )
-    runs: dict[str, list[WrkResult]] = {name: [] for name in names}
     workdir = Path(tempfile.mkdtemp(prefix="tenfold-bench-"))
     redis = RedisServer.launch(workdir)
     try:
@@ -121,18 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                     connections=args.connections,
                     cpu=load_cpu,
                 )
-            for _ in range(args.rounds):
-                for name in names:
-                    runs[name].append(
-                        run_wrk(
-                            servers[name].url + _PATH,
-                            threads=args.threads,
-                            connections=args.connections,
-                            duration=args.duration,
-                            cpu=load_cpu,
-                            server=servers[name],
-                        )
-                    )
+            runs = interleaved_rounds(servers, _PATH, args, load_cpu)
     finally:
         redis.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -140,22 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _median(results: list[WrkResult]) -> WrkResult:
-    ordered = sorted(results, key=lambda r: r.rps)
-    return ordered[(len(ordered) - 1) // 2]
-
-
 def _report(runs: dict[str, list[WrkResult]]) -> None:
-    best = {name: _median(results) for name, results in runs.items()}
-    print(format_table(list(best.items())))
-    for name, results in runs.items():
-        if len(results) > 1:
-            spread = ", ".join(f"{r.rps:.0f}" for r in results)
-            stdev = statistics.pstdev(r.rps for r in results)
-            print(f"  {name} rps per round: {spread} (stdev {stdev:.0f})")
-    for name, result in best.items():
-        if not result.ok:
-            print(f"  warning: {name} had errors: {result}")
+    best = report_rounds(runs)
     targets = {"fastapi": "target >= 1.0x for lease", "assembled": "target >= 10x for lease"}
     for ours in ("tenfold-exact", "tenfold-lease", "tenfold-nolimit"):
         for peer in ("fastapi", "starlette", "assembled"):
@@ -163,15 +130,8 @@ def _report(runs: dict[str, list[WrkResult]]) -> None:
                 note = f" ({targets[peer]})" if peer in targets else ""
                 print(
                     f"ratio {ours}/{peer}: rps {best[ours].rps / best[peer].rps:.3f}, "
-                    f"cpu/request {_cpu_ratio(runs[ours], runs[peer]):.3f}{note}"
+                    f"cpu/request {cpu_ratio(runs[ours], runs[peer]):.3f}{note}"
                 )
-
-
-def _cpu_ratio(ours: list[WrkResult], peer: list[WrkResult]) -> float:
-    """Median CPU per request of ``peer`` over ours: the throughput ratio CPU allows."""
-    a = statistics.median(r.cpu_us_per_request for r in ours)
-    b = statistics.median(r.cpu_us_per_request for r in peer)
-    return b / a
 
 
 if __name__ == "__main__":

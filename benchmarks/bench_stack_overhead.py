@@ -23,7 +23,6 @@ measured here, now.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from contextlib import ExitStack
 from typing import IO, Any
@@ -31,10 +30,13 @@ from typing import IO, Any
 from benchmarks._wrk import (
     Server,
     WrkResult,
+    add_load_arguments,
+    apply_quick,
+    cpu_ratio,
     find_wrk,
-    format_table,
+    interleaved_rounds,
     pin_cpus,
-    run_wrk,
+    report_rounds,
     uvicorn_server,
     warm_up,
 )
@@ -129,21 +131,12 @@ _FACTORIES = {
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", "-t", type=int, default=1, help="wrk threads (1)")
-    parser.add_argument("--connections", "-c", type=int, default=32, help="wrk connections (32)")
-    parser.add_argument("--duration", "-d", type=float, default=8.0, help="seconds per run (8)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds (2)")
+    add_load_arguments(parser)
     parser.add_argument("--log-file", help="write tenfold's access log here, not /dev/null")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin server/wrk to CPUs")
-    parser.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke test")
     parser.add_argument(
         "--only", nargs="+", choices=_VARIANTS, default=list(_VARIANTS), help="servers to run"
     )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.duration, args.rounds, args.warmup = 1.0, 1, 1.0
-    return args
+    return apply_quick(parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,12 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} round(s), GET {_PATH}, server cpu={server_cpu} wrk cpu={load_cpu}",
         flush=True,
     )
-    runs: dict[str, list[WrkResult]] = {name: [] for name in args.only}
     with ExitStack() as stack:
         log: IO[bytes] | None = open(args.log_file, "ab") if args.log_file else None  # noqa: SIM115
         if log is not None:
             stack.enter_context(log)
-        urls: dict[str, str] = {}
         servers: dict[str, Server] = {}
         for name in args.only:
             stdout = log if (log is not None and name.startswith("tenfold")) else None
@@ -168,21 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                 uvicorn_server(_FACTORIES[name], cpu=server_cpu, ready_path=_PATH, **_out(stdout))
             )
             servers[name] = server
-            urls[name] = server.url + _PATH
-            warm_up(urls[name], seconds=args.warmup, connections=args.connections, cpu=load_cpu)
-        for _ in range(args.rounds):
-            for name in args.only:
-                runs[name].append(
-                    run_wrk(
-                        urls[name],
-                        threads=args.threads,
-                        connections=args.connections,
-                        duration=args.duration,
-                        cpu=load_cpu,
-                        server=servers[name],
-                    )
-                )
-    _report({name: _median(results) for name, results in runs.items()}, runs)
+            warm_up(
+                server.url + _PATH, seconds=args.warmup, connections=args.connections, cpu=load_cpu
+            )
+        runs = interleaved_rounds(servers, _PATH, args, load_cpu)
+    _report(runs)
     return 0
 
 
@@ -190,35 +171,15 @@ def _out(stdout: IO[bytes] | None) -> dict[str, Any]:
     return {"stdout": stdout} if stdout is not None else {}
 
 
-def _median(results: list[WrkResult]) -> WrkResult:
-    ordered = sorted(results, key=lambda r: r.rps)
-    return ordered[(len(ordered) - 1) // 2]
-
-
-def _report(best: dict[str, WrkResult], runs: dict[str, list[WrkResult]]) -> None:
-    print(format_table(list(best.items())))
-    for name, results in runs.items():
-        if len(results) > 1:
-            spread = ", ".join(f"{r.rps:.0f}" for r in results)
-            stdev = statistics.pstdev(r.rps for r in results)
-            print(f"  {name} rps per round: {spread} (stdev {stdev:.0f})")
-    for name, result in best.items():
-        if not result.ok:
-            print(f"  warning: {name} had errors: {result}")
+def _report(runs: dict[str, list[WrkResult]]) -> None:
+    best = report_rounds(runs)
     for ours in ("tenfold", "tenfold-split", "tenfold-full"):
         for peer in ("fastapi", "starlette"):
             if ours in best and peer in best:
                 print(
                     f"ratio {ours}/{peer}: rps {best[ours].rps / best[peer].rps:.3f}, "
-                    f"cpu/request {_cpu_ratio(runs[ours], runs[peer]):.3f}"
+                    f"cpu/request {cpu_ratio(runs[ours], runs[peer]):.3f}"
                 )
-
-
-def _cpu_ratio(ours: list[WrkResult], peer: list[WrkResult]) -> float:
-    """Median CPU per request of ``peer`` over ours: the throughput ratio CPU allows."""
-    a = statistics.median(r.cpu_us_per_request for r in ours)
-    b = statistics.median(r.cpu_us_per_request for r in peer)
-    return b / a
 
 
 if __name__ == "__main__":
