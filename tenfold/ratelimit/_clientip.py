@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 from starlette.types import Scope
 
-__all__ = ["IPNetwork", "client_ip", "parse_networks"]
+__all__ = ["ClientAddress", "IPNetwork", "client_ip", "parse_networks"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _HEADERS = {"x-forwarded-for": b"x-forwarded-for", "forwarded": b"forwarded"}
+_HOPS_CACHED = 4096
 
 
 def parse_networks(cidrs: Sequence[str]) -> tuple[IPNetwork, ...]:
@@ -35,22 +36,55 @@ def client_ip(
     ``"forwarded"`` (RFC 7239 ``for=``); the other is ignored, since a proxy
     passes through whatever the client put in it.
     """
-    client = scope.get("client")
-    peer = _address(client[0]) if client else None
-    if peer is None:
-        return None
-    if not _is_trusted(peer, trusted):
-        return str(peer)
-    result = peer
-    for value in reversed(_chain(scope, _HEADERS[header])):
-        addr = _address(value)
-        if addr is None:
-            # Left of a hop we cannot read, nothing can be attributed to anyone.
-            break
-        result = addr
-        if not _is_trusted(addr, trusted):
-            break
-    return str(result)
+    return ClientAddress(trusted, header)(scope)
+
+
+class ClientAddress:
+    """``client_ip`` for one trust configuration, remembering the hops it has parsed.
+
+    Parsing an address and testing it against the networks costs microseconds;
+    behind a load balancer the same few peers and client hops recur, so each
+    hop's text maps to its (normalised address, trusted) in a bounded table.
+    """
+
+    __slots__ = ("_hops", "_name", "_trusted")
+
+    def __init__(self, trusted: Sequence[IPNetwork] = (), header: str = "x-forwarded-for") -> None:
+        self._trusted = tuple(trusted)
+        self._name = _HEADERS[header]
+        self._hops: dict[str, tuple[str | None, bool]] = {}
+
+    def __call__(self, scope: Scope) -> str | None:
+        client = scope.get("client")
+        if not client:
+            return None
+        host = client[0]
+        if not self._trusted and host and ":" not in host and host[0].isdigit():
+            # No proxies to believe: a server gives a dotted IPv4 peer as is.
+            return host  # type: ignore[no-any-return]
+        peer, trusted = self._hop(host)
+        if peer is None or not trusted:
+            return peer
+        result = peer
+        for value in reversed(_chain(scope, self._name)):
+            addr, trusted = self._hop(value)
+            if addr is None:
+                # Left of a hop we cannot read, nothing can be attributed to anyone.
+                break
+            result = addr
+            if not trusted:
+                break
+        return result
+
+    def _hop(self, text: str) -> tuple[str | None, bool]:
+        found = self._hops.get(text)
+        if found is None:
+            addr = _address(text)
+            found = (None, False) if addr is None else (str(addr), _is_trusted(addr, self._trusted))
+            if len(self._hops) >= _HOPS_CACHED:
+                self._hops.clear()
+            self._hops[text] = found
+        return found
 
 
 def _chain(scope: Scope, name: bytes) -> list[str]:

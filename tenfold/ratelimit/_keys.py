@@ -13,21 +13,26 @@ from collections.abc import Callable, Sequence
 from starlette.types import Scope
 
 from tenfold._context import current_user_id
-from tenfold.ratelimit._clientip import IPNetwork, client_ip
+from tenfold.ratelimit._clientip import ClientAddress, IPNetwork
 
 __all__ = ["KeyFunc", "by_api_key", "by_ip", "by_route", "by_user", "composite"]
 
 KeyFunc = Callable[[Scope], str]
 
 
+#: Set on key functions that never read ``scope["route"]``: the middleware then skips
+#: matching the request against the routes when nothing else needs the match.
+ROUTE_FREE = "__tenfold_route_free__"
+
+
 def by_ip(trusted: Sequence[IPNetwork] = (), header: str = "x-forwarded-for") -> KeyFunc:
     """Key on the client address, believing ``header`` only from ``trusted`` proxies."""
-    networks = tuple(trusted)
+    address = ClientAddress(trusted, header)
 
     def key(scope: Scope) -> str:
-        return f"ip:{client_ip(scope, networks, header) or 'unknown'}"
+        return f"ip:{address(scope) or 'unknown'}"
 
-    return key
+    return _route_free(key)
 
 
 def by_user(trusted: Sequence[IPNetwork] = (), header: str = "x-forwarded-for") -> KeyFunc:
@@ -38,7 +43,7 @@ def by_user(trusted: Sequence[IPNetwork] = (), header: str = "x-forwarded-for") 
         user = current_user_id()
         return f"user:{user}" if user is not None else ip(scope)
 
-    return key
+    return _route_free(key)
 
 
 def by_api_key(
@@ -54,7 +59,7 @@ def by_api_key(
                 return f"apikey:{hashlib.sha256(value).hexdigest()[:32]}"
         return other(scope)
 
-    return key
+    return _route_free(key) if route_free(other) else key
 
 
 def by_route(scope: Scope) -> str:
@@ -74,4 +79,14 @@ def composite(*keys: KeyFunc) -> KeyFunc:
     def key(scope: Scope) -> str:
         return "|".join(part(scope) for part in keys)
 
+    return _route_free(key) if all(route_free(part) for part in keys) else key
+
+
+def route_free(key: KeyFunc) -> bool:
+    """Whether ``key`` is known never to read ``scope["route"]`` (custom keys: unknown)."""
+    return getattr(key, ROUTE_FREE, False) is True
+
+
+def _route_free(key: KeyFunc) -> KeyFunc:
+    setattr(key, ROUTE_FREE, True)
     return key

@@ -1,18 +1,18 @@
 """``LeasedBackend``: local-lease mode — spend batches of tokens taken from a shared limiter.
 
 On a hot path most decisions need no round trip: an instance takes a *lease*
-of up to ``lease_size`` tokens from the shared limiter in one atomic decision
+of up to ``L`` tokens (``lease_for(rule)``) from the shared limiter in one atomic decision
 (a hit costing the lease, on the shared GCRA or sliding window) and spends
 them locally. Only when a key's lease runs out (or ages past ``max_age``) does
 it go back to the shared limiter.
 
-The bound: each instance holds at most ``lease_size`` unspent tokens per
+The bound: each instance holds at most ``L`` unspent tokens per
 ``(key, rule)`` at any moment (leftovers too few for a request are dropped
 before a new lease is taken), and every token spent was granted by the
 shared limiter. So over any span, the admissions of ``n`` instances exceed
-what the shared limiter granted in that span by at most ``lease_size * n``:
+what the shared limiter granted in that span by at most ``L * n``:
 with a sliding-window rule of ``limit`` per ``period``, no window of
-``period`` seconds admits more than ``limit + lease_size * n``. Tokens leased
+``period`` seconds admits more than ``limit + L * n``. Tokens leased
 but never spent (an idle instance, an expired lease) are lost to everyone:
 the mode under-admits by up to the same amount.
 """
@@ -26,10 +26,15 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from tenfold.ratelimit._backend import LimiterBackend, check_request
-from tenfold.ratelimit._gcra import Decision
+from tenfold.ratelimit._gcra import Decision, check_cost
 from tenfold.ratelimit._rule import Rule
 
-__all__ = ["LeasedBackend"]
+__all__ = ["AUTO_LEASE_DIVISOR", "AUTO_LEASE_MAX", "LeasedBackend"]
+
+#: Without a ``lease_size``, a lease is ``burst // AUTO_LEASE_DIVISOR`` tokens, at most
+#: ``AUTO_LEASE_MAX``: 5 for 100/minute, 100 for 2000/minute and above.
+AUTO_LEASE_DIVISOR = 20
+AUTO_LEASE_MAX = 100
 
 
 @dataclass(slots=True)
@@ -38,11 +43,20 @@ class _Lease:
     expires: float = 0.0
     shared: Decision | None = None  # the shared limiter's last word on this key
     taken_at: float = 0.0
+    # A refusal by the shared limiter for requests costing >= refused_cost holds until
+    # refused_until: other instances can only have spent more since, never less.
+    refused_until: float = 0.0
+    refused_cost: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class LeasedBackend:
-    """A ``LimiterBackend`` spending leases of ``lease_size`` tokens taken from ``shared``.
+    """A ``LimiterBackend`` spending leases of tokens taken from ``shared``.
+
+    A lease is ``lease_size`` tokens (capped at the rule's burst) or, when
+    ``lease_size`` is None (the default), sized per rule by ``lease_for``: a
+    twentieth of the burst, between 1 and 100, so the over-admission bound
+    stays a small fraction of every limit however different the limits are.
 
     ``max_age`` (seconds) drops a lease's unspent tokens, so a quiet instance
     does not sit on them; ``clock`` is injectable. The ``RateLimit-*`` numbers
@@ -55,11 +69,11 @@ class LeasedBackend:
         self,
         shared: LimiterBackend,
         *,
-        lease_size: int = 10,
+        lease_size: int | None = None,
         max_age: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if lease_size < 1:
+        if lease_size is not None and lease_size < 1:
             raise ValueError(f"lease_size must be at least 1, got {lease_size}")
         if max_age <= 0:
             raise ValueError(f"max_age must be positive, got {max_age}")
@@ -72,54 +86,95 @@ class LeasedBackend:
         self.refills = 0
 
     def __repr__(self) -> str:
-        return f"<LeasedBackend lease_size={self.lease_size} on {self.shared!r}>"
+        size = "auto" if self.lease_size is None else self.lease_size
+        return f"<LeasedBackend lease_size={size} on {self.shared!r}>"
+
+    def lease_for(self, rule: Rule) -> int:
+        """Tokens one lease of ``rule`` takes: ``lease_size``, or by default a
+        twentieth of the burst (5% over-admission per instance at most), 1 to 100."""
+        if self.lease_size is not None:
+            return min(self.lease_size, rule.capacity)
+        return min(AUTO_LEASE_MAX, max(1, rule.capacity // AUTO_LEASE_DIVISOR))
 
     async def hit(self, key: str, rule: Rule, cost: int = 1) -> Decision:
-        return (await self.hit_many([(key, rule)], cost))[0]
+        return (await self.hit_many(((key, rule),), cost))[0]
 
     async def hit_many(
         self, key_rules: Sequence[tuple[str, Rule]], cost: int = 1
     ) -> list[Decision]:
-        check_request(key_rules, cost)
+        if len(key_rules) == 1:
+            # The hot path: one rule, its lease holds the cost; no round trip, no lock.
+            key, rule = key_rules[0]
+            check_cost(rule, cost)
+            lease = self._leases.get((key, rule.ident))
+            if lease is not None and lease.tokens >= cost:
+                now = self._clock()
+                if now < lease.expires:
+                    lease.tokens -= cost
+                    return [self._report(lease, rule, True, now)]
+        else:
+            check_request(key_rules, cost)
         slots = [(key, rule.ident) for key, rule in key_rules]
         leases = [self._leases.setdefault(slot, _Lease()) for slot in slots]
-        if not self._all_hold(leases, cost):
+        now = self._clock()
+        if self._refused(leases, cost, now):
+            return [
+                self._report(lease, rule, self._holds(lease, cost, now), now)
+                for (_, rule), lease in zip(key_rules, leases, strict=True)
+            ]
+        if not self._all_hold(leases, cost, now):
             # Sorted, so two requests over the same keys never wait on each other's locks.
             order = sorted(range(len(slots)), key=slots.__getitem__)
             async with AsyncExitStack() as stack:
                 for i in order:
                     await stack.enter_async_context(leases[i].lock)
                 for (key, rule), lease in zip(key_rules, leases, strict=True):
-                    if not self._holds(lease, cost):
+                    now = self._clock()
+                    if not self._holds(lease, cost, now) and not self._refused((lease,), cost, now):
                         await self._refill(key, rule, lease, cost)
-        admitted = self._all_hold(leases, cost)
+        now = self._clock()
+        admitted = self._all_hold(leases, cost, now)
         if admitted:
             for lease in leases:
                 lease.tokens -= cost
-        now = self._clock()
         return [
-            self._report(lease, rule, admitted or self._holds(lease, cost), now)
+            self._report(lease, rule, admitted or self._holds(lease, cost, now), now)
             for (_, rule), lease in zip(key_rules, leases, strict=True)
         ]
 
-    def _holds(self, lease: _Lease, cost: int) -> bool:
-        return lease.tokens >= cost and self._clock() < lease.expires
+    @staticmethod
+    def _holds(lease: _Lease, cost: int, now: float) -> bool:
+        return lease.tokens >= cost and now < lease.expires
 
-    def _all_hold(self, leases: Sequence[_Lease], cost: int) -> bool:
-        return all(self._holds(lease, cost) for lease in leases)
+    def _all_hold(self, leases: Sequence[_Lease], cost: int, now: float) -> bool:
+        return all(self._holds(lease, cost, now) for lease in leases)
+
+    @staticmethod
+    def _refused(leases: Sequence[_Lease], cost: int, now: float) -> bool:
+        """Whether a refusal the shared limiter gave still stands for one of ``leases``."""
+        return any(
+            now < lease.refused_until and cost >= lease.refused_cost and lease.tokens < cost
+            for lease in leases
+        )
 
     async def _refill(self, key: str, rule: Rule, lease: _Lease, cost: int) -> None:
         lease.tokens = 0  # leftovers below the cost are dropped: at most lease_size held
-        take = max(cost, min(self.lease_size, rule.capacity))
+        take = max(cost, self.lease_for(rule))
         self.refills += 1
         decision = await self.shared.hit(key, rule, cost=take)
-        if not decision.allowed and cost <= decision.remaining < take:
-            take = decision.remaining  # fewer than a full lease left: take what there is
+        if not decision.allowed and take > cost:
+            # Fewer than a full lease left: take what there is, or learn when `cost` fits.
+            take = max(cost, decision.remaining)
             self.refills += 1
             decision = await self.shared.hit(key, rule, cost=take)
         lease.shared, lease.taken_at = decision, self._clock()
         if decision.allowed:
             lease.tokens, lease.expires = take, lease.taken_at + self.max_age
+            lease.refused_until = 0.0
+        elif take == cost:
+            # Refused for exactly this cost: answer locally until its retry-after.
+            lease.refused_until = lease.taken_at + decision.retry_after
+            lease.refused_cost = cost
         if len(self._leases) > 4096:
             self._sweep(lease.taken_at)
 
@@ -128,11 +183,21 @@ class LeasedBackend:
         if shared is None:
             return Decision(allowed, rule.limit, lease.tokens, 0.0, 0.0)
         elapsed = now - lease.taken_at
+        if allowed:
+            remaining = shared.remaining + lease.tokens
+            capacity = rule.capacity
+            return Decision(
+                True,
+                rule.limit,
+                capacity if remaining > capacity else remaining,
+                0.0,
+                max(0.0, shared.reset_after - elapsed),
+            )
         return Decision(
-            allowed,
+            False,
             rule.limit,
-            min(rule.capacity, shared.remaining + lease.tokens) if allowed else 0,
-            0.0 if allowed else max(0.0, shared.retry_after - elapsed),
+            0,
+            max(0.0, shared.retry_after - elapsed),
             max(0.0, shared.reset_after - elapsed),
         )
 
@@ -140,7 +205,7 @@ class LeasedBackend:
         self._leases = {
             slot: lease
             for slot, lease in self._leases.items()
-            if lease.expires > now or lease.lock.locked()
+            if lease.expires > now or lease.refused_until > now or lease.lock.locked()
         }
 
     async def aclose(self) -> None:

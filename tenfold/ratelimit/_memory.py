@@ -7,7 +7,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 
 from tenfold.ratelimit._backend import check_request
-from tenfold.ratelimit._gcra import Decision, admits, to_decision
+from tenfold.ratelimit._gcra import Decision, admits, check_cost, outcome, to_decision
 from tenfold.ratelimit._rule import Rule
 from tenfold.ratelimit._window import WindowState, fits, settle, window_state
 
@@ -42,6 +42,8 @@ class MemoryBackend:
     async def hit_many(
         self, key_rules: Sequence[tuple[str, Rule]], cost: int = 1
     ) -> list[Decision]:
+        if len(key_rules) == 1 and not key_rules[0][1].sliding:
+            return [self._hit_gcra(*key_rules[0], cost)]
         rules = [rule for _, rule in key_rules]
         check_request(key_rules, cost)
         now = self._clock()
@@ -65,6 +67,19 @@ class MemoryBackend:
                     self._tats[slot] = new_tat
         self._maybe_sweep(now)
         return [to_decision(r, rule) for r, rule in zip(results, rules, strict=True)]
+
+    def _hit_gcra(self, key: str, rule: Rule, cost: int) -> Decision:
+        """One GCRA rule: the common case, without the all-or-nothing bookkeeping."""
+        check_cost(rule, cost)
+        now = self._clock()
+        slot = (key, rule.ident)
+        tat = self._tats.get(slot, now)
+        base = tat if tat > now else now
+        numbers = outcome(base, now, rule, cost, admits(base, now, rule, cost))
+        if numbers[0]:
+            self._tats[slot] = numbers[1]
+        self._maybe_sweep(now)
+        return to_decision(numbers, rule)
 
     def _window(self, slot: tuple[str, str], now: float, rule: Rule) -> list[float]:
         """``slot``'s log with the entries at or before ``now - period`` dropped."""

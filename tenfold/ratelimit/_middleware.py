@@ -23,7 +23,6 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +30,7 @@ from tenfold.observability import get_logger
 from tenfold.ratelimit._backend import LimiterBackend
 from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
 from tenfold.ratelimit._gcra import Decision
+from tenfold.ratelimit._keys import route_free
 from tenfold.ratelimit._policy import Policy, policies_of
 from tenfold.ratelimit._stats import RateLimitStats
 from tenfold.web import problem_for_exception
@@ -62,42 +62,56 @@ class RateLimitMiddleware:
         self.unavailable: Counter[str] = Counter()
         #: Decisions by policy and outcome; a Prometheus collector.
         self.stats = stats if stats is not None else RateLimitStats()
+        self._static = [default] if default is not None else []
+        self._keys_route_free = all(
+            route_free(policy.key) for policy in [*self._static, *self.prefixes.values()]
+        )
+        # Whether requests must be matched against the app's routes, per routes table seen.
+        self._matching: tuple[int, int, bool] = (0, -1, True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         key_scope, policies = self._policies(scope)
+        if not policies:
+            await self.app(scope, receive, send)
+            return
         decisions: list[Decision] = []
+        record = self.stats.record
         for policy in policies:
+            key = policy.key(key_scope)
+            rules = policy.rules
             try:
                 found = await self.backend.hit_many(
-                    policy.key_rules(policy.key(key_scope)), cost=policy.cost
+                    [(key, rules[0])] if len(rules) == 1 else policy.key_rules(key),
+                    policy.cost,
                 )
             except RateLimiterUnavailable as exc:
                 fail_open = policy.fails_open(scope["method"])
                 _log.warning("ratelimit_unavailable", policy=policy.name, fail_open=fail_open)
                 self.unavailable[policy.name] += 1
-                self.stats.record(policy.name, "unavailable")
+                record(policy.name, "unavailable")
                 if fail_open:
                     continue
                 await problem_for_exception(exc)(scope, receive, send)
                 return
-            decisions.extend(found)
-            refused = [d for d in found if not d.allowed]
-            if refused:
-                self.stats.record(policy.name, "limited")
+            decisions += found
+            if not all(d.allowed for d in found):
+                record(policy.name, "limited")
+                refused = [d for d in found if not d.allowed]
                 await self._refuse(refused, decisions, scope, receive, send)
                 return
-            self.stats.record(policy.name, "allowed")
+            record(policy.name, "allowed")
         if not decisions:
             await self.app(scope, receive, send)
             return
-        headers = ratelimit_headers(decisions)
+        extra = _raw_headers(decisions)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).update(headers)
+                # A new list: the response's own may be shared (a cached response's headers).
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -116,16 +130,22 @@ class RateLimitMiddleware:
         await response(scope, receive, send)
 
     def _policies(self, scope: Scope) -> tuple[Scope, list[Policy]]:
-        policies = [self.default] if self.default is not None else []
-        path = scope.get("path", "")
-        policies += [
-            policy
-            for prefix, policy in self.prefixes.items()
-            if path == prefix or path.startswith(prefix + "/") or not prefix
-        ]
-        route, child = _match(scope, self.app)
+        policies = self._static
+        if self.prefixes:
+            path = scope.get("path", "")
+            policies = policies + [
+                policy
+                for prefix, policy in self.prefixes.items()
+                if path == prefix or path.startswith(prefix + "/") or not prefix
+            ]
+        # Inside a Starlette app scope["app"] is the app; wrapped around one, it is ``inner``.
+        routes = getattr(scope.get("app", self.app), "routes", ())
+        if not self._must_match(routes):
+            return scope, policies
+        route, child = _match(scope, routes)
         if route is None:
             return scope, list(dict.fromkeys(policies))
+        policies = list(policies)
         template = getattr(route, "path", None)
         if template in self.routes:
             policies.append(self.routes[template])
@@ -133,20 +153,44 @@ class RateLimitMiddleware:
         # The same policy attached twice (app-wide and on the route) counts once.
         return {**scope, **child, "route": route}, list(dict.fromkeys(policies))
 
+    def _must_match(self, routes: Sequence[object]) -> bool:
+        """Whether a request must be matched: a route policy, a marker, or a key reading it."""
+        seen_id, seen_len, must = self._matching
+        if id(routes) == seen_id and len(routes) == seen_len:
+            return must
+        must = (
+            bool(self.routes)
+            or not self._keys_route_free
+            or any(policies_of(getattr(route, "endpoint", None)) for route in routes)
+        )
+        self._matching = (id(routes), len(routes), must)
+        return must
 
-def _match(scope: Scope, inner: ASGIApp) -> tuple[object | None, Scope]:
-    # Inside a Starlette app scope["app"] is the app; wrapped around one, it is ``inner``.
-    app = scope.get("app", inner)
-    for route in getattr(app, "routes", ()):
-        match, child = route.matches(scope)
+
+def _match(scope: Scope, routes: Sequence[object]) -> tuple[object | None, Scope]:
+    for route in routes:
+        match, child = route.matches(scope)  # type: ignore[attr-defined]
         if match is Match.FULL:
             return route, child
     return None, {}
 
 
+def _raw_headers(decisions: Sequence[Decision]) -> list[tuple[bytes, bytes]]:
+    worst = decisions[0] if len(decisions) == 1 else _worst(decisions)
+    return [
+        (b"ratelimit-limit", b"%d" % worst.limit),
+        (b"ratelimit-remaining", b"%d" % worst.remaining),
+        (b"ratelimit-reset", b"%d" % math.ceil(worst.reset_after)),
+    ]
+
+
+def _worst(decisions: Sequence[Decision]) -> Decision:
+    return min(decisions, key=lambda d: (d.remaining, -d.reset_after))
+
+
 def ratelimit_headers(decisions: Sequence[Decision]) -> dict[str, str]:
     """The ``RateLimit-*`` fields of the most restrictive of ``decisions`` (least remaining)."""
-    worst = min(decisions, key=lambda d: (d.remaining, -d.reset_after))
+    worst = _worst(decisions)
     return {
         "RateLimit-Limit": str(worst.limit),
         "RateLimit-Remaining": str(worst.remaining),

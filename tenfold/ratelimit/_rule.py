@@ -7,7 +7,7 @@ with units second, minute, hour, day (and their short forms s, m/min, h, d).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["ALGORITHMS", "Rate", "Rule"]
 
@@ -75,6 +75,9 @@ class Rule:
     rate: Rate
     burst: int | None = None
     algorithm: str = "gcra"
+    #: A short name unique to the rule's behaviour; part of storage keys (computed once:
+    #: every decision looks it up).
+    ident: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.rate, str):
@@ -85,6 +88,8 @@ class Rule:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; use one of {ALGORITHMS}")
         if self.sliding and self.burst not in (None, self.rate.limit):
             raise ValueError("a sliding-window rule has no burst: it admits `limit` per period")
+        tail = "sw" if self.sliding else f"b{self.capacity}"
+        object.__setattr__(self, "ident", f"{self.rate.limit}/{self.rate.period:g}{tail}")
 
     @property
     def sliding(self) -> bool:
@@ -100,12 +105,6 @@ class Rule:
     def limit(self) -> int:
         """The number a client is told (``RateLimit-Limit``): the rate's N."""
         return self.rate.limit
-
-    @property
-    def ident(self) -> str:
-        """A short name unique to the rule's behaviour; part of storage keys."""
-        tail = "sw" if self.sliding else f"b{self.capacity}"
-        return f"{self.rate.limit}/{self.rate.period:g}{tail}"
 
     def __repr__(self) -> str:
         burst = "" if self.burst is None else f", burst={self.burst}"

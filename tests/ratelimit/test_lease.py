@@ -135,3 +135,45 @@ async def test_concurrent_hits_on_one_instance(clock: FakeClock) -> None:
     rest = await asyncio.gather(*(hit() for _ in range(40)))
     assert sum(rest) == 10
     assert not (await shared.hit("k", rule)).allowed
+
+
+async def test_refusal_is_answered_locally_until_retry_after(clock: FakeClock) -> None:
+    """Once the shared limiter refuses, hits until its retry-after cost no round trip."""
+    shared = MemoryBackend(clock=clock)
+    leased = LeasedBackend(shared, lease_size=5, clock=clock)
+    rule = Rule(Rate(5, 10.0))  # one token back every 2 s
+    assert all([(await leased.hit("k", rule)).allowed for _ in range(5)])
+    refused = await leased.hit("k", rule)
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(2.0)
+    trips = leased.refills
+    clock.advance(1.0)
+    again = [await leased.hit("k", rule) for _ in range(50)]
+    assert not any(d.allowed for d in again)
+    assert again[0].retry_after == pytest.approx(1.0)
+    assert leased.refills == trips  # all fifty answered locally
+    clock.advance(1.0)
+    assert (await leased.hit("k", rule)).allowed  # the refusal has lapsed: asked again
+    assert leased.refills > trips
+
+
+async def test_cached_refusal_does_not_cover_a_cheaper_request(clock: FakeClock) -> None:
+    """A refusal for cost 3 is not reused for a cost-1 request that may still fit."""
+    shared = MemoryBackend(clock=clock)
+    leased = LeasedBackend(shared, lease_size=1, clock=clock)
+    rule = Rule(Rate(4, 40.0))
+    assert (await leased.hit("k", rule, cost=2)).allowed
+    assert not (await leased.hit("k", rule, cost=3)).allowed
+    assert (await leased.hit("k", rule, cost=1)).allowed
+
+
+async def test_default_lease_is_a_twentieth_of_the_burst(clock: FakeClock) -> None:
+    """Without lease_size a lease is burst // 20 tokens, at least 1 and at most 100."""
+    leased = LeasedBackend(MemoryBackend(clock=clock), clock=clock)
+    assert leased.lease_for(Rule("100/minute")) == 5
+    assert leased.lease_for(Rule("10/minute")) == 1
+    assert leased.lease_for(Rule("1000000/minute")) == 100
+    assert LeasedBackend(MemoryBackend(), lease_size=7).lease_for(Rule("5/minute")) == 5
+    rule = Rule(Rate(100, DAY))
+    assert all([(await leased.hit("k", rule)).allowed for _ in range(100)])
+    assert leased.refills == 20
