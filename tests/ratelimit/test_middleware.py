@@ -321,3 +321,50 @@ async def test_decisions_are_exposed_as_metrics() -> None:
     name = "tenfold_ratelimit_decisions_total"
     assert registry.get_sample_value(name, {"policy": "m", "outcome": "allowed"}) == 1
     assert registry.get_sample_value(name, {"policy": "m", "outcome": "limited"}) == 1
+
+
+async def test_custom_key_sees_the_matched_route(clock: FakeClock) -> None:
+    """A custom key function gets scope["route"] even when no route has a policy of its own."""
+    seen: list[object] = []
+
+    def by_template(scope: Scope) -> str:
+        seen.append(getattr(scope.get("route"), "path", None))
+        return "t"
+
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    app.add_middleware(
+        RateLimitMiddleware,
+        backend=MemoryBackend(clock=clock),
+        default=Policy("custom", ["5/minute"], key=by_template),
+    )
+    async with client(app) as c:
+        assert (await c.get("/items/7")).status_code == 200
+    assert seen == ["/items/{item_id}"]
+
+
+async def test_routes_added_later_are_matched_for_their_markers(clock: FakeClock) -> None:
+    """A route with @rate_limit added after the first request is still limited by its marker."""
+    app = FastAPI()
+    outer = RateLimitMiddleware(
+        app,
+        backend=MemoryBackend(clock=clock),
+        default=Policy("ip", ["100/minute"], key=by_ip()),
+    )
+    transport = httpx.ASGITransport(app=outer, client=("203.0.113.7", 5555))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        assert (await c.get("/late")).status_code == 404
+
+        @app.get("/late")
+        @rate_limit(Policy("late", ["1/minute"]))
+        async def late() -> dict[str, bool]:
+            return {"ok": True}
+
+        assert (await c.get("/late")).status_code == 200
+        refused = await c.get("/late")
+        assert refused.status_code == 429
+        assert refused.headers["RateLimit-Limit"] == "1"
