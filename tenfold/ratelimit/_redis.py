@@ -15,6 +15,13 @@ how several keys join one multi-rule decision (``{user:42}:ip:...`` and
 ``{user:42}:route:...``). A multi-rule call whose keys would span slots fails
 with ``ValueError`` on standalone Redis too, so code that works there works
 on a Cluster.
+
+Decisions requested in the same event-loop iteration are *coalesced*: the
+first one waits one iteration (``asyncio.sleep(0)``) while the others join
+it, then all go to Redis as one pipeline of EVALSHA calls (``transaction=False``;
+each script is still atomic on its own). A lone decision is sent as a plain
+EVALSHA. Under concurrency this cuts the client's per-decision cost, which is
+mostly redis-py's per-command overhead.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -39,7 +46,7 @@ from tenfold._redis import (
 from tenfold._settings import RedisSettings
 from tenfold.ratelimit._backend import check_request
 from tenfold.ratelimit._errors import RateLimiterUnavailable
-from tenfold.ratelimit._gcra import SLACK, Decision, to_decision
+from tenfold.ratelimit._gcra import SLACK, Decision, check_cost, outcome, to_decision
 from tenfold.ratelimit._rule import Rule
 from tenfold.ratelimit._window import WindowState, settle
 
@@ -101,13 +108,58 @@ end
 return out
 """.replace("SLACK", repr(SLACK))
 _GCRA_SHA = hashlib.sha1(_GCRA.encode(), usedforsecurity=False).hexdigest()
+# What every call sends unchanged, as bytes, which redis-py's encoder passes through as is.
+_GCRA_SHA_BYTES = _GCRA_SHA.encode()
+_COSTS = {n: str(n).encode() for n in range(1, 65)}
+
+
+#: The most decisions one pipeline carries; callers past it start the next one.
+_MAX_BATCH = 128
+#: Rules whose script arguments are kept; rules are configuration, so this is a safety net.
+_MAX_SPECS = 1024
+
+
+class _Spec(NamedTuple):
+    """A rule's share of the script call, worked out once per rule."""
+
+    suffix: str  # ":<rule ident>", the end of its storage keys
+    args: tuple[Any, ...]  # kind, p1, p2 (see the script)
+    capacity: int
+
+
+def _spec(rule: Rule) -> _Spec:
+    if rule.sliding:
+        args: tuple[Any, ...] = ("w", repr(rule.rate.period * 1e6), rule.rate.limit)
+    else:
+        interval_us = rule.rate.emission_interval * 1e6
+        args = ("g", repr(interval_us), repr(interval_us * rule.capacity))
+    return _Spec(":" + rule.ident, tuple(str(arg).encode() for arg in args), rule.capacity)
+
+
+# One script call waiting for its batch: (future, sha, script, keys, args).
+_Call = tuple["asyncio.Future[Any]", str | bytes, str, Sequence[str], Sequence[Any]]
+
+
+def _unavailable(error: BaseException) -> RateLimiterUnavailable:
+    """A new ``RateLimiterUnavailable`` for one caller (each raises its own instance)."""
+    if isinstance(error, RateLimiterUnavailable):
+        exc = RateLimiterUnavailable(str(error))
+        exc.__cause__ = error.__cause__
+    else:
+        exc = RateLimiterUnavailable(
+            f"redis rate-limit script failed: {type(error).__name__}: {error}"
+        )
+        exc.__cause__ = error
+    return exc
 
 
 class RedisBackend:
     """A ``LimiterBackend`` on Redis: ``from_url``, ``from_cluster`` or ``from_settings``.
 
-    At most ``max_connections`` decisions are in flight; callers beyond that wait
-    up to ``pool_timeout`` seconds, then get ``RateLimiterUnavailable``.
+    At most ``max_connections`` round trips (a lone decision or a pipeline of
+    coalesced ones) are in flight; callers beyond that wait up to
+    ``pool_timeout`` seconds, then get ``RateLimiterUnavailable``.
+    ``round_trips`` counts the commands and pipelines sent.
     """
 
     def __init__(
@@ -130,6 +182,10 @@ class RedisBackend:
         # its lazy first initialize(); so the first caller initializes, under a lock.
         self._initialized = not self.cluster
         self._init_lock = asyncio.Lock()
+        self._specs: dict[Rule, _Spec] = {}
+        self._open: list[_Call] | None = None  # the batch callers of this iteration join
+        self._batches: set[asyncio.Task[None]] = set()
+        self.round_trips = 0
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.name} prefix={self.prefix!r}>"
@@ -184,12 +240,39 @@ class RedisBackend:
         tagged = key if hash_tag(key) is not None else "{" + key + "}"
         return f"{self.prefix}{tagged}:{rule.ident}"
 
+    def _spec_of(self, rule: Rule) -> _Spec:
+        spec = self._specs.get(rule)
+        if spec is None:
+            if len(self._specs) >= _MAX_SPECS:
+                self._specs.clear()
+            spec = self._specs[rule] = _spec(rule)
+        return spec
+
     async def hit(self, key: str, rule: Rule, cost: int = 1) -> Decision:
-        return (await self.hit_many([(key, rule)], cost))[0]
+        # hit_many() for one pair, without its lists: this is the hot path.
+        spec = self._spec_of(rule)
+        if not 1 <= cost <= spec.capacity:
+            check_cost(rule, cost)
+        if "{" in key:
+            name = self.storage_key(key, rule)
+        else:
+            name = self.prefix + "{" + key + "}" + spec.suffix
+        reply = await self._eval((name,), (_COSTS.get(cost, cost), *spec.args))
+        now = float(reply[0]) / 1e6
+        admitted = int(reply[4]) == 1
+        if rule.sliding:
+            state = WindowState(int(float(reply[1])), float(reply[2]) / 1e6, float(reply[3]) / 1e6)
+            numbers = settle([state], now, [rule], cost, [admitted])[0]
+        else:  # what settle() does for a single GCRA rule
+            numbers = outcome(float(reply[1]) / 1e6, now, rule, cost, admitted)
+        return to_decision(numbers, rule)
 
     async def hit_many(
         self, key_rules: Sequence[tuple[str, Rule]], cost: int = 1
     ) -> list[Decision]:
+        if len(key_rules) == 1:
+            key, rule = key_rules[0]
+            return [await self.hit(key, rule, cost)]
         rules = [rule for _, rule in key_rules]
         check_request(key_rules, cost)
         names = [self.storage_key(key, rule) for key, rule in key_rules]
@@ -200,11 +283,7 @@ class RedisBackend:
             )
         args: list[Any] = [cost]
         for rule in rules:
-            if rule.sliding:
-                args += ["w", repr(rule.rate.period * 1e6), rule.rate.limit]
-            else:
-                interval_us = rule.rate.emission_interval * 1e6
-                args += ["g", repr(interval_us), repr(interval_us * rule.capacity)]
+            args += self._spec_of(rule).args
         reply = await self._eval(names, args)
         now = float(reply[0]) / 1e6
         states: list[float | WindowState] = []
@@ -216,8 +295,50 @@ class RedisBackend:
         return [to_decision(r, rule) for r, rule in zip(results, rules, strict=True)]
 
     async def _eval(
-        self, names: list[str], args: list[Any], script: str = _GCRA, sha: str = _GCRA_SHA
+        self,
+        names: Sequence[str],
+        args: Sequence[Any],
+        script: str = _GCRA,
+        sha: str | bytes = _GCRA_SHA_BYTES,
     ) -> Any:
+        """Run ``script``, in one pipeline with the calls made in the same loop iteration."""
+        future = asyncio.get_running_loop().create_future()
+        call = (future, sha, script, names, args)
+        batch = self._open
+        if batch is not None and len(batch) < _MAX_BATCH:
+            batch.append(call)
+            return await future
+        # The first caller of an iteration leads: it yields once so that the others
+        # join, then sends them all. Callers never wait longer than that one iteration.
+        batch = self._open = [call]
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self._seal(batch)
+            del batch[0]
+            if batch:
+                self._dispatch(batch)
+            raise
+        self._seal(batch)
+        if len(batch) == 1:
+            return await self._eval_alone(names, args, script, sha)
+        self._dispatch(batch)
+        return await future
+
+    def _seal(self, batch: list[_Call]) -> None:
+        if self._open is batch:
+            self._open = None
+
+    def _dispatch(self, batch: list[_Call]) -> None:
+        # A task of its own, so that no caller's cancellation stops the others' batch.
+        task = asyncio.create_task(self._run(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _acquire(self) -> None:
+        if not self._bound.locked():
+            await self._bound.acquire()  # free: no timer to arm
+            return
         try:
             async with asyncio.timeout(self._pool_timeout):
                 await self._bound.acquire()
@@ -225,19 +346,76 @@ class RedisBackend:
             raise RateLimiterUnavailable(
                 f"redis EVALSHA: no free connection within {self._pool_timeout} s"
             ) from exc
+
+    async def _eval_alone(
+        self, names: Sequence[str], args: Sequence[Any], script: str, sha: str | bytes
+    ) -> Any:
+        await self._acquire()
         try:
             if not self._initialized:
                 await self._initialize()
+            self.round_trips += 1
             try:
                 return await self._client.evalsha(sha, len(names), *names, *args)  # type: ignore[no-untyped-call]
             except NoScriptError:  # a restarted (or new) node: EVAL runs it and caches it
+                self.round_trips += 1
                 return await self._client.eval(script, len(names), *names, *args)  # type: ignore[no-untyped-call]
         except REDIS_ERRORS as exc:
-            raise RateLimiterUnavailable(
-                f"redis rate-limit script failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise _unavailable(exc) from exc
         finally:
             self._bound.release()
+
+    async def _run(self, batch: list[_Call]) -> None:
+        """Send ``batch`` as one pipeline; hand each caller its reply or its error."""
+        # A caller cancelled before the send spends nothing: its call is dropped.
+        batch = [call for call in batch if not call[0].done()]
+        if not batch:
+            return
+        try:
+            replies: list[Any] = await self._send(batch)
+        except (RateLimiterUnavailable, *REDIS_ERRORS) as exc:
+            replies = [exc] * len(batch)
+        except asyncio.CancelledError:  # the loop is closing
+            for future, *_ in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # not a Redis failure: the callers see it as it is
+            for future, *_ in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (future, *_), reply in zip(batch, replies, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(reply, BaseException):
+                future.set_exception(_unavailable(reply))
+            else:
+                future.set_result(reply)
+
+    async def _send(self, batch: list[_Call]) -> list[Any]:
+        await self._acquire()
+        try:
+            if not self._initialized:
+                await self._initialize()
+            replies = await self._pipeline(batch, "EVALSHA")
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:  # a restarted (or new) node: EVAL runs those and caches the script
+                again = await self._pipeline([batch[i] for i in missing], "EVAL")
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
+            return replies
+        finally:
+            self._bound.release()
+
+    async def _pipeline(self, batch: list[_Call], command: str) -> list[Any]:
+        """One round trip; a failed call's reply is its exception."""
+        self.round_trips += 1
+        pipe = self._client.pipeline(transaction=False)
+        by_sha = command == "EVALSHA"
+        for _, sha, script, names, args in batch:
+            pipe.execute_command(command, sha if by_sha else script, len(names), *names, *args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     async def _initialize(self) -> None:
         async with self._init_lock:
@@ -246,5 +424,7 @@ class RedisBackend:
                 self._initialized = True
 
     async def aclose(self) -> None:
-        """Close the client's connections."""
+        """Wait for the pipelines in flight, then close the client's connections."""
+        if self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
         await self._client.aclose()
