@@ -6,7 +6,7 @@ an access line and RED metrics under its route template) and inside
 aside), outside the router. A hit is answered before routing and validation.
 
 For a GET or HEAD whose route has a policy (``RouteTable`` finds it from the
-path alone, see ``_http_routes``; who may share and the key: ``_http_request``):
+path alone, see ``tenfold.web.RouteTable``; who may share and the key: ``_http_request``):
 
 * **Hit**: the stored 200 with ``Age``, or a 304 when ``If-None-Match``
   matches (weak comparison, lists and ``*``). HEAD is answered from the GET
@@ -54,7 +54,6 @@ from tenfold.cache._http_response import (
     prepare,
     run_detached,
 )
-from tenfold.cache._http_routes import RouteMatch, RouteTable
 from tenfold.cache._http_store import (
     EntryStore,
     ResponseStore,
@@ -63,6 +62,7 @@ from tenfold.cache._http_store import (
     encode_entry,
 )
 from tenfold.observability import get_logger
+from tenfold.web import RouteMatch, RouteTable
 
 __all__ = ["HttpCacheMiddleware"]
 
@@ -206,7 +206,7 @@ class HttpCacheMiddleware:
             self._refresh_later(scope, route, req, entry_key)
         else:
             self.hits += 1
-        self._label(scope, route)
+        route.label(scope, self._router)
         age_header = (b"age", b"%d" % max(age, 0))
         if req.inm is not None and etag_matches(req.inm, entry.etag):
             self.not_modified += 1
@@ -243,17 +243,6 @@ class HttpCacheMiddleware:
             if left > 0:
                 local.set_entry(entry_key, entry, left)
         return entry
-
-    def _label(self, scope: Scope, route: RouteMatch) -> None:
-        """Make the scope look routed, so metrics and logs name the route of a hit."""
-        if route.route is not None:
-            scope["route"] = route.route
-        if route.context is not None:
-            fastapi_scope = scope.setdefault("fastapi", {})
-            if isinstance(fastapi_scope, dict):
-                fastapi_scope["effective_route_context"] = route.context
-        if self._router is not None:
-            scope.setdefault("router", self._router)
 
     async def _fill(
         self,

@@ -47,8 +47,8 @@ from starlette.types import Scope
 
 from tenfold._context import current_consistency_token, current_user_id
 from tenfold.cache._http_policy import CachePolicy
-from tenfold.cache._http_routes import RouteMatch
 from tenfold.cache._keys import key as cache_key
+from tenfold.web import RouteMatch
 
 __all__ = [
     "DEFAULT_BYPASS_HEADERS",
@@ -180,7 +180,7 @@ class RequestReader:
             origin,
             scope["path"],
             _normalized_query(scope["query_string"]),
-            tuple([found.get(name) for name in route.keyed_headers]),
+            tuple([found.get(name) for name in route.policy.keyed_headers]),
             forwarded,
             view.user,
         )

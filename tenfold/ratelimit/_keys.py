@@ -23,6 +23,8 @@ KeyFunc = Callable[[Scope], str]
 #: Set on key functions that never read ``scope["route"]``: the middleware then skips
 #: matching the request against the routes when nothing else needs the match.
 ROUTE_FREE = "__tenfold_route_free__"
+#: The matched route's full template (``/api/items/{item_id}``) in a key function's scope.
+ROUTE_TEMPLATE = "tenfold.route_template"
 
 
 def by_ip(trusted: Sequence[IPNetwork] = (), header: str = "x-forwarded-for") -> KeyFunc:
@@ -64,8 +66,8 @@ def by_api_key(
 
 def by_route(scope: Scope) -> str:
     """Key on the method and route template (``GET /items/{item_id}``), else the path."""
-    route = scope.get("route")
-    path = getattr(route, "path", None) or scope.get("path", "")
+    route = getattr(scope.get("route"), "path", None)
+    path = scope.get(ROUTE_TEMPLATE) or route or scope.get("path", "")
     # Braces would act as a Redis Cluster hash tag; the template's own are not one.
     path = path.replace("{", "<").replace("}", ">")
     return f"route:{scope.get('method', '')} {path}"

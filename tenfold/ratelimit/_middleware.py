@@ -2,9 +2,13 @@
 
 It finds the policies of a request *before* routing: the app-wide
 ``default``, every ``prefixes`` entry the path is under, and — by matching the
-path against the app's top-level routes (FastAPI flattens included routers,
-mounted sub-apps are not looked into) — the ``routes`` entry for the route
-template and the endpoint's ``@rate_limit`` marker. Each policy is one
+path against the app's routes with ``tenfold.web.RouteTable`` (included
+routers and mounted routers too; a mounted foreign app is not looked into) —
+the ``routes`` entry for the full route template and the endpoint's
+``@rate_limit`` marker. Matching happens only when something needs it (a
+``routes`` entry, a marker somewhere, or a key function not known to ignore
+the route); key functions then see ``scope["route"]``, ``scope["endpoint"]``
+and the template under ``ROUTE_TEMPLATE``. Each policy is one
 all-or-nothing ``hit_many``; policies are decided in that order, so a refusal
 by a later one leaves the earlier ones' hits counted.
 
@@ -23,17 +27,17 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from starlette.routing import Match
+from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenfold.observability import get_logger
 from tenfold.ratelimit._backend import LimiterBackend
 from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
 from tenfold.ratelimit._gcra import Decision
-from tenfold.ratelimit._keys import route_free
+from tenfold.ratelimit._keys import ROUTE_TEMPLATE, route_free
 from tenfold.ratelimit._policy import Policy, policies_of
 from tenfold.ratelimit._stats import RateLimitStats
-from tenfold.web import problem_for_exception
+from tenfold.web import RouteTable, problem_for_exception
 
 __all__ = ["RateLimitMiddleware", "ratelimit_headers"]
 
@@ -66,8 +70,10 @@ class RateLimitMiddleware:
         self._keys_route_free = all(
             route_free(policy.key) for policy in [*self._static, *self.prefixes.values()]
         )
-        # Whether requests must be matched against the app's routes, per routes table seen.
-        self._matching: tuple[int, int, bool] = (0, -1, True)
+        # The app's routes, flattened at the first request and again when they change;
+        # requests are matched against them only when a policy or key needs the route.
+        self._table: RouteTable | None = None
+        self._must_match = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,6 +100,7 @@ class RateLimitMiddleware:
                 record(policy.name, "unavailable")
                 if fail_open:
                     continue
+                self._label(scope)
                 await problem_for_exception(exc)(scope, receive, send)
                 return
             decisions += found
@@ -127,7 +134,15 @@ class RateLimitMiddleware:
         worst = max(refused, key=lambda d: d.retry_after)
         response = problem_for_exception(RateLimited.from_decision(worst))
         response.headers.update(ratelimit_headers(decisions))
+        self._label(scope)
         await response(scope, receive, send)
+
+    def _label(self, scope: Scope) -> None:
+        """Name the route of a refused request (the router never runs) for metrics and logs."""
+        if self._table is not None and "route" not in scope:
+            found = self._table.match(get_route_path(scope), scope["method"])
+            if found is not None:
+                found.label(scope, getattr(scope.get("app", self.app), "router", None))
 
     def _policies(self, scope: Scope) -> tuple[Scope, list[Policy]]:
         policies = self._static
@@ -139,40 +154,39 @@ class RateLimitMiddleware:
                 if path == prefix or path.startswith(prefix + "/") or not prefix
             ]
         # Inside a Starlette app scope["app"] is the app; wrapped around one, it is ``inner``.
-        routes = getattr(scope.get("app", self.app), "routes", ())
-        if not self._must_match(routes):
+        routes = getattr(scope.get("app", self.app), "routes", None)
+        if routes is None:
             return scope, policies
-        route, child = _match(scope, routes)
-        if route is None:
+        table = self._table
+        if table is None or table.stale(routes):
+            table = self._build(routes)
+        if not self._must_match:
+            return scope, policies
+        found = table.match(get_route_path(scope), scope["method"])
+        if found is None:
             return scope, list(dict.fromkeys(policies))
         policies = list(policies)
-        template = getattr(route, "path", None)
-        if template in self.routes:
-            policies.append(self.routes[template])
-        policies += policies_of(child.get("endpoint"))
+        if found.template in self.routes:
+            policies.append(self.routes[found.template])
+        policies += found.policy
+        key_scope = {
+            **scope,
+            "route": found.route,
+            "endpoint": found.endpoint,
+            ROUTE_TEMPLATE: found.template,
+        }
         # The same policy attached twice (app-wide and on the route) counts once.
-        return {**scope, **child, "route": route}, list(dict.fromkeys(policies))
+        return key_scope, list(dict.fromkeys(policies))
 
-    def _must_match(self, routes: Sequence[object]) -> bool:
-        """Whether a request must be matched: a route policy, a marker, or a key reading it."""
-        seen_id, seen_len, must = self._matching
-        if id(routes) == seen_id and len(routes) == seen_len:
-            return must
-        must = (
+    def _build(self, routes: Sequence[object]) -> RouteTable:
+        """Flatten ``routes`` (included routers and mounts too) and decide whether to match."""
+        table = self._table = RouteTable(routes, policies_of)
+        self._must_match = (
             bool(self.routes)
             or not self._keys_route_free
-            or any(policies_of(getattr(route, "endpoint", None)) for route in routes)
+            or any(policies for policies in table.policies)
         )
-        self._matching = (id(routes), len(routes), must)
-        return must
-
-
-def _match(scope: Scope, routes: Sequence[object]) -> tuple[object | None, Scope]:
-    for route in routes:
-        match, child = route.matches(scope)  # type: ignore[attr-defined]
-        if match is Match.FULL:
-            return route, child
-    return None, {}
+        return table
 
 
 def _raw_headers(decisions: Sequence[Decision]) -> list[tuple[bytes, bytes]]:

@@ -5,6 +5,8 @@
 - ``ProblemMiddleware``: any other exception becomes a 500 problem without a
   stack trace; the stack is logged with the request id.
 - ``problem_response(...)``: build one yourself.
+- ``RouteTable``: which route (and policy) a request would get, before routing;
+  the HTTP cache and the rate limiter use it.
 """
 
 from tenfold.web._middleware import ProblemMiddleware
@@ -16,12 +18,15 @@ from tenfold.web._problems import (
     problem_for_exception,
     problem_response,
 )
+from tenfold.web._routes import RouteMatch, RouteTable
 
 __all__ = [
     "GENERIC_DETAIL",
     "PROBLEM_CONTENT_TYPE",
     "ProblemMiddleware",
     "ProblemResponse",
+    "RouteMatch",
+    "RouteTable",
     "install_problem_handlers",
     "problem_for_exception",
     "problem_response",

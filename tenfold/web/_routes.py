@@ -1,13 +1,15 @@
-"""Which cache policy a request would get, decided *before* the router runs.
+"""Which route (and which policy on it) a request would get, decided *before* the router runs.
 
-A cache hit must skip routing and validation, so the HTTP cache cannot wait
-for ``scope["route"]``. ``RouteTable`` flattens the application's routes once
-(at the first request) into an ordered list and replays Starlette's rule on
-it: the first route whose path regex matches and whose methods include the
-method wins; a method mismatch (a 405 candidate) lets later routes try.
+Middleware that acts before routing needs the route: a cache hit must skip
+routing and validation, and a rate limit must refuse before the handler's
+dependencies run. ``RouteTable`` flattens the application's routes once into
+an ordered list and replays Starlette's rule on it: the first route whose path
+regex matches and whose methods include the method wins; a method mismatch (a
+405 candidate) lets later routes try.
 
 * Plain routes and FastAPI ``APIRoute``\\ s are leaves: path regex, methods,
-  endpoint, and the policy ``cache_response`` attached to the endpoint.
+  endpoint, and the policy ``policy_of(endpoint)`` finds (``cache_response``
+  for the HTTP cache, ``@rate_limit`` for the limiter).
 * ``include_router`` routes are walked through FastAPI's effective route
   contexts, whose regexes already carry the include prefix.
 * A ``Mount`` of a router is a group: when its prefix matches, the request is
@@ -16,17 +18,17 @@ method wins; a method mismatch (a 405 candidate) lets later routes try.
   ``Host`` route, answer "no policy", and so does any route type this walk
   does not know: the table can only ever *miss* a policy, never invent one.
 
-Results are memoised per path (bounded). The table is built once: routes
-added after the first request are never cached. And after a miss the
-middleware checks that the router really ran the predicted endpoint before it
-stores anything, so a disagreement with the router can cost a hit, never
-serve a wrong body.
+Results are memoised per method and path (bounded). The table is a snapshot:
+its owner decides when to rebuild it (``stale(routes)`` says when the routes
+list changed size). The HTTP cache checks, after a miss, that the router
+really ran the predicted endpoint before it stores anything, so a
+disagreement with the router can cost a hit, never serve a wrong body.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
 from starlette.routing import Host, Mount, WebSocketRoute
@@ -38,9 +40,9 @@ _NO_MATCH: Any = None
 
 
 class RouteMatch:
-    """A route that carries a cache policy, and what the middleware needs to know about it."""
+    """A route that carries a policy, and what a middleware needs to know about it."""
 
-    __slots__ = ("context", "endpoint", "keyed_headers", "policy", "route", "template")
+    __slots__ = ("context", "endpoint", "policy", "route", "template")
 
     def __init__(self, route: Any, context: Any, endpoint: Any, policy: Any, template: str) -> None:
         #: The object the router puts in ``scope["route"]`` (the ``APIRoute`` for FastAPI).
@@ -49,12 +51,24 @@ class RouteMatch:
         self.context = context
         self.endpoint = endpoint
         self.policy = policy
-        self.keyed_headers: tuple[bytes, ...] = policy.keyed_headers
         #: The full path template, e.g. ``/api/items/{item_id}``; part of the cache key.
         self.template = template
 
     def __repr__(self) -> str:
         return f"<RouteMatch {self.template} {self.policy!r}>"
+
+    def label(self, scope: MutableMapping[str, Any], router: Any = None) -> None:
+        """Make ``scope`` look routed to this route, as the router would have left it,
+        so metrics and access logs name the route of a response the router never saw
+        (a cache hit, a 429)."""
+        if self.route is not None:
+            scope["route"] = self.route
+        if self.context is not None:
+            fastapi_scope = scope.setdefault("fastapi", {})
+            if isinstance(fastapi_scope, dict):
+                fastapi_scope["effective_route_context"] = self.context
+        if router is not None:
+            scope.setdefault("router", router)
 
 
 class _Leaf:
@@ -81,21 +95,31 @@ class RouteTable:
 
     def __init__(self, routes: Sequence[Any], policy_of: Callable[[Any], Any | None]) -> None:
         self._policy_of = policy_of
-        #: Every policy found, for the middleware to learn which headers it must read.
+        #: Every policy found (the HTTP cache learns which headers it must read from them).
         self.policies: list[Any] = []
         self._entries = self._flatten(routes, "")
-        self._memo: dict[str, RouteMatch | None] = {}
+        self._memos: dict[str, dict[str, RouteMatch | None]] = {}
+        self._size = len(routes)
         #: False when no route has a policy: the middleware then costs one attribute check.
         self.has_policies = bool(self.policies) and _any_policy(self._entries)
 
-    def match(self, route_path: str) -> RouteMatch | None:
-        """The policy route a GET of ``route_path`` would be routed to, or None."""
-        memo = self._memo
+    def stale(self, routes: Sequence[Any]) -> bool:
+        """Whether ``routes`` (the list this table was built from) has grown or shrunk since."""
+        return len(routes) != self._size
+
+    def match(self, route_path: str, method: str = "GET") -> RouteMatch | None:
+        """The policy route a ``method`` request for ``route_path`` would be routed to, or None.
+
+        ``HEAD`` matches as ``GET`` does (Starlette adds HEAD to every GET route).
+        """
+        memo = self._memos.get(method)
+        if memo is None:
+            memo = self._memos[method] = {}
         try:
             return memo[route_path]
         except KeyError:
             pass
-        found = _match(self._entries, route_path)
+        found = _match(self._entries, route_path, "GET" if method == "HEAD" else method)
         if len(memo) >= _MEMO_MAX:  # many distinct paths (ids, scanners): start over
             memo.clear()
         memo[route_path] = found
@@ -155,15 +179,15 @@ def _stop() -> _Leaf:
     return _Leaf(re.compile(""), None, None)
 
 
-def _match(entries: list[_Leaf | _Group], route_path: str) -> RouteMatch | None:
+def _match(entries: list[_Leaf | _Group], route_path: str, method: str) -> RouteMatch | None:
     for entry in entries:
         found = entry.regex.match(route_path)
         if found is None:
             continue
         if type(entry) is _Group:
-            return _match(entry.entries, "/" + found.group("path"))
+            return _match(entry.entries, "/" + found.group("path"), method)
         methods = entry.methods  # type: ignore[union-attr]
-        if methods is None or "GET" in methods:
+        if methods is None or method in methods:
             return entry.match  # type: ignore[union-attr]
     return _NO_MATCH
 
