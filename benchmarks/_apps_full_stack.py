@@ -43,18 +43,19 @@ def make_fastapi() -> Any:
     return app
 
 
-def _tenfold(backend: Any | None) -> Any:
-    """create_app (request id, access log, metrics, problems, HTTP cache) + the rate limit.
+def _tenfold(mode: str | None) -> Any:
+    """create_app (request id, access log, metrics, problems, rate limit, HTTP cache).
 
-    The limiter is added outermost, so every request (cache hits included) is
-    decided, as slowapi's middleware decides every request in the peer stack.
+    The rate limit is configured as an application would, through settings
+    (``TENFOLD_RATELIMIT__DEFAULT``, ``__MODE``): one app-wide policy per client
+    address on Redis, decided for every request, cache hits included, as
+    slowapi's middleware decides every request in the peer stack.
     """
     from fastapi import APIRouter
 
     from tenfold import create_app
     from tenfold._settings import RedisSettings, Settings
     from tenfold.cache import cache_response
-    from tenfold.ratelimit import Policy, RateLimitMiddleware
 
     router = APIRouter()
 
@@ -63,34 +64,26 @@ def _tenfold(backend: Any | None) -> Any:
     async def item(item_id: int) -> dict[str, Any]:
         return {"id": item_id, "name": "widget"}
 
-    settings = Settings.load(redis=RedisSettings(url=_redis_url()))
-    app = create_app(settings, routers=[router])
-    if backend is None:
-        return app
-    app.add_middleware(
-        RateLimitMiddleware,
-        backend=backend,
-        default=Policy("bench", [GENEROUS], fail_open=True),
-    )
-    return app
+    limits: dict[str, Any] = {}
+    if mode is not None:
+        limits = {"default": [GENEROUS], "mode": mode, "backend": "redis", "fail_open": True}
+    settings = Settings.load(redis=RedisSettings(url=_redis_url()), ratelimit=limits)
+    return create_app(settings, routers=[router])
 
 
 def make_tenfold_exact() -> Any:
-    from tenfold.ratelimit import RedisBackend
-
-    return _tenfold(RedisBackend.from_url(_redis_url()))
+    """Exact mode: one atomic Redis decision (GCRA) per request."""
+    return _tenfold("exact")
 
 
 def make_tenfold_nolimit() -> Any:
-    """create_app alone, no rate limit: what the limiter adds (a diagnostic, opt-in)."""
+    """create_app with no rate-limit policy: what the limiter's decisions add (opt-in)."""
     return _tenfold(None)
 
 
 def make_tenfold_lease() -> Any:
-    """The local-lease variant: ``LeasedBackend`` (default lease size) over Redis exact mode."""
-    from tenfold.ratelimit import LeasedBackend, RedisBackend
-
-    return _tenfold(LeasedBackend(RedisBackend.from_url(_redis_url())))
+    """Local-lease mode with its default (per-rule) lease size over Redis exact mode."""
+    return _tenfold("lease")
 
 
 def make_assembled() -> Any:

@@ -3,11 +3,12 @@
 - ``fastapi``: bare FastAPI, one route.
 - ``starlette``: bare Starlette, the same handler.
 - ``tenfold-exact``: ``create_app`` (request id, access log, Prometheus metrics,
-  problem handlers, HTTP response cache via ``cache_response``) plus
-  ``RateLimitMiddleware`` with a generous limit on Redis exact mode (GCRA).
-- ``tenfold-lease``: the same with ``LeasedBackend`` (local-lease mode, its default
-  lease size) over the Redis backend, when tenfold has it.
-- ``tenfold-nolimit`` (opt-in, ``--only``): ``create_app`` without the limiter.
+  problem handlers, rate limit, HTTP response cache via ``cache_response``), the
+  limit set through settings: one generous app-wide rule per client address,
+  Redis exact mode (GCRA).
+- ``tenfold-lease``: the same in local-lease mode (``TENFOLD_RATELIMIT__MODE=lease``,
+  default lease size).
+- ``tenfold-nolimit`` (opt-in, ``--only``): ``create_app`` with no rate-limit policy.
 - ``assembled``: what a FastAPI user would put together today: FastAPI +
   slowapi (Redis storage) + fastapi-cache2 (Redis backend) +
   prometheus-fastapi-instrumentator + asgi-correlation-id.
@@ -61,12 +62,6 @@ _FACTORIES = {
 }
 
 
-def _has_lease() -> bool:
-    import tenfold.ratelimit as rl
-
-    return hasattr(rl, "LeasedBackend")
-
-
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_load_arguments(parser)
@@ -84,9 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     find_wrk()
     names = list(args.only)
-    if "tenfold-lease" in names and not _has_lease():
-        print("tenfold-lease: tenfold.ratelimit has no LeasedBackend yet, not measured")
-        names.remove("tenfold-lease")
     server_cpu, load_cpu = (None, None) if args.no_pin else pin_cpus()
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "

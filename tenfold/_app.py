@@ -7,10 +7,13 @@ The middleware order is declared here and nowhere else (outermost first):
 2. ``ProblemMiddleware``         an unhandled exception becomes a 500 problem
 3. ``InFlightMiddleware``        counts requests so shutdown can drain them
 4. ``ConsistencyMiddleware``     read-your-writes token in (header/cookie) and out
-5. ``HttpCacheMiddleware``       cached responses of ``cache_response`` routes, ETag/304
-6. ``CacheMiddleware``           makes the app's ``Cache`` current for ``@cached``
-7. the application's own middleware, in the order given
-8. FastAPI's exception handlers (problem+json), then the router
+5. ``RateLimitMiddleware``       policies from TENFOLD_RATELIMIT__*, ``rate_limits=``
+                                  and ``@rate_limit``; 429/503 problems, RateLimit-*;
+                                  never the health probes or /metrics
+6. ``HttpCacheMiddleware``       cached responses of ``cache_response`` routes, ETag/304
+7. ``CacheMiddleware``           makes the app's ``Cache`` current for ``@cached``
+8. the application's own middleware, in the order given
+9. FastAPI's exception handlers (problem+json), then the router
 
 Observability sits outside the problem layer so a 500 is counted and logged
 with its status, and every response, including the ones the outer layers
@@ -19,6 +22,14 @@ under its route like any other. It is one layer rather than two
 (``RequestContextMiddleware`` + ``TelemetryMiddleware``, which apps may still
 use separately) because each ASGI layer costs a call and a ``send`` wrapper
 per request; see docs/benchmarks.md.
+
+Rate limiting sits inside observability (a 429 carries the request id, is
+logged and counted) and outside the HTTP cache, so a response served from the
+cache still spends the client's budget: caching must not turn a limited
+endpoint into an unlimited one. A ``by_user`` key reads the user when the
+limiter decides, so a user set by the application's own middleware (inside
+it) is not seen yet and such requests are keyed by address; see
+docs/ratelimit.md.
 """
 
 from __future__ import annotations
@@ -29,8 +40,9 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Unpack
 
+import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.middleware import Middleware
 
@@ -45,6 +57,7 @@ from tenfold.cache import (
 )
 from tenfold.db import ConsistencyMiddleware, Database
 from tenfold.health import HealthRegistry, InFlightMiddleware, Lifecycle, health_router
+from tenfold.idempotency import IdempotencyComponent
 from tenfold.observability import (
     Metrics,
     ObservabilityMiddleware,
@@ -55,11 +68,19 @@ from tenfold.observability import (
     metrics_route,
     setup_tracing,
 )
+from tenfold.ratelimit import (
+    LimiterBackend,
+    RateLimitComponent,
+    RateLimitMiddleware,
+    RateLimits,
+)
+from tenfold.resilience import ExternalClient, UpstreamOverrides, UpstreamQuota, UpstreamRegistry
 from tenfold.web import ProblemMiddleware, install_problem_handlers
 
 __all__ = ["Platform", "PlatformDep", "create_app", "get_platform"]
 
 _log = get_logger("tenfold.app")
+_NO_NATIVE_TELEMETRY = {"tracing": False, "metrics": False, "logs": False}
 
 
 @dataclass(eq=False)
@@ -72,8 +93,34 @@ class Platform:
     lifecycle: Lifecycle
     db: Database
     cache: Cache
+    #: The rate limiter's backend (``LeasedBackend`` in lease mode): for manual ``hit``s and
+    #: ``ConnectionLimiter``s.
+    ratelimit: LimiterBackend
+    #: Idempotency defaults (``config``) and the store of ``idempotency_key()`` routes.
+    idempotency: IdempotencyComponent
+    #: Outbound clients by provider; make them with ``upstream()``.
+    upstreams: UpstreamRegistry
     tracing: Tracing = field(repr=False)
     components: ComponentGroup = field(repr=False)
+
+    def upstream(
+        self,
+        name: str,
+        *,
+        base_url: str = "",
+        quota: UpstreamQuota | None = None,
+        headers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **overrides: Unpack[UpstreamOverrides],
+    ) -> ExternalClient:
+        """A client for provider ``name`` with TENFOLD_UPSTREAM__* policy, closed at shutdown.
+
+        ``overrides`` replace settings for this provider (``retry_attempts=1``);
+        see ``UpstreamRegistry.client``.
+        """
+        return self.upstreams.client(
+            name, base_url=base_url, quota=quota, headers=headers, transport=transport, **overrides
+        )
 
 
 def get_platform(request: Request) -> Platform:
@@ -90,6 +137,7 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     components: Sequence[Component] = (),
     middleware: Sequence[Middleware] = (),
+    rate_limits: RateLimits | None = None,
     on_startup: Sequence[Callable[[Platform], Awaitable[None]]] = (),
     title: str | None = None,
     version: str = "0.1.0",
@@ -103,6 +151,8 @@ def create_app(
     application's own parts; they start after tenfold's (database first) and
     stop before them. ``on_startup`` hooks run once everything has started and
     receive the ``Platform``, e.g. to create tables in the embedded profile.
+    ``rate_limits`` adds code-defined policies to those of TENFOLD_RATELIMIT__*
+    (one scope defined in both is a ``ConfigurationError``).
     """
     settings = settings if settings is not None else Settings.load()
     obs = settings.observability
@@ -116,20 +166,42 @@ def create_app(
         settings.db, metrics=metrics, health=health, cursor_secret=settings.app.cursor_secret
     )
     cache = Cache(settings.cache, settings.redis, metrics=metrics, health=health)
+    probes = health_router(health, lifecycle)
+    ratelimit = RateLimitComponent(settings.ratelimit, settings.redis, metrics=metrics)
+    # Probes and scrapes are never limited: a 429 there would take the instance out.
+    unlimited = {getattr(r, "path", "") for r in probes.routes} | {obs.metrics_path}
+    limiter = _rate_limiter(ratelimit, rate_limits, unlimited)
+    idempotency = IdempotencyComponent(settings.idempotency, settings.redis)
+    upstreams = UpstreamRegistry(settings.upstream, metrics=metrics)
     app = FastAPI(
         title=title or settings.app.name,
         version=version,
         debug=False,  # a debug traceback page must never reach a client
         lifespan=_lifespan(on_startup),
-        middleware=_middleware_stack(settings, metrics, lifecycle, cache, middleware),
-        **(fastapi_options or {}),
+        middleware=_middleware_stack(settings, metrics, lifecycle, cache, limiter, middleware),
+        # tenfold traces with its own provider (TENFOLD_OBSERVABILITY__*) and counts requests
+        # itself; FastAPI's native OpenTelemetry would add a second span per request as soon
+        # as anything set a global provider, and checks for one on every request.
+        **{"telemetry": _NO_NATIVE_TELEMETRY, **(fastapi_options or {})},
     )
     # Tracing starts first and stops last so it sees every other component's work.
     tracing = setup_tracing(app, obs, engines=db.engines)
-    group = ComponentGroup([tracing, db, cache, *components])
-    app.state.tenfold = Platform(settings, metrics, health, lifecycle, db, cache, tracing, group)
+    group = ComponentGroup([tracing, db, cache, ratelimit, idempotency, upstreams, *components])
+    app.state.tenfold = Platform(
+        settings=settings,
+        metrics=metrics,
+        health=health,
+        lifecycle=lifecycle,
+        db=db,
+        cache=cache,
+        ratelimit=ratelimit.backend,
+        idempotency=idempotency,
+        upstreams=upstreams,
+        tracing=tracing,
+        components=group,
+    )
     install_problem_handlers(app)
-    app.include_router(health_router(health, lifecycle))
+    app.include_router(probes)
     if metrics is not None:
         app.router.routes.append(metrics_route(metrics, path=obs.metrics_path))
     for router in routers:
@@ -172,6 +244,7 @@ def _middleware_stack(
     metrics: Metrics | None,
     lifecycle: Lifecycle,
     cache: Cache,
+    limiter: Middleware,
     extra: Sequence[Middleware],
 ) -> list[Middleware]:
     access_log = settings.observability.access_log
@@ -184,6 +257,7 @@ def _middleware_stack(
             header=settings.db.consistency_header,
             cookie=settings.db.consistency_cookie,
         ),
+        limiter,
         # Responses of routes marked with cache_response(); a hit skips routing and validation.
         Middleware(
             HttpCacheMiddleware, store=CacheResponseStore(cache), local=LocalResponseStore()
@@ -191,6 +265,18 @@ def _middleware_stack(
         Middleware(CacheMiddleware, cache=cache),
         *extra,
     ]
+
+
+def _rate_limiter(
+    component: RateLimitComponent, code: RateLimits | None, unlimited: set[str]
+) -> Middleware:
+    return Middleware(
+        RateLimitMiddleware,
+        exempt=unlimited,
+        backend=component.backend,
+        stats=component.stats,
+        **component.policies(code),
+    )
 
 
 def _wants_console(settings: Settings) -> bool:

@@ -29,6 +29,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tenfold._errors import ConfigurationError
 from tenfold._settings_cache import DEFAULT_NAMESPACES, CacheSettings, NamespacePolicy
+from tenfold._settings_traffic import (
+    IdempotencySettings,
+    RateLimitSettings,
+    UpstreamPolicy,
+    UpstreamSettings,
+)
 
 __all__ = [
     "DEFAULT_NAMESPACES",
@@ -36,11 +42,15 @@ __all__ = [
     "CacheSettings",
     "DatabaseSettings",
     "HealthSettings",
+    "IdempotencySettings",
     "NamespacePolicy",
     "ObservabilitySettings",
+    "RateLimitSettings",
     "RedisSettings",
     "Settings",
     "ShardSettings",
+    "UpstreamPolicy",
+    "UpstreamSettings",
 ]
 
 ENV_PREFIX = "TENFOLD_"
@@ -277,6 +287,9 @@ class Settings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
 

@@ -70,7 +70,10 @@ async def test_components_start_in_order_and_stop_in_reverse(tmp_path: Path) -> 
     async with serving(app):
         assert log == ["start a", "start b", "hook"]
     assert log[-2:] == ["stop b", "stop a"]
-    assert app.state.tenfold.components.names == ["tracing", "db", "cache", "a", "b"]
+    assert app.state.tenfold.components.names == [
+        *("tracing", "db", "cache", "ratelimit", "idempotency", "upstream"),
+        *("a", "b"),
+    ]
     assert seen == [app.state.tenfold]
 
 
@@ -135,6 +138,7 @@ def test_middleware_order_is_declared_once(tmp_path: Path) -> None:
         "ProblemMiddleware",
         "InFlightMiddleware",
         "ConsistencyMiddleware",
+        "RateLimitMiddleware",
         "HttpCacheMiddleware",
         "CacheMiddleware",
     ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 __all__ = ["IMMUTABLE_MAX_AGE", "CachePolicy", "cache_response", "policy_of"]
@@ -47,6 +47,13 @@ class CachePolicy:
     per_user: bool = False
     vary: tuple[str, ...] = ()
     immutable: bool = False
+    #: Lower-cased request header names whose values are part of the key (read per request,
+    #: so computed once).
+    keyed_headers: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keyed = tuple(name.lower().encode("latin-1") for name in self.vary)
+        object.__setattr__(self, "keyed_headers", keyed)
 
     @property
     def ttl(self) -> int:
@@ -54,11 +61,6 @@ class CachePolicy:
         if self.public and self.s_maxage is not None:
             return self.s_maxage
         return self.max_age
-
-    @property
-    def keyed_headers(self) -> tuple[bytes, ...]:
-        """Lower-cased request header names whose values are part of the key."""
-        return tuple(name.lower().encode("latin-1") for name in self.vary)
 
     def cache_control(self) -> str:
         """The ``Cache-Control`` value of a 200 response."""

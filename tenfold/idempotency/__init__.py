@@ -5,7 +5,10 @@
     idempotent_session(cfg)  the same dependency with an ``IdempotencyConfig``
     IdempotentRoute          the route class those endpoints need
     idempotency_key(store)   dependency for handlers without DB writes, keyed in an
-                             IdempotencyStore: MemoryStore or RedisStore
+                             IdempotencyStore: MemoryStore or RedisStore (without
+                             one, the app's)
+    IdempotencyComponent     the app's defaults and store (TENFOLD_IDEMPOTENCY__*),
+                             at ``platform.idempotency``
     IdempotencyConfig        header, required, ttl, methods, api_key_header, clock
     StoredResponse           what is stored and replayed
     idempotency_table, metadata, create_table
@@ -16,6 +19,7 @@
 See docs/idempotency.md.
 """
 
+from tenfold.idempotency._component import IdempotencyComponent
 from tenfold.idempotency._dependency import idempotency_key
 from tenfold.idempotency._errors import (
     IdempotencyKeyInFlight,
@@ -35,6 +39,7 @@ from tenfold.idempotency._table import create_table, idempotency_table, metadata
 
 __all__ = [
     "REPLAYED_HEADER",
+    "IdempotencyComponent",
     "IdempotencyConfig",
     "IdempotencyKeyInFlight",
     "IdempotencyKeyMismatch",

@@ -12,37 +12,55 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import Request
 
+from tenfold._errors import ConfigurationError
 from tenfold.idempotency._response import StoredResponse
-from tenfold.idempotency._session import IdempotencyConfig, Replay, identify
+from tenfold.idempotency._session import IdempotencyConfig, Replay, app_config, identify
 from tenfold.idempotency._stores import IdempotencyStore
 
 __all__ = ["idempotency_key"]
 
 
 def idempotency_key(
-    store: IdempotencyStore, config: IdempotencyConfig | None = None
+    store: IdempotencyStore | None = None, config: IdempotencyConfig | None = None
 ) -> Callable[[Request], AsyncIterator[None]]:
-    """A dependency (use with ``Depends(..., scope="function")``) keyed in ``store``."""
-    config = config or IdempotencyConfig()
+    """A dependency (use with ``Depends(..., scope="function")``) keyed in ``store``.
+
+    Without ``store`` or ``config``, the app's (``TENFOLD_IDEMPOTENCY__*``):
+    ``app.state.tenfold.idempotency`` of an app built with ``create_app``.
+    """
 
     async def reserve_idempotency_key(request: Request) -> AsyncIterator[None]:
-        slot, identity = await identify(request, config)
+        cfg = config if config is not None else app_config(request)
+        slot, identity = await identify(request, cfg)
         if identity is None:
             yield
             return
+        keys = store if store is not None else _app_store(request)
         scope, key, printed = identity
-        stored = await store.reserve(scope, key, printed, config.lease)
+        stored = await keys.reserve(scope, key, printed, cfg.lease)
         if stored is not None:
             raise Replay(stored)
         try:
             yield
         except BaseException:
-            await store.release(scope, key, printed)
+            await keys.release(scope, key, printed)
             raise
         if slot.response is None:
-            await store.release(scope, key, printed)
+            await keys.release(scope, key, printed)
             return
         response = StoredResponse.capture(slot.response)
-        await store.complete(scope, key, printed, response, config.ttl)
+        await keys.complete(scope, key, printed, response, cfg.ttl)
 
     return reserve_idempotency_key
+
+
+def _app_store(request: Request) -> IdempotencyStore:
+    platform = getattr(request.app.state, "tenfold", None)
+    component = getattr(platform, "idempotency", None)
+    if component is None:
+        raise ConfigurationError(
+            "idempotency_key() without a store needs an app built with tenfold.create_app() "
+            "(it uses app.state.tenfold.idempotency.store); or pass a store"
+        )
+    store: IdempotencyStore = component.store
+    return store

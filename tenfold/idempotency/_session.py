@@ -69,6 +69,9 @@ class IdempotencyConfig:
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
 
+_DEFAULTS = IdempotencyConfig()
+
+
 class Slot:
     __slots__ = ("response",)
 
@@ -107,11 +110,14 @@ class IdempotentRoute(APIRoute):
 def idempotent_session(
     config: IdempotencyConfig | None = None,
 ) -> Callable[[Request], AsyncIterator[AsyncSession]]:
-    """A dependency like ``get_session`` that applies ``config``'s idempotency keys."""
-    config = config or IdempotencyConfig()
+    """A dependency like ``get_session`` that applies ``config``'s idempotency keys.
+
+    Without ``config``, the app's (``TENFOLD_IDEMPOTENCY__*``, see ``app_config``).
+    """
 
     async def get_idempotent_session(request: Request) -> AsyncIterator[AsyncSession]:
-        slot, identity = await identify(request, config)
+        cfg = config if config is not None else app_config(request)
+        slot, identity = await identify(request, cfg)
         database = get_database(request)
         if identity is None:
             async with database.session() as session:
@@ -119,16 +125,23 @@ def idempotent_session(
             return
         scope, key, printed = identity
         async with database.session() as session:
-            stored = await _look_up(session, scope, key, printed, config.clock())
+            stored = await _look_up(session, scope, key, printed, cfg.clock())
             if stored is not None:
                 raise Replay(stored)
             yield session
             if slot.response is None:
                 # Committing the writes without their response would let a retry run twice.
                 raise TenfoldError("IdempotentRoute captured no response; rolling back")
-            await _store(session, scope, key, printed, slot.response, config)
+            await _store(session, scope, key, printed, slot.response, cfg)
 
     return get_idempotent_session
+
+
+def app_config(request: Request) -> IdempotencyConfig:
+    """The app's ``IdempotencyConfig`` (``app.state.tenfold.idempotency``), else the defaults."""
+    platform = getattr(request.app.state, "tenfold", None)
+    config = getattr(getattr(platform, "idempotency", None), "config", None)
+    return config if isinstance(config, IdempotencyConfig) else _DEFAULTS
 
 
 async def identify(

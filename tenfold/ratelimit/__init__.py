@@ -9,11 +9,17 @@
 ``RateLimitMiddleware`` applies ``Policy`` objects (key function + rules) to
 an app, to path prefixes or route templates, or to endpoints marked with
 ``@rate_limit``. ``hit_many`` decides several rules at once, all-or-nothing (100/minute *and*
-1000/day). See ``docs/ratelimit.md`` for the algorithm and its guarantees.
+1000/day). ``RateLimitComponent`` builds an app's backend and policies from
+``TENFOLD_RATELIMIT__*`` (``create_app`` does this; code-defined policies go in
+``RateLimits``). See ``docs/ratelimit.md`` for the algorithm and its guarantees.
 """
 
 from tenfold.ratelimit._backend import LimiterBackend
 from tenfold.ratelimit._clientip import IPNetwork, client_ip, parse_networks
+from tenfold.ratelimit._component import (
+    RateLimitComponent,
+    RateLimits,
+)
 from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
 from tenfold.ratelimit._gcra import Decision, decide
 from tenfold.ratelimit._keys import KeyFunc, by_api_key, by_ip, by_route, by_user, composite
@@ -38,10 +44,12 @@ __all__ = [
     "MemoryBackend",
     "Policy",
     "Rate",
+    "RateLimitComponent",
     "RateLimitMiddleware",
     "RateLimitStats",
     "RateLimited",
     "RateLimiterUnavailable",
+    "RateLimits",
     "RedisBackend",
     "Rule",
     "by_api_key",

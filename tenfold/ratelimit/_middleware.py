@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,8 +56,11 @@ class RateLimitMiddleware:
         prefixes: Mapping[str, Policy] | None = None,
         routes: Mapping[str, Policy] | None = None,
         stats: RateLimitStats | None = None,
+        exempt: Collection[str] = (),
     ) -> None:
         self.app = app
+        #: Paths (exact) never limited: health probes and metrics scrapes, say.
+        self.exempt = frozenset(exempt)
         self.backend = backend
         self.default = default
         self.prefixes = {p.rstrip("/"): policy for p, policy in (prefixes or {}).items()}
@@ -76,7 +79,7 @@ class RateLimitMiddleware:
         self._must_match = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.exempt and scope["path"] in self.exempt):
             await self.app(scope, receive, send)
             return
         key_scope, policies = self._policies(scope)

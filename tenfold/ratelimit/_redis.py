@@ -26,18 +26,15 @@ mostly redis-py's per-command overhead.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
 
 from tenfold._errors import ConfigurationError
 from tenfold._redis import (
-    REDIS_ERRORS,
     cluster_seeds,
     connection_options,
     from_settings,
@@ -45,7 +42,7 @@ from tenfold._redis import (
 )
 from tenfold._settings import RedisSettings
 from tenfold.ratelimit._backend import check_request
-from tenfold.ratelimit._errors import RateLimiterUnavailable
+from tenfold.ratelimit._batch import ScriptBatcher
 from tenfold.ratelimit._gcra import SLACK, Decision, check_cost, outcome, to_decision
 from tenfold.ratelimit._rule import Rule
 from tenfold.ratelimit._window import WindowState, settle
@@ -113,8 +110,6 @@ _GCRA_SHA_BYTES = _GCRA_SHA.encode()
 _COSTS = {n: str(n).encode() for n in range(1, 65)}
 
 
-#: The most decisions one pipeline carries; callers past it start the next one.
-_MAX_BATCH = 128
 #: Rules whose script arguments are kept; rules are configuration, so this is a safety net.
 _MAX_SPECS = 1024
 
@@ -134,23 +129,6 @@ def _spec(rule: Rule) -> _Spec:
         interval_us = rule.rate.emission_interval * 1e6
         args = ("g", repr(interval_us), repr(interval_us * rule.capacity))
     return _Spec(":" + rule.ident, tuple(str(arg).encode() for arg in args), rule.capacity)
-
-
-# One script call waiting for its batch: (future, sha, script, keys, args).
-_Call = tuple["asyncio.Future[Any]", str | bytes, str, Sequence[str], Sequence[Any]]
-
-
-def _unavailable(error: BaseException) -> RateLimiterUnavailable:
-    """A new ``RateLimiterUnavailable`` for one caller (each raises its own instance)."""
-    if isinstance(error, RateLimiterUnavailable):
-        exc = RateLimiterUnavailable(str(error))
-        exc.__cause__ = error.__cause__
-    else:
-        exc = RateLimiterUnavailable(
-            f"redis rate-limit script failed: {type(error).__name__}: {error}"
-        )
-        exc.__cause__ = error
-    return exc
 
 
 class RedisBackend:
@@ -176,16 +154,10 @@ class RedisBackend:
         self.cluster = isinstance(client, RedisCluster)
         self.name = "redis-cluster" if self.cluster else "redis"
         self.prefix = prefix
-        self._bound = asyncio.Semaphore(max_connections)
-        self._pool_timeout = pool_timeout
-        # redis-py 8.1's async RedisCluster breaks connections when several commands race
-        # its lazy first initialize(); so the first caller initializes, under a lock.
-        self._initialized = not self.cluster
-        self._init_lock = asyncio.Lock()
+        self._batcher = ScriptBatcher(
+            client, max_connections=max_connections, pool_timeout=pool_timeout
+        )
         self._specs: dict[Rule, _Spec] = {}
-        self._open: list[_Call] | None = None  # the batch callers of this iteration join
-        self._batches: set[asyncio.Task[None]] = set()
-        self.round_trips = 0
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.name} prefix={self.prefix!r}>"
@@ -301,130 +273,14 @@ class RedisBackend:
         script: str = _GCRA,
         sha: str | bytes = _GCRA_SHA_BYTES,
     ) -> Any:
-        """Run ``script``, in one pipeline with the calls made in the same loop iteration."""
-        future = asyncio.get_running_loop().create_future()
-        call = (future, sha, script, names, args)
-        batch = self._open
-        if batch is not None and len(batch) < _MAX_BATCH:
-            batch.append(call)
-            return await future
-        # The first caller of an iteration leads: it yields once so that the others
-        # join, then sends them all. Callers never wait longer than that one iteration.
-        batch = self._open = [call]
-        try:
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            self._seal(batch)
-            del batch[0]
-            if batch:
-                self._dispatch(batch)
-            raise
-        self._seal(batch)
-        if len(batch) == 1:
-            return await self._eval_alone(names, args, script, sha)
-        self._dispatch(batch)
-        return await future
+        return await self._batcher.eval(names, args, script, sha)
 
-    def _seal(self, batch: list[_Call]) -> None:
-        if self._open is batch:
-            self._open = None
-
-    def _dispatch(self, batch: list[_Call]) -> None:
-        # A task of its own, so that no caller's cancellation stops the others' batch.
-        task = asyncio.create_task(self._run(batch))
-        self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
-
-    async def _acquire(self) -> None:
-        if not self._bound.locked():
-            await self._bound.acquire()  # free: no timer to arm
-            return
-        try:
-            async with asyncio.timeout(self._pool_timeout):
-                await self._bound.acquire()
-        except TimeoutError as exc:
-            raise RateLimiterUnavailable(
-                f"redis EVALSHA: no free connection within {self._pool_timeout} s"
-            ) from exc
-
-    async def _eval_alone(
-        self, names: Sequence[str], args: Sequence[Any], script: str, sha: str | bytes
-    ) -> Any:
-        await self._acquire()
-        try:
-            if not self._initialized:
-                await self._initialize()
-            self.round_trips += 1
-            try:
-                return await self._client.evalsha(sha, len(names), *names, *args)  # type: ignore[no-untyped-call]
-            except NoScriptError:  # a restarted (or new) node: EVAL runs it and caches it
-                self.round_trips += 1
-                return await self._client.eval(script, len(names), *names, *args)  # type: ignore[no-untyped-call]
-        except REDIS_ERRORS as exc:
-            raise _unavailable(exc) from exc
-        finally:
-            self._bound.release()
-
-    async def _run(self, batch: list[_Call]) -> None:
-        """Send ``batch`` as one pipeline; hand each caller its reply or its error."""
-        # A caller cancelled before the send spends nothing: its call is dropped.
-        batch = [call for call in batch if not call[0].done()]
-        if not batch:
-            return
-        try:
-            replies: list[Any] = await self._send(batch)
-        except (RateLimiterUnavailable, *REDIS_ERRORS) as exc:
-            replies = [exc] * len(batch)
-        except asyncio.CancelledError:  # the loop is closing
-            for future, *_ in batch:
-                future.cancel()
-            raise
-        except Exception as exc:  # not a Redis failure: the callers see it as it is
-            for future, *_ in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (future, *_), reply in zip(batch, replies, strict=True):
-            if future.done():  # its caller was cancelled
-                continue
-            if isinstance(reply, BaseException):
-                future.set_exception(_unavailable(reply))
-            else:
-                future.set_result(reply)
-
-    async def _send(self, batch: list[_Call]) -> list[Any]:
-        await self._acquire()
-        try:
-            if not self._initialized:
-                await self._initialize()
-            replies = await self._pipeline(batch, "EVALSHA")
-            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if missing:  # a restarted (or new) node: EVAL runs those and caches the script
-                again = await self._pipeline([batch[i] for i in missing], "EVAL")
-                for i, reply in zip(missing, again, strict=True):
-                    replies[i] = reply
-            return replies
-        finally:
-            self._bound.release()
-
-    async def _pipeline(self, batch: list[_Call], command: str) -> list[Any]:
-        """One round trip; a failed call's reply is its exception."""
-        self.round_trips += 1
-        pipe = self._client.pipeline(transaction=False)
-        by_sha = command == "EVALSHA"
-        for _, sha, script, names, args in batch:
-            pipe.execute_command(command, sha if by_sha else script, len(names), *names, *args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
-
-    async def _initialize(self) -> None:
-        async with self._init_lock:
-            if not self._initialized:
-                await self._client.initialize()  # type: ignore[union-attr]
-                self._initialized = True
+    @property
+    def round_trips(self) -> int:
+        """Commands and pipelines sent so far."""
+        return self._batcher.round_trips
 
     async def aclose(self) -> None:
         """Wait for the pipelines in flight, then close the client's connections."""
-        if self._batches:
-            await asyncio.gather(*self._batches, return_exceptions=True)
+        await self._batcher.drain()
         await self._client.aclose()

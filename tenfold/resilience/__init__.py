@@ -15,6 +15,9 @@
   would); errors ``UpstreamError``, ``UpstreamTimeout``,
   ``UpstreamUnreachable``; ``upstream_failure`` for the breaker;
   ``ClientStats`` (a Prometheus collector).
+- ``UpstreamRegistry``: an app's ``ExternalClient`` s with policies from
+  ``TENFOLD_UPSTREAM__*`` (``platform.upstream(name, base_url=...)``), closed
+  at shutdown; ``UpstreamOverrides`` names what one call may override.
 
 See docs/resilience.md.
 """
@@ -49,6 +52,7 @@ from tenfold.resilience._fallback import FallbackChain, Provider
 from tenfold.resilience._limits import Bulkhead, Timeout
 from tenfold.resilience._policy import Policy
 from tenfold.resilience._quota import QuotaExhausted, UpstreamQuota
+from tenfold.resilience._registry import UpstreamOverrides, UpstreamRegistry
 from tenfold.resilience._retry import Retry, retries_active, set_retries_active
 
 __all__ = [
@@ -77,7 +81,9 @@ __all__ = [
     "TimeWindow",
     "Timeout",
     "UpstreamError",
+    "UpstreamOverrides",
     "UpstreamQuota",
+    "UpstreamRegistry",
     "UpstreamTimeout",
     "UpstreamUnreachable",
     "log_event",

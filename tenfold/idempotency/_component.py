@@ -1,0 +1,94 @@
+"""The app's idempotency defaults and key store, from ``TENFOLD_IDEMPOTENCY__*``.
+
+``IdempotentSession``, ``idempotent_session()`` and ``idempotency_key()``
+given no configuration (or no store) take them from here, through
+``app.state.tenfold.idempotency``; explicit arguments still win. The store
+is made on first use, so an app that never keys a route in one opens no
+Redis connection for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+from tenfold._errors import ConfigurationError
+from tenfold._redis import cluster_seeds, connection_options, from_settings
+from tenfold._settings import IdempotencySettings, RedisSettings
+from tenfold.idempotency._session import IdempotencyConfig
+from tenfold.idempotency._stores import IdempotencyStore, MemoryStore, RedisStore
+
+__all__ = ["IdempotencyComponent"]
+
+
+class IdempotencyComponent:
+    """``config`` and ``store`` of an app (a tenfold Component named ``idempotency``).
+
+    ``store`` replaces the one the settings describe; the component does not
+    close a store it was given.
+    """
+
+    name = "idempotency"
+
+    def __init__(
+        self,
+        settings: IdempotencySettings | None = None,
+        redis: RedisSettings | None = None,
+        *,
+        store: IdempotencyStore | None = None,
+    ) -> None:
+        self.settings = s = settings if settings is not None else IdempotencySettings()
+        self.redis_settings = redis if redis is not None else RedisSettings()
+        #: The configuration of routes that were not given one.
+        self.config = IdempotencyConfig(header=s.header, ttl=s.ttl, lease=s.lease)
+        kind = s.store
+        if kind == "auto":
+            kind = "redis" if self.redis_settings.enabled else "memory"
+        if kind == "redis" and not self.redis_settings.enabled:
+            raise ConfigurationError(
+                "TENFOLD_IDEMPOTENCY__STORE=redis needs TENFOLD_REDIS__URL or "
+                "TENFOLD_REDIS__CLUSTER_NODES",
+                setting="TENFOLD_IDEMPOTENCY__STORE",
+            )
+        self.kind = kind if store is None else "custom"
+        self._store = store
+        self._client: aioredis.Redis | RedisCluster | None = None
+
+    def __repr__(self) -> str:
+        return f"<IdempotencyComponent store={self.kind} header={self.config.header!r}>"
+
+    @property
+    def store(self) -> IdempotencyStore:
+        """The store of ``idempotency_key()`` routes that were not given one."""
+        if self._store is None:
+            if self.kind == "redis":
+                self._client = _redis_client(self.redis_settings)
+                self._store = RedisStore(self._client, prefix=self.settings.prefix)  # type: ignore[arg-type]
+            else:
+                self._store = MemoryStore()
+        return self._store
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            self._store = None
+            await client.aclose()
+
+
+def _redis_client(settings: RedisSettings) -> aioredis.Redis | RedisCluster:
+    return from_settings(
+        settings, what="the idempotency store", from_url=_from_url, from_cluster=_from_cluster
+    )
+
+
+def _from_url(url: str, **common: Any) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, **connection_options(**common))
+
+
+def _from_cluster(nodes: list[str], **common: Any) -> RedisCluster:
+    return RedisCluster(startup_nodes=cluster_seeds(nodes), **connection_options(**common))
