@@ -35,6 +35,7 @@ docs/ratelimit.md.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -219,6 +220,8 @@ def _lifespan(
         await group.start()
         for hook in on_startup:
             await hook(platform)
+        if settings.app.gc_freeze:
+            _freeze_startup_heap()
         _log.info(
             "app_started", app=settings.app.name, profile=settings.profile, components=group.names
         )
@@ -232,6 +235,8 @@ def _lifespan(
             try:
                 await group.stop()
             finally:
+                if settings.app.gc_freeze:
+                    gc.unfreeze()  # a process that builds another app (tests) collects as usual
                 _log.info("app_stopped", app=settings.app.name, drained=drained)
                 # uvicorn re-raises SIGTERM after shutdown, so atexit never runs.
                 flush_logs()
@@ -277,6 +282,14 @@ def _rate_limiter(
         stats=component.stats,
         **component.policies(code),
     )
+
+
+def _freeze_startup_heap() -> None:
+    """Collect once, then freeze: the startup heap (modules, functions, routes, pools)
+    lives as long as the process, yet every full collection would walk it. Measured on the
+    full-stack benchmark: gen-2 pauses of 50-90 ms, the p99 of a server awaiting Redis."""
+    gc.collect()
+    gc.freeze()
 
 
 def _wants_console(settings: Settings) -> bool:

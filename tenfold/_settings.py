@@ -257,6 +257,12 @@ class AppSettings(_Section):
         SecretStr(_DEV_SECRET),
         description="HMAC key for pagination cursors; set it in production.",
     )
+    gc_freeze: bool = Field(
+        True,
+        description="Once started, move everything allocated so far out of the garbage "
+        "collector's reach (gc.freeze), so full collections scan only request-time objects "
+        "instead of pausing the event loop for every module and function (see docs/benchmarks.md).",
+    )
 
     @field_validator("cursor_secret")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -204,3 +205,16 @@ async def test_cache_is_wired_for_responses_and_functions(tmp_path: Path) -> Non
         assert calls["score"] == 1
         ready = (await client.get("/ready")).json()
         assert ready["status"] == "ok"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_startup_heap_is_frozen_while_serving(tmp_path: Path, enabled: bool) -> None:
+    """With app.gc_freeze the objects alive at startup leave the collector's generations
+    while the app serves, and return to them when it stops."""
+    app = create_app(embedded(tmp_path, app={"gc_freeze": enabled}), configure_logs=False)
+    assert gc.get_freeze_count() == 0
+    async with serving(app) as client:
+        assert (await client.get("/health")).status_code == 200
+        frozen = gc.get_freeze_count()
+    assert (frozen > 10_000) is enabled
+    assert gc.get_freeze_count() == 0

@@ -13,6 +13,7 @@ from tenfold.ratelimit import (
     LimiterBackend,
     MemoryBackend,
     Rate,
+    RateLimiterUnavailable,
     RedisBackend,
     Rule,
 )
@@ -92,9 +93,10 @@ async def test_windowed_bound_with_several_instances(clock: FakeClock) -> None:
     assert len(admitted) >= 6 * 50 - lease * n  # and it does not starve either
 
 
+@pytest.mark.parametrize("prefetch", [False, True])
 @pytest.mark.parametrize("kind", ["redis", "cluster"])
 async def test_bound_on_redis_with_separate_backends(
-    request: pytest.FixtureRequest, kind: str, ns: str
+    request: pytest.FixtureRequest, kind: str, ns: str, prefetch: bool
 ) -> None:
     """Three instances, each with its own RedisBackend, never exceed the shared limit."""
     if kind == "redis":
@@ -103,7 +105,9 @@ async def test_bound_on_redis_with_separate_backends(
     else:
         nodes = request.getfixturevalue("redis_cluster").startup_nodes
         make = lambda: RedisBackend.from_cluster(nodes, socket_timeout=2.0)  # noqa: E731
-    instances: list[LimiterBackend] = [LeasedBackend(make(), lease_size=20) for _ in range(3)]
+    instances: list[LimiterBackend] = [
+        LeasedBackend(make(), lease_size=20, prefetch=prefetch) for _ in range(3)
+    ]
     rule = Rule(Rate(500, DAY))
 
     async def fire(backend: LimiterBackend, hits: int) -> int:
@@ -111,7 +115,9 @@ async def test_bound_on_redis_with_separate_backends(
 
     below = await asyncio.gather(*(fire(b, 140) for b in instances))
     assert sum(below) == 420
-    assert sum(b.refills for b in instances) == 3 * 7  # type: ignore[attr-defined]
+    refills = sum(b.refills for b in instances)  # type: ignore[attr-defined]
+    # Foreground only: one round trip per lease of 20; prefetch tops up half leases.
+    assert refills == 3 * 7 if not prefetch else 3 * 7 <= refills <= 3 * 14
     counts = await asyncio.gather(*(fire(b, 400) for b in instances))
     # Every admission was granted by Redis; at most lease_size per instance is stranded.
     assert 500 - 20 * 3 <= sum(below) + sum(counts) <= 500
@@ -122,7 +128,7 @@ async def test_bound_on_redis_with_separate_backends(
 async def test_concurrent_hits_on_one_instance(clock: FakeClock) -> None:
     """Concurrent requests on one instance share its leases: one refill per lease, no excess."""
     shared = SlowMemoryBackend(clock=clock)
-    leased = LeasedBackend(shared, lease_size=10, clock=clock)
+    leased = LeasedBackend(shared, lease_size=10, prefetch=False, clock=clock)
     rule = Rule(Rate(50, DAY))
 
     async def hit() -> bool:
@@ -173,7 +179,89 @@ async def test_default_lease_is_a_twentieth_of_the_burst(clock: FakeClock) -> No
     assert leased.lease_for(Rule("100/minute")) == 5
     assert leased.lease_for(Rule("10/minute")) == 1
     assert leased.lease_for(Rule("1000000/minute")) == 100
+    assert leased.lease_for(Rule("1000000/minute"), rate=20_000.0) == 5000  # 0.25 s of it
+    assert leased.lease_for(Rule("10000/minute"), rate=20_000.0) == 500  # 5% of the burst
     assert LeasedBackend(MemoryBackend(), lease_size=7).lease_for(Rule("5/minute")) == 5
     rule = Rule(Rate(100, DAY))
     assert all([(await leased.hit("k", rule)).allowed for _ in range(100)])
     assert leased.refills == 20
+
+
+class GatedBackend(MemoryBackend):
+    """A memory backend whose decisions wait for ``gate``, as a slow Redis would."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.gate = asyncio.Event()
+        self.calls = 0
+
+    async def hit_many(
+        self, key_rules: Sequence[tuple[str, Rule]], cost: int = 1
+    ) -> list[Decision]:
+        self.calls += 1
+        await self.gate.wait()
+        return await super().hit_many(key_rules, cost)
+
+
+async def test_prefetch_tops_up_without_making_requests_wait(clock: FakeClock) -> None:
+    """At half a lease a background refill starts; requests keep spending what is left
+    meanwhile, and the lease never holds more than its size."""
+    shared = GatedBackend(clock)
+    leased = LeasedBackend(shared, lease_size=10, clock=clock)
+    rule = Rule(Rate(1000, DAY))
+    shared.gate.set()
+    assert all([(await leased.hit("k", rule)).allowed for _ in range(5)])  # 5 left: prefetch
+    shared.gate.clear()
+    await asyncio.sleep(0)  # the prefetch starts and waits on the gate
+    assert shared.calls == 2
+    # The round trip is stuck, yet the 5 tokens left are spent with no waiting at all.
+    spent = [await asyncio.wait_for(leased.hit("k", rule), 0.1) for _ in range(4)]
+    assert all(d.allowed for d in spent)
+    shared.gate.set()
+    await asyncio.sleep(0.01)
+    # The prefetch took what was missing when it started (5): 1 + 5 tokens now, never > 10.
+    lease = leased._leases["k", rule.ident]
+    assert lease.tokens == 6
+    assert leased.refills == 2
+    assert (await shared.hit("k", rule)).remaining == 1000 - 15 - 1  # 15 granted in all
+
+
+async def test_failed_prefetch_surfaces_on_the_next_foreground_refill(
+    redis_server: RedisServer, ns: str
+) -> None:
+    """A prefetch that finds Redis down is counted, never raised into the loop; the
+    request that then finds the lease empty gets RateLimiterUnavailable."""
+    leased = LeasedBackend(RedisBackend.from_url(redis_server.url), lease_size=10)
+    rule = Rule(Rate(1000, DAY))
+    assert all([(await leased.hit(ns, rule)).allowed for _ in range(4)])
+    redis_server.stop()
+    try:
+        assert all([(await leased.hit(ns, rule)).allowed for _ in range(2)])  # prefetch fails
+        await asyncio.sleep(0.5)
+        assert leased.prefetch_failures == 1
+        for _ in range(4):
+            await leased.hit(ns, rule)  # the tokens left, then a foreground refill
+        with pytest.raises(RateLimiterUnavailable):
+            await leased.hit(ns, rule)
+    finally:
+        redis_server.start()
+        await leased.aclose()
+
+
+async def test_hot_key_lease_grows_with_its_rate_within_five_percent(clock: FakeClock) -> None:
+    """At 10,000 hits/s a lease grows to a quarter second of traffic, so round trips stay
+    few, and never past a twentieth of the burst."""
+    shared = MemoryBackend(clock=clock)
+    leased = LeasedBackend(shared, prefetch=False, clock=clock)
+    rule = Rule(Rate(10_000_000, DAY))  # burst 10M: ceiling 500,000
+    for _ in range(20_000):
+        assert (await leased.hit("k", rule)).allowed
+        clock.advance(0.0001)
+    lease = leased._leases["k", rule.ident]
+    assert 2000 <= lease.size <= 2600  # ~0.25 s at 10,000/s
+    assert leased.refills < 20
+    small = Rule(Rate(1000, DAY))  # ceiling 50
+    for _ in range(900):
+        assert (await leased.hit("s", small)).allowed
+        clock.advance(0.0001)
+    assert leased._leases["s", small.ident].size == 50
