@@ -75,7 +75,7 @@ from tenfold.ratelimit import (
     RateLimitMiddleware,
     RateLimits,
 )
-from tenfold.resilience import ExternalClient, UpstreamOverrides, UpstreamQuota, UpstreamRegistry
+from tenfold.resilience import ExternalClient, QuotaTracker, UpstreamOverrides, UpstreamRegistry
 from tenfold.web import ProblemMiddleware, install_problem_handlers
 
 __all__ = ["Platform", "PlatformDep", "create_app", "get_platform"]
@@ -109,7 +109,7 @@ class Platform:
         name: str,
         *,
         base_url: str = "",
-        quota: UpstreamQuota | None = None,
+        quota: QuotaTracker | bool | None = None,
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         **overrides: Unpack[UpstreamOverrides],
@@ -173,7 +173,7 @@ def create_app(
     unlimited = {getattr(r, "path", "") for r in probes.routes} | {obs.metrics_path}
     limiter = _rate_limiter(ratelimit, rate_limits, unlimited)
     idempotency = IdempotencyComponent(settings.idempotency, settings.redis)
-    upstreams = UpstreamRegistry(settings.upstream, metrics=metrics)
+    upstreams = UpstreamRegistry(settings.upstream, metrics=metrics, redis=settings.redis)
     app = FastAPI(
         title=title or settings.app.name,
         version=version,

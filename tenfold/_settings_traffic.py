@@ -208,6 +208,12 @@ class UpstreamPolicy(_Section):
 class UpstreamSettings(UpstreamPolicy):
     """Outbound clients (`TENFOLD_UPSTREAM__*`): the defaults of every `platform.upstream()`."""
 
+    shared: bool = Field(
+        True,
+        description="With TENFOLD_REDIS__* set, every instance shares each provider's breaker "
+        "opens/closes and tracked quota through Redis (else each process keeps its own).",
+    )
+
     providers: Annotated[dict[str, dict[str, Any]], NoDecode] = Field(
         default_factory=dict,
         description='Overrides per provider (JSON: {"strava": {"timeout": 5}}), '
@@ -222,7 +228,8 @@ class UpstreamSettings(UpstreamPolicy):
             raise ValueError("must be a JSON object of provider -> {setting: value}")
         for name, overrides in value.items():
             try:
-                UpstreamPolicy.model_validate({**info.data, **overrides})
+                defaults = {k: v for k, v in info.data.items() if k in UpstreamPolicy.model_fields}
+                UpstreamPolicy.model_validate({**defaults, **overrides})
             except ValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
@@ -233,7 +240,7 @@ class UpstreamSettings(UpstreamPolicy):
 
     def policy_for(self, provider: str, **overrides: Any) -> UpstreamPolicy:
         """The policy of ``provider``: these defaults, its ``providers`` entry, ``overrides``."""
-        fields = self.model_dump(exclude={"providers"})
+        fields = self.model_dump(exclude={"providers", "shared"})
         return UpstreamPolicy.model_validate(
             {**fields, **self.providers.get(provider, {}), **overrides}
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,7 +32,13 @@ from tenfold.ratelimit import (
     RedisBackend,
     rate_limit,
 )
-from tenfold.resilience import ExternalClient
+from tenfold.resilience import (
+    CircuitOpen,
+    ExternalClient,
+    RedisUpstreamQuota,
+    RetriesExhausted,
+    UpstreamQuota,
+)
 from tenfold.testing import RedisServer
 
 
@@ -503,3 +510,60 @@ async def test_redis_lease_mode_and_redis_idempotency_store(
     assert again.headers["Idempotent-Replayed"] == "true"
     assert runs == [1]
     assert backend.refills == 1
+
+
+async def test_instances_share_breaker_opens_and_quotas_through_redis(
+    tmp_path: Path, redis_server: RedisServer, ns: str
+) -> None:
+    """With Redis configured, a provider's breaker opening on one instance opens it on the
+    others (their calls are refused unsent), and quota=True tracks one shared quota."""
+    provider = f"flaky-{ns}"
+    sent: dict[str, int] = {"a": 0, "b": 0}
+
+    def failing(instance: str) -> httpx.MockTransport:
+        def answer(request: httpx.Request) -> httpx.Response:
+            sent[instance] += 1
+            return httpx.Response(503)
+
+        return httpx.MockTransport(answer)
+
+    upstream = {"minimum_calls": 2, "failure_rate": 0.5, "retry_attempts": 1, "open_for": 60}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    apps = {
+        name: create_app(
+            redis_settings(tmp_path / name, redis_server, ns, upstream=upstream),
+            configure_logs=False,
+        )
+        for name in ("a", "b")
+    }
+    async with serving(apps["a"]), serving(apps["b"]):
+        a, b = platform_of(apps["a"]), platform_of(apps["b"])
+        assert a.upstreams.breaker_state is not None
+        clients = {
+            name: p.upstream(provider, base_url="https://x", transport=failing(name), quota=True)
+            for name, p in (("a", a), ("b", b))
+        }
+        assert isinstance(clients["a"].quota, RedisUpstreamQuota)
+        for _ in range(2):
+            with pytest.raises(RetriesExhausted):  # one attempt: the 503, not retried
+                await clients["a"].get("/")
+        assert clients["a"].policy.breaker.state == "open"  # type: ignore[union-attr]
+        breaker_b = clients["b"].policy.breaker
+        for _ in range(100):  # pub/sub delivery: bounded wait, no fixed sleep
+            if breaker_b.state == "open":  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+        assert breaker_b.state == "open"  # type: ignore[union-attr]
+        with pytest.raises(CircuitOpen):
+            await clients["b"].get("/")
+    assert sent == {"a": 2, "b": 0}
+
+
+async def test_without_redis_upstream_state_is_per_process(tmp_path: Path) -> None:
+    """Embedded: no shared breaker state, and quota=True tracks a per-process quota."""
+    app = create_app(embedded(tmp_path), configure_logs=False)
+    platform = platform_of(app)
+    assert platform.upstreams.breaker_state is None
+    client = platform.upstream("p", quota=True, transport=echo_transport([]))
+    assert isinstance(client.quota, UpstreamQuota)

@@ -1,7 +1,8 @@
 """Resilience policies for calls to other services.
 
 - ``CircuitBreaker`` (with ``CountWindow`` / ``TimeWindow``): failure-rate and
-  slow-call-rate breaker with half-open probes and an injected clock.
+  slow-call-rate breaker with half-open probes and an injected clock;
+  ``RedisBreakerState`` shares its opens and closes across instances.
 - ``Retry``: exponential backoff with full jitter, deadline, Retry-After;
   ``set_retries_active`` turns it off process-wide for tests.
 - ``Timeout`` and ``Bulkhead``: bounds on duration and concurrency.
@@ -12,7 +13,8 @@
   (a Prometheus collector).
 - ``ExternalClient``: an httpx client per provider behind a ``Policy`` and an
   ``UpstreamQuota`` (refuses with ``QuotaExhausted`` before the provider
-  would); errors ``UpstreamError``, ``UpstreamTimeout``,
+  would; ``RedisUpstreamQuota`` shares it across instances); errors
+  ``UpstreamError``, ``UpstreamTimeout``,
   ``UpstreamUnreachable``; ``upstream_failure`` for the breaker;
   ``ClientStats`` (a Prometheus collector).
 - ``UpstreamRegistry``: an app's ``ExternalClient`` s with policies from
@@ -51,9 +53,11 @@ from tenfold.resilience._events import (
 from tenfold.resilience._fallback import FallbackChain, Provider
 from tenfold.resilience._limits import Bulkhead, Timeout
 from tenfold.resilience._policy import Policy
-from tenfold.resilience._quota import QuotaExhausted, UpstreamQuota
+from tenfold.resilience._quota import QuotaExhausted, QuotaTracker, UpstreamQuota
+from tenfold.resilience._quota_shared import RedisUpstreamQuota, SharedQuotaUnavailable
 from tenfold.resilience._registry import UpstreamOverrides, UpstreamRegistry
 from tenfold.resilience._retry import Retry, retries_active, set_retries_active
+from tenfold.resilience._shared import RedisBreakerState
 
 __all__ = [
     "Bulkhead",
@@ -73,10 +77,14 @@ __all__ = [
     "Policy",
     "Provider",
     "QuotaExhausted",
+    "QuotaTracker",
+    "RedisBreakerState",
+    "RedisUpstreamQuota",
     "ResilienceStats",
     "RetriesExhausted",
     "Retry",
     "RetryScheduled",
+    "SharedQuotaUnavailable",
     "StateChanged",
     "TimeWindow",
     "Timeout",

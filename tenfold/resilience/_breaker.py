@@ -9,6 +9,9 @@ In half-open only ``half_open_probes`` calls are let through; the others get
 ``CircuitOpen`` at once. An outcome is credited to the state it started in: a
 slow call that began before the breaker opened cannot close it again.
 A probe that is cancelled frees its slot without counting.
+
+With ``shared=`` (a ``RedisBreakerState``) the opens and closes of every
+same-named breaker on other instances are followed too: see ``_shared``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from tenfold.resilience._errors import CircuitOpen
 from tenfold.resilience._events import (
@@ -28,6 +31,9 @@ from tenfold.resilience._events import (
     emit,
     log_event,
 )
+
+if TYPE_CHECKING:
+    from tenfold.resilience._shared import RedisBreakerState
 
 __all__ = ["CircuitBreaker", "CountWindow", "TimeWindow"]
 
@@ -100,6 +106,8 @@ class CircuitBreaker:
     judges them alone. ``failure_on`` picks the exceptions that count as
     failures; others count as successes (a 404 is not the upstream failing).
     ``clock`` is injected so tests move time instead of sleeping.
+    ``shared`` shares opens and closes with the same-named breakers of other
+    instances (see ``RedisBreakerState``); calls never wait for it.
     """
 
     def __init__(
@@ -116,6 +124,7 @@ class CircuitBreaker:
         failure_on: FailurePredicate = Exception,
         clock: Callable[[], float] = time.monotonic,
         hooks: Sequence[Hook] = (log_event,),
+        shared: RedisBreakerState | None = None,
     ) -> None:
         if not (0 < failure_rate <= 1 and 0 < slow_rate <= 1):
             raise ValueError("failure_rate and slow_rate are fractions in (0, 1]")
@@ -137,6 +146,9 @@ class CircuitBreaker:
         self._window = _Window(window)
         self._open_until = 0.0
         self._probes_started = 0
+        self._shared = shared
+        if shared is not None:
+            shared.register(self)
 
     def __repr__(self) -> str:
         failure, slow = self._window.rates()
@@ -212,7 +224,18 @@ class CircuitBreaker:
         failure, slow = self._window.rates()
         return failure >= self.failure_rate or slow >= self.slow_rate
 
-    def _transition(self, new: str) -> None:
+    def _apply_shared(self, open_for: float | None) -> None:
+        """Another instance opened this breaker for ``open_for`` more seconds, or closed it."""
+        if open_for is None:
+            if self._state != CLOSED:
+                self._transition(CLOSED, announce=False)
+        elif self._state == OPEN:
+            self._open_until = max(self._open_until, self._clock() + open_for)
+        else:
+            self._transition(OPEN, announce=False)
+            self._open_until = self._clock() + open_for
+
+    def _transition(self, new: str, *, announce: bool = True) -> None:
         failure, slow = self._window.rates()
         previous, now = self._state, self._clock()
         self._state = new
@@ -224,6 +247,8 @@ class CircuitBreaker:
         if new == OPEN:
             self._open_until = now + self.open_for
         if previous != new:
+            if announce and self._shared is not None and new != HALF_OPEN:
+                self._shared.announce(self, self.open_for if new == OPEN else None)
             emit(self.hooks, StateChanged(self.name, previous, new, now, failure, slow))
 
 

@@ -28,7 +28,7 @@ from tenfold._context import current_request_id
 from tenfold._errors import DependencyUnavailable
 from tenfold.resilience._fallback import Provider
 from tenfold.resilience._policy import Policy
-from tenfold.resilience._quota import QuotaExhausted, UpstreamQuota, parse_retry_after
+from tenfold.resilience._quota import QuotaExhausted, QuotaTracker, parse_retry_after
 
 __all__ = [
     "ClientStats",
@@ -96,7 +96,7 @@ class ClientStats(Collector):
     def __init__(self, namespace: str = "tenfold") -> None:
         self._prefix = f"{namespace}_" if namespace else ""
         self.requests: dict[tuple[str, str], int] = {}
-        self.quotas: dict[str, UpstreamQuota] = {}
+        self.quotas: dict[str, QuotaTracker] = {}
 
     def count(self, provider: str, outcome: str) -> None:
         key = (provider, outcome)
@@ -137,7 +137,7 @@ class ExternalClient:
         *,
         base_url: str = "",
         policy: Policy | None = None,
-        quota: UpstreamQuota | None = None,
+        quota: QuotaTracker | None = None,
         stats: ClientStats | None = None,
         timeout: float | httpx.Timeout = 10.0,
         headers: dict[str, str] | None = None,
@@ -214,10 +214,14 @@ class ExternalClient:
             raise UpstreamUnreachable(self.provider, request=request) from exc
         finally:
             if self.quota is not None:
-                self.quota.record(
-                    response.status_code if response is not None else None,
-                    response.headers if response is not None else None,
-                )
+                status = response.status_code if response is not None else None
+                headers = response.headers if response is not None else None
+                # A shared quota learns through I/O: it has an awaitable ``arecord``.
+                arecord = getattr(self.quota, "arecord", None)
+                if arecord is not None:
+                    await arecord(status, headers)
+                else:
+                    self.quota.record(status, headers)
         return response
 
     def _count(self, outcome: str) -> None:

@@ -22,11 +22,11 @@ import email.utils
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from tenfold._errors import DependencyUnavailable
 
-__all__ = ["QuotaExhausted", "UpstreamQuota"]
+__all__ = ["QuotaExhausted", "QuotaTracker", "UpstreamQuota"]
 
 _STRAVA_PERIODS = (("15m", 900.0), ("daily", 86400.0))
 
@@ -44,6 +44,20 @@ class QuotaExhausted(DependencyUnavailable):
         )
         self.provider = provider
         self.window = window
+
+
+@runtime_checkable
+class QuotaTracker(Protocol):
+    """What ``ExternalClient`` needs from a quota: ``UpstreamQuota`` (this process) or
+    ``RedisUpstreamQuota`` (every instance), which also has an awaitable ``arecord``."""
+
+    provider: str
+
+    async def before_request(self) -> None: ...
+
+    def record(self, status_code: int | None, headers: Mapping[str, str] | None) -> None: ...
+
+    def remaining(self) -> dict[str, int]: ...
 
 
 @dataclass(slots=True)

@@ -12,6 +12,13 @@ unreachable) are retried or trip the breaker; a locally refused call is not.
 Every client shares the registry's ``ClientStats`` and ``ResilienceStats``,
 which are registered with the app's metrics while it runs, and ``stop()``
 closes every client.
+
+With Redis configured (and ``TENFOLD_UPSTREAM__SHARED``, the default) the
+instances of an app share what they learn about a provider: every breaker
+follows one ``RedisBreakerState`` (an open on one instance opens the others),
+and ``quota=True`` tracks the provider's quota in a ``RedisUpstreamQuota``
+(its 15-minute and daily limits are the application's, not the process's).
+Without Redis both are per process.
 """
 
 from __future__ import annotations
@@ -21,14 +28,16 @@ from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import httpx
 
-from tenfold._settings import UpstreamPolicy, UpstreamSettings
+from tenfold._settings import RedisSettings, UpstreamPolicy, UpstreamSettings
 from tenfold.resilience._breaker import CircuitBreaker, CountWindow
 from tenfold.resilience._client import ClientStats, ExternalClient, upstream_failure
 from tenfold.resilience._events import ResilienceStats, log_event
 from tenfold.resilience._limits import Bulkhead
 from tenfold.resilience._policy import Policy
-from tenfold.resilience._quota import UpstreamQuota
+from tenfold.resilience._quota import QuotaTracker, UpstreamQuota
+from tenfold.resilience._quota_shared import RedisUpstreamQuota
 from tenfold.resilience._retry import Retry
+from tenfold.resilience._shared import RedisBreakerState
 
 if TYPE_CHECKING:
     from tenfold.observability import Metrics
@@ -60,10 +69,19 @@ class UpstreamRegistry:
     name = "upstream"
 
     def __init__(
-        self, settings: UpstreamSettings | None = None, *, metrics: Metrics | None = None
+        self,
+        settings: UpstreamSettings | None = None,
+        *,
+        metrics: Metrics | None = None,
+        redis: RedisSettings | None = None,
     ) -> None:
         self.settings = settings if settings is not None else UpstreamSettings()
         self._metrics = metrics
+        share = self.settings.shared and redis is not None and redis.enabled
+        self._redis = redis if share else None
+        #: Breaker opens and closes shared with the other instances (None: per process).
+        self.breaker_state = RedisBreakerState.from_settings(redis) if share else None  # type: ignore[arg-type]
+        self._quotas: list[RedisUpstreamQuota] = []
         namespace = getattr(metrics, "namespace", "tenfold")
         #: Requests by provider and outcome, and quotas: shared by every client.
         self.stats = ClientStats(namespace)
@@ -96,26 +114,30 @@ class UpstreamRegistry:
         provider: str,
         *,
         base_url: str = "",
-        quota: UpstreamQuota | None = None,
+        quota: QuotaTracker | bool | None = None,
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         **overrides: Unpack[UpstreamOverrides],
     ) -> ExternalClient:
         """A new ``ExternalClient`` for ``provider``, kept here and closed on ``stop()``.
 
-        One client per provider: asking again for a provider is a ``ValueError``
-        (use ``registry[provider]``), since two clients would split its breaker.
+        ``quota=True`` tracks the provider's advertised quota: shared by every
+        instance through Redis when it is configured, else per process. One client
+        per provider: asking again for a provider is a ``ValueError`` (use
+        ``registry[provider]``), since two clients would split its breaker.
         """
         if provider in self._clients:
             raise ValueError(
                 f"an upstream client for {provider!r} exists; use platform.upstreams[{provider!r}]"
             )
         settings = self.policy(provider, **overrides)
+        if quota is True:
+            quota = self._quota(provider)
         client = ExternalClient(
             provider,
             base_url=base_url,
             policy=self._policy(provider, settings),
-            quota=quota,
+            quota=quota or None,
             stats=self.stats,
             timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
             headers=headers,
@@ -145,13 +167,23 @@ class UpstreamRegistry:
                 half_open_probes=s.half_open_probes,
                 failure_on=upstream_failure,
                 hooks=hooks,
+                shared=self.breaker_state,
             ),
             bulkhead=Bulkhead(
                 provider, max_concurrent=s.max_concurrent, max_waiting=s.max_waiting, hooks=hooks
             ),
         )
 
+    def _quota(self, provider: str) -> QuotaTracker:
+        if self._redis is None:
+            return UpstreamQuota(provider)
+        shared = RedisUpstreamQuota.from_settings(provider, self._redis)
+        self._quotas.append(shared)
+        return shared
+
     async def start(self) -> None:
+        if self.breaker_state is not None:
+            await self.breaker_state.start()
         if self._metrics is not None and not self._registered:
             self._metrics.register_collector(self.stats)
             self._metrics.register_collector(self.events)
@@ -160,9 +192,14 @@ class UpstreamRegistry:
     async def stop(self) -> None:
         """Close every client (they are forgotten: a restarted app builds new ones)."""
         clients, self._clients = list(self._clients.values()), {}
+        quotas, self._quotas = self._quotas, []
         try:
             for client in clients:
                 await client.aclose()
+            for quota in quotas:
+                await quota.aclose()
+            if self.breaker_state is not None:
+                await self.breaker_state.stop()
         finally:
             if self._metrics is not None and self._registered:
                 self._metrics.unregister_collector(self.stats)
