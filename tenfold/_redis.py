@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio.cluster import ClusterNode
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -24,10 +25,12 @@ from tenfold._settings import RedisSettings
 __all__ = [
     "REDIS_ERRORS",
     "RETRY_ONCE",
+    "cluster_client",
     "cluster_seeds",
     "connection_options",
     "from_settings",
     "hash_tag",
+    "standalone_client",
 ]
 
 T = TypeVar("T")
@@ -49,6 +52,25 @@ def connection_options(
         "max_connections": max_connections,
         "retry": RETRY_ONCE,
     }
+
+
+def standalone_client(
+    url: str, socket_timeout: float, connect_timeout: float, max_connections: int
+) -> aioredis.Redis:
+    """A client of the standalone server at ``url`` with the shared connection options."""
+    return aioredis.Redis.from_url(
+        url, **connection_options(socket_timeout, connect_timeout, max_connections)
+    )
+
+
+def cluster_client(
+    nodes: Sequence[str], socket_timeout: float, connect_timeout: float, max_connections: int
+) -> RedisCluster:
+    """A client of the Cluster reachable through ``nodes`` (``host:port``), same options."""
+    return RedisCluster(
+        startup_nodes=cluster_seeds(nodes),
+        **connection_options(socket_timeout, connect_timeout, max_connections),
+    )
 
 
 def cluster_seeds(nodes: Sequence[str]) -> list[ClusterNode]:

@@ -9,13 +9,11 @@ Redis connection for it.
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from tenfold._errors import ConfigurationError
-from tenfold._redis import cluster_seeds, connection_options, from_settings
+from tenfold._redis import cluster_client, from_settings, standalone_client
 from tenfold._settings import IdempotencySettings, RedisSettings
 from tenfold.idempotency._session import IdempotencyConfig
 from tenfold.idempotency._stores import IdempotencyStore, MemoryStore, RedisStore
@@ -82,13 +80,8 @@ class IdempotencyComponent:
 
 def _redis_client(settings: RedisSettings) -> aioredis.Redis | RedisCluster:
     return from_settings(
-        settings, what="the idempotency store", from_url=_from_url, from_cluster=_from_cluster
+        settings,
+        what="the idempotency store",
+        from_url=standalone_client,
+        from_cluster=cluster_client,
     )
-
-
-def _from_url(url: str, **common: Any) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, **connection_options(**common))
-
-
-def _from_cluster(nodes: list[str], **common: Any) -> RedisCluster:
-    return RedisCluster(startup_nodes=cluster_seeds(nodes), **connection_options(**common))

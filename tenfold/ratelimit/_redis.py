@@ -34,12 +34,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from tenfold._errors import ConfigurationError
-from tenfold._redis import (
-    cluster_seeds,
-    connection_options,
-    from_settings,
-    hash_tag,
-)
+from tenfold._redis import cluster_client, from_settings, hash_tag, standalone_client
 from tenfold._settings import RedisSettings
 from tenfold.ratelimit._backend import check_request
 from tenfold.ratelimit._batch import ScriptBatcher
@@ -173,9 +168,7 @@ class RedisBackend:
         **options: Any,
     ) -> RedisBackend:
         """A backend on the standalone server at ``url``; ``options`` are ``__init__``'s."""
-        client = aioredis.Redis.from_url(
-            url, **connection_options(socket_timeout, connect_timeout, max_connections)
-        )
+        client = standalone_client(url, socket_timeout, connect_timeout, max_connections)
         return cls(client, max_connections=max_connections, **options)
 
     @classmethod
@@ -189,11 +182,7 @@ class RedisBackend:
         **options: Any,
     ) -> RedisBackend:
         """A backend on the Redis Cluster reachable through any of ``nodes`` (``host:port``)."""
-        seeds = cluster_seeds(nodes)
-        client = RedisCluster(
-            startup_nodes=seeds,
-            **connection_options(socket_timeout, connect_timeout, max_connections),
-        )
+        client = cluster_client(nodes, socket_timeout, connect_timeout, max_connections)
         return cls(client, max_connections=max_connections, **options)
 
     @classmethod

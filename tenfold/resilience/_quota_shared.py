@@ -44,7 +44,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from tenfold._errors import ConfigurationError
-from tenfold._redis import REDIS_ERRORS, cluster_seeds, connection_options, from_settings
+from tenfold._redis import REDIS_ERRORS, cluster_client, from_settings, standalone_client
 from tenfold._settings import RedisSettings
 from tenfold.observability import get_logger
 from tenfold.resilience._quota import (
@@ -266,8 +266,7 @@ class RedisUpstreamQuota:
         **options: Any,
     ) -> RedisUpstreamQuota:
         """``provider``'s quota on the standalone server at ``url`` (options: ``__init__``'s)."""
-        connection = connection_options(socket_timeout, connect_timeout, max_connections)
-        client = aioredis.Redis.from_url(url, **connection)
+        client = standalone_client(url, socket_timeout, connect_timeout, max_connections)
         return cls(provider, client, owns_client=True, **options)
 
     @classmethod
@@ -282,8 +281,7 @@ class RedisUpstreamQuota:
         **options: Any,
     ) -> RedisUpstreamQuota:
         """``provider``'s quota on the Redis Cluster reachable through ``nodes`` (``host:port``)."""
-        connection = connection_options(socket_timeout, connect_timeout, max_connections)
-        client = RedisCluster(startup_nodes=cluster_seeds(nodes), **connection)
+        client = cluster_client(nodes, socket_timeout, connect_timeout, max_connections)
         return cls(provider, client, owns_client=True, **options)
 
     @classmethod

@@ -42,7 +42,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from tenfold._redis import REDIS_ERRORS, cluster_seeds, connection_options, from_settings
+from tenfold._redis import REDIS_ERRORS, cluster_client, from_settings, standalone_client
 from tenfold._settings import RedisSettings
 from tenfold.observability import get_logger
 
@@ -145,8 +145,7 @@ class RedisBreakerState:
         **options: Any,
     ) -> RedisBreakerState:
         """Shared state on the standalone server at ``url``; ``options`` are ``__init__``'s."""
-        connection = connection_options(socket_timeout, connect_timeout, max_connections)
-        client = aioredis.Redis.from_url(url, **connection)
+        client = standalone_client(url, socket_timeout, connect_timeout, max_connections)
         return cls(client, owns_client=True, **options)
 
     @classmethod
@@ -160,8 +159,7 @@ class RedisBreakerState:
         **options: Any,
     ) -> RedisBreakerState:
         """Shared state on the Redis Cluster reachable through any of ``nodes`` (``host:port``)."""
-        connection = connection_options(socket_timeout, connect_timeout, max_connections)
-        client = RedisCluster(startup_nodes=cluster_seeds(nodes), **connection)
+        client = cluster_client(nodes, socket_timeout, connect_timeout, max_connections)
         return cls(client, owns_client=True, **options)
 
     @classmethod
