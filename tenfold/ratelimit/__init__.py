@@ -22,7 +22,15 @@ from tenfold.ratelimit._component import (
 )
 from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
 from tenfold.ratelimit._gcra import Decision, decide
-from tenfold.ratelimit._keys import KeyFunc, by_api_key, by_ip, by_route, by_user, composite
+from tenfold.ratelimit._keys import (
+    ROUTE_TEMPLATE,
+    KeyFunc,
+    by_api_key,
+    by_ip,
+    by_route,
+    by_user,
+    composite,
+)
 from tenfold.ratelimit._lease import LeasedBackend
 from tenfold.ratelimit._memory import MemoryBackend
 from tenfold.ratelimit._middleware import RateLimitMiddleware, ratelimit_headers
@@ -35,6 +43,7 @@ from tenfold.ratelimit._websocket import ConnectionLimiter
 __all__ = [
     "ALGORITHMS",
     "BEER_OLYMPICS",
+    "ROUTE_TEMPLATE",
     "ConnectionLimiter",
     "Decision",
     "IPNetwork",
