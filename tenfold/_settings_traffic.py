@@ -203,6 +203,21 @@ class UpstreamPolicy(_Section):
     half_open_probes: int = Field(3, ge=1, description="Calls let through when half-open.")
     max_concurrent: int = Field(20, ge=1, description="Bulkhead: calls in flight at once.")
     max_waiting: int = Field(0, ge=0, description="Bulkhead: calls queued beyond those.")
+    quota_limits: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description='The provider\'s quota known before any response (JSON: {"15m": 100, '
+        '"daily": 1000}); set: the client tracks its quota from the first call.',
+    )
+
+    @field_validator("quota_limits", mode="before")
+    @classmethod
+    def _quota_limits(cls, value: Any) -> Any:
+        from tenfold.resilience._quota import check_limits  # resilience imports settings
+
+        value = _json_or_text(value)
+        if not isinstance(value, dict):
+            raise ValueError('must be a JSON object of window -> limit, e.g. {"15m": 100}')
+        return check_limits(value)
 
 
 class UpstreamSettings(UpstreamPolicy):

@@ -567,3 +567,18 @@ async def test_without_redis_upstream_state_is_per_process(tmp_path: Path) -> No
     assert platform.upstreams.breaker_state is None
     client = platform.upstream("p", quota=True, transport=echo_transport([]))
     assert isinstance(client.quota, UpstreamQuota)
+
+
+def test_quota_limits_from_settings_track_the_quota(tmp_path: Path) -> None:
+    """A provider's TENFOLD_UPSTREAM__PROVIDERS quota_limits give its client a quota that
+    holds from the first call; an unknown window fails at load, naming the variable."""
+    settings = embedded(
+        tmp_path, upstream={"providers": {"strava": {"quota_limits": {"15m": 100, "daily": 1000}}}}
+    )
+    platform = platform_of(create_app(settings, configure_logs=False))
+    strava = platform.upstream("strava", transport=echo_transport([]))
+    assert isinstance(strava.quota, UpstreamQuota)
+    assert strava.quota.remaining() == {"15m": 100, "daily": 1000}
+    assert platform.upstream("other", transport=echo_transport([])).quota is None
+    with pytest.raises(ConfigurationError, match="TENFOLD_UPSTREAM__QUOTA_LIMITS"):
+        Settings.load(upstream={"quota_limits": '{"hourly": 5}'})

@@ -29,6 +29,19 @@ from tenfold._errors import DependencyUnavailable
 __all__ = ["QuotaExhausted", "QuotaTracker", "UpstreamQuota"]
 
 _STRAVA_PERIODS = (("15m", 900.0), ("daily", 86400.0))
+#: The windows a quota's ``limits`` may name: a quarter hour and a UTC day.
+PERIODS = dict(_STRAVA_PERIODS)
+
+
+def check_limits(limits: Mapping[str, int] | None) -> dict[str, int]:
+    """``limits`` validated: known window names, positive counts (a ValueError otherwise)."""
+    found = dict(limits or {})
+    for name, limit in found.items():
+        if name not in PERIODS:
+            raise ValueError(f"unknown quota window {name!r}; use {sorted(PERIODS)}")
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"quota window {name!r} needs a positive limit, got {limit!r}")
+    return found
 
 
 class QuotaExhausted(DependencyUnavailable):
@@ -71,14 +84,18 @@ class _Window:
 class UpstreamQuota:
     """Tracks one provider's quota; ``await quota.before_request()`` then ``record``.
 
-    ``clock`` is the wall clock (epoch seconds, since windows reset at UTC
-    boundaries) and ``sleep`` the wait; both are injected for tests.
+    ``limits`` are the quota known before any response (``{"15m": 100,
+    "daily": 1000}``, Strava's windows), so a cold start cannot burst past it;
+    what the provider then reports replaces them. ``clock`` is the wall clock
+    (epoch seconds, since windows reset at UTC boundaries) and ``sleep`` the
+    wait; both are injected for tests.
     """
 
     def __init__(
         self,
         provider: str,
         *,
+        limits: Mapping[str, int] | None = None,
         max_wait: float = 1.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
@@ -88,6 +105,10 @@ class UpstreamQuota:
         self._clock = clock
         self._sleep = sleep
         self._windows: dict[str, _Window] = {}
+        now = clock()
+        for name, limit in check_limits(limits).items():
+            period = PERIODS[name]
+            self._windows[name] = _Window(limit, 0, _next_boundary(now, period), period)
         self._blocked_until = 0.0
         self.in_flight = 0
 

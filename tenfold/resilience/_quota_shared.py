@@ -48,9 +48,11 @@ from tenfold._settings import RedisSettings
 from tenfold.observability import get_logger
 from tenfold.resilience._quota import (
     _STRAVA_PERIODS,
+    PERIODS,
     QuotaExhausted,
     UpstreamQuota,
     _ints,
+    check_limits,
     parse_retry_after,
 )
 from tenfold.resilience._quota_scripts import (
@@ -106,6 +108,7 @@ class RedisUpstreamQuota:
         client: aioredis.Redis | RedisCluster,
         *,
         prefix: str = "tf:quota:",
+        limits: Mapping[str, int] | None = None,
         max_wait: float = 1.0,
         fail_open: bool = True,
         retry_interval: float = 1.0,
@@ -129,7 +132,11 @@ class RedisUpstreamQuota:
         base = f"{prefix}{{{provider}}}:"
         self._keys = [base + "block", *(base + name for name in WINDOWS)]
         #: The per-process quota used while Redis is down; it learns from every response.
-        self.local = UpstreamQuota(provider, max_wait=max_wait, clock=self._now, sleep=sleep)
+        self.local = UpstreamQuota(
+            provider, limits=limits, max_wait=max_wait, clock=self._now, sleep=sleep
+        )
+        # Known limits, taught to Redis before this instance's first reservation.
+        self._seed = _configured(check_limits(limits))
         self._known: dict[str, _Known] = {}
         self._initialized = not isinstance(client, RedisCluster)
         self._init_lock = asyncio.Lock()
@@ -217,6 +224,9 @@ class RedisUpstreamQuota:
         """Reserve one request, waiting up to ``max_wait``; else raise ``QuotaExhausted``."""
         while time.monotonic() >= self._skip_redis_until:
             try:
+                if self._seed is not None:
+                    self._remember(await self._eval(LEARN_SCRIPT, 0, SAME_WINDOW_MS, *self._seed))
+                    self._seed = None
                 window, wait = await self._reserve()
             except REDIS_ERRORS as exc:
                 self._failed(exc)
@@ -336,6 +346,16 @@ def _reported(headers: Mapping[str, str]) -> list[int]:
     if remaining and reset:
         limit = (_ints(headers.get("ratelimit-limit")) or [remaining[0]])[0]
         args["ratelimit"] = [limit, max(0, limit - remaining[0]), 0, reset[0] * 1000]
+    return [value for name in WINDOWS for value in args[name]]
+
+
+def _configured(limits: Mapping[str, int]) -> list[int] | None:
+    """``limits`` as the lesson script's arguments (usage 0: it never lowers what is known)."""
+    if not limits:
+        return None
+    args = {name: [-1, 0, 0, 0] for name in WINDOWS}
+    for name, limit in limits.items():
+        args[name] = [limit, 0, int(PERIODS[name] * 1000), 0]
     return [value for name in WINDOWS for value in args[name]]
 
 

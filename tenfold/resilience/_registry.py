@@ -61,6 +61,7 @@ class UpstreamOverrides(TypedDict, total=False):
     half_open_probes: int
     max_concurrent: int
     max_waiting: int
+    quota_limits: dict[str, int]
 
 
 class UpstreamRegistry:
@@ -131,8 +132,8 @@ class UpstreamRegistry:
                 f"an upstream client for {provider!r} exists; use platform.upstreams[{provider!r}]"
             )
         settings = self.policy(provider, **overrides)
-        if quota is True:
-            quota = self._quota(provider)
+        if quota is True or (quota is None and settings.quota_limits):
+            quota = self._quota(provider, settings.quota_limits)
         client = ExternalClient(
             provider,
             base_url=base_url,
@@ -174,10 +175,10 @@ class UpstreamRegistry:
             ),
         )
 
-    def _quota(self, provider: str) -> QuotaTracker:
+    def _quota(self, provider: str, limits: dict[str, int]) -> QuotaTracker:
         if self._redis is None:
-            return UpstreamQuota(provider)
-        shared = RedisUpstreamQuota.from_settings(provider, self._redis)
+            return UpstreamQuota(provider, limits=limits)
+        shared = RedisUpstreamQuota.from_settings(provider, self._redis, limits=limits)
         self._quotas.append(shared)
         return shared
 

@@ -135,3 +135,24 @@ async def test_responses_without_headers_count_locally(wall: WallClock) -> None:
     await quota.before_request()
     quota.record(200, {})
     assert quota.remaining()["15m"] == 6
+
+
+async def test_configured_limits_hold_before_any_response(wall: WallClock) -> None:
+    """limits= bounds a cold start: the 4th of 3 allowed calls is refused before any reply."""
+    quota = UpstreamQuota("p", limits={"15m": 3, "daily": 100}, clock=wall, max_wait=0.0)
+    for _ in range(3):
+        await quota.before_request()
+    with pytest.raises(QuotaExhausted) as refused:
+        await quota.before_request()
+    assert refused.value.window == "15m"
+    # What the provider reports then replaces the configured numbers.
+    quota.record(200, {"X-RateLimit-Limit": "5,100", "X-RateLimit-Usage": "3,3"})
+    assert quota.remaining() == {"15m": 0, "daily": 95}
+
+
+def test_configured_limits_are_checked() -> None:
+    """An unknown window or a non-positive limit is a ValueError naming it."""
+    with pytest.raises(ValueError, match="'hourly'"):
+        UpstreamQuota("p", limits={"hourly": 5})
+    with pytest.raises(ValueError, match="positive"):
+        UpstreamQuota("p", limits={"15m": 0})

@@ -309,3 +309,23 @@ async def test_cluster_two_instances_send_exactly_the_quota(
     assert upstream.requests == 10
     assert len(refused) == 2
     assert [a.redis_errors, b.redis_errors] == [0, 0]
+
+
+async def test_configured_limits_bound_a_cold_start_burst(
+    instance: Make, upstream: FakeUpstream
+) -> None:
+    """Before any response has taught the quota, two instances bursting concurrently still
+    send no more than the configured 10 between them."""
+    upstream.quota_15m = 10
+    a = await instance(max_wait=0.0, limits={"15m": 10})
+    b = await instance(max_wait=0.0, limits={"15m": 10})
+    async with (
+        ExternalClient("strava", base_url=upstream.url, quota=a) as ca,
+        ExternalClient("strava", base_url=upstream.url, quota=b) as cb,
+    ):
+        results = await asyncio.gather(
+            *(client.get("/activities") for client in [ca, cb] * 8), return_exceptions=True
+        )
+    refused = [r for r in results if isinstance(r, QuotaExhausted)]
+    assert upstream.requests == 10
+    assert len(refused) == 6
