@@ -168,7 +168,9 @@ def create_app(
     )
     cache = Cache(settings.cache, settings.redis, metrics=metrics, health=health)
     probes = health_router(health, lifecycle)
-    ratelimit = RateLimitComponent(settings.ratelimit, settings.redis, metrics=metrics)
+    ratelimit = RateLimitComponent(
+        settings.ratelimit, settings.redis, metrics=metrics, health=health
+    )
     # Probes and scrapes are never limited: a 429 there would take the instance out.
     unlimited = {getattr(r, "path", "") for r in probes.routes} | {obs.metrics_path}
     limiter = _rate_limiter(ratelimit, rate_limits, unlimited)

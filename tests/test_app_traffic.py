@@ -582,3 +582,33 @@ def test_quota_limits_from_settings_track_the_quota(tmp_path: Path) -> None:
     assert platform.upstream("other", transport=echo_transport([])).quota is None
     with pytest.raises(ConfigurationError, match="TENFOLD_UPSTREAM__QUOTA_LIMITS"):
         Settings.load(upstream={"quota_limits": '{"hourly": 5}'})
+
+
+async def test_redis_limiter_reports_readiness_degraded_when_its_redis_is_down(
+    tmp_path: Path, redis_server: RedisServer, ns: str
+) -> None:
+    """A Redis-backed limiter adds the non-critical check ratelimit.redis: ok while Redis
+    answers, failing (readiness degraded, still 200) when it does not."""
+    app = create_app(
+        redis_settings(
+            tmp_path,
+            redis_server,
+            ns,
+            ratelimit={"default": "100/minute"},
+            health={"cache_ttl": 0.0},  # every report evaluated afresh
+        ),
+        configure_logs=False,
+    )
+    async with serving(app):
+        health = platform_of(app).health
+        report = await health.report()
+        assert report.checks["ratelimit.redis"]["status"] == "ok"
+        assert report.checks["ratelimit.redis"]["critical"] is False
+        redis_server.stop()
+        try:
+            report = await health.report()
+        finally:
+            redis_server.start()
+        assert report.checks["ratelimit.redis"]["status"] == "failing"
+        assert report.status == "degraded"
+    assert "ratelimit.redis" not in (await health.report()).checks

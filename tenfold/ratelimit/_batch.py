@@ -191,6 +191,11 @@ class ScriptBatcher:
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
+    async def ensure_initialized(self) -> None:
+        """Initialize a Cluster client once (standalone clients need nothing)."""
+        if not self._initialized:
+            await self._initialize()
+
     async def _initialize(self) -> None:
         async with self._init_lock:
             if not self._initialized:

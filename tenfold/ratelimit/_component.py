@@ -31,7 +31,11 @@ from tenfold.ratelimit._redis import RedisBackend
 from tenfold.ratelimit._stats import RateLimitStats
 
 if TYPE_CHECKING:
+    from tenfold.health import HealthRegistry
     from tenfold.observability import Metrics
+
+#: The readiness check of a Redis-backed limiter.
+HEALTH_CHECK = "ratelimit.redis"
 
 __all__ = ["RateLimitComponent", "RateLimits"]
 
@@ -66,13 +70,16 @@ class RateLimitComponent:
         redis: RedisSettings | None = None,
         *,
         metrics: Metrics | None = None,
+        health: HealthRegistry | None = None,
         backend: LimiterBackend | None = None,
     ) -> None:
         self.settings = settings if settings is not None else RateLimitSettings()
         self.redis_settings = redis if redis is not None else RedisSettings()
         self._metrics = metrics
+        self._health = health
         self.stats = RateLimitStats(getattr(metrics, "namespace", "tenfold"))
         shared = backend if backend is not None else self._shared_backend()
+        self._redis = shared if isinstance(shared, RedisBackend) else None
         s = self.settings
         self.backend: LimiterBackend = (
             LeasedBackend(shared, lease_size=s.lease_size, max_age=s.lease_max_age)
@@ -127,17 +134,32 @@ class RateLimitComponent:
         return {"default": default, "prefixes": prefixes, "routes": dict(code.routes)}
 
     async def start(self) -> None:
-        if self._metrics is not None and not self._registered:
+        if self._registered:
+            return
+        self._registered = True
+        if self._metrics is not None:
             self._metrics.register_collector(self.stats)
-            self._registered = True
+        if self._health is not None and self._redis is not None:
+            # Not critical: every instance shares this Redis, and each policy already says
+            # what happens without it (fail-open or fail-closed).
+            self._health.register(HEALTH_CHECK, self._check, critical=False)
 
     async def stop(self) -> None:
         try:
             await self.backend.aclose()
         finally:
-            if self._metrics is not None and self._registered:
-                self._metrics.unregister_collector(self.stats)
+            if self._registered:
                 self._registered = False
+                if self._metrics is not None:
+                    self._metrics.unregister_collector(self.stats)
+                if self._health is not None and self._redis is not None:
+                    self._health.unregister(HEALTH_CHECK)
+
+    async def _check(self) -> dict[str, Any]:
+        """``ratelimit.redis``: the limiter's Redis answers; failing = degraded."""
+        assert self._redis is not None
+        await self._redis.ping()
+        return {"backend": self._redis.name, "mode": self.settings.mode}
 
 
 def _both(setting: str, argument: str) -> ConfigurationError:

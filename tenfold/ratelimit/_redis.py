@@ -34,10 +34,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from tenfold._errors import ConfigurationError
-from tenfold._redis import cluster_client, from_settings, hash_tag, standalone_client
+from tenfold._redis import REDIS_ERRORS, cluster_client, from_settings, hash_tag, standalone_client
 from tenfold._settings import RedisSettings
 from tenfold.ratelimit._backend import check_request
 from tenfold.ratelimit._batch import ScriptBatcher
+from tenfold.ratelimit._errors import RateLimiterUnavailable
 from tenfold.ratelimit._gcra import SLACK, Decision, check_cost, outcome, to_decision
 from tenfold.ratelimit._rule import Rule
 from tenfold.ratelimit._window import WindowState, settle
@@ -195,6 +196,14 @@ class RedisBackend:
             from_cluster=cls.from_cluster,
             **options,
         )
+
+    async def ping(self) -> None:
+        """Raise ``RateLimiterUnavailable`` unless Redis answers (the readiness check)."""
+        try:
+            await self._batcher.ensure_initialized()
+            await self._client.ping()
+        except REDIS_ERRORS as exc:
+            raise RateLimiterUnavailable(f"redis PING failed: {type(exc).__name__}: {exc}") from exc
 
     def storage_key(self, key: str, rule: Rule) -> str:
         """The Redis key holding ``key``'s TAT under ``rule``."""
