@@ -64,6 +64,7 @@ Break-helpers that need the process (stop, kill, pause, ...) raise
 ``NotManaged`` on external servers; inside a test that becomes a skip.
 """
 
+from tenfold.testing._clock import ManualClock
 from tenfold.testing._errors import HarnessError, MissingBinary, NotManaged
 from tenfold.testing._pgbouncer import PgBouncer
 from tenfold.testing._pgcluster import PgCluster
@@ -75,6 +76,7 @@ from tenfold.testing._redis import RedisCluster, RedisServer
 __all__ = [
     "FaultProxy",
     "HarnessError",
+    "ManualClock",
     "MissingBinary",
     "NotManaged",
     "PgBouncer",

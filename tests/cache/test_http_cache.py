@@ -34,16 +34,7 @@ from tenfold.cache._http_store import (
 from tenfold.cache._redis import RedisBackend
 from tenfold.db import ConsistencyMiddleware
 from tenfold.observability import Metrics, ObservabilityMiddleware
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tenfold.testing import ManualClock
 
 
 class HeaderAuth:
@@ -190,7 +181,7 @@ class Harness:
     def __init__(self, **options: Any) -> None:
         self.calls: Counter[str] = Counter()
         self._validated = VALIDATIONS["item_id"]
-        self.clock = Clock()
+        self.clock = ManualClock(1_700_000_000.0)  # a wall clock
         self.metrics = Metrics()
         self.cache = HttpCacheMiddleware(
             build_app(self.calls),

@@ -5,16 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tenfold.cache._l1 import ENTRY_OVERHEAD, MISS, LocalLRU
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tenfold.testing import ManualClock as Clock
 
 
 @pytest.fixture

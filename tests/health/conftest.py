@@ -12,20 +12,8 @@ from starlette.middleware import Middleware
 from tenfold._settings import HealthSettings
 from tenfold.health import HealthRegistry, InFlightMiddleware, Lifecycle, health_router
 from tenfold.observability import RequestContextMiddleware
+from tenfold.testing import ManualClock as Clock
 from tenfold.web import ProblemMiddleware, install_problem_handlers
-
-
-class Clock:
-    """Monotonic seconds that only move when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -24,18 +24,10 @@ from tenfold.idempotency import (
     create_table,
     idempotent_session,
 )
+from tenfold.testing import ManualClock
 from tenfold.web import install_problem_handlers
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-CLOCK = Clock()
+CLOCK = ManualClock()
 ShortSession = Annotated[
     AsyncSession,
     Depends(idempotent_session(IdempotencyConfig(ttl=60, clock=CLOCK)), scope="function"),

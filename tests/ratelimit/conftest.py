@@ -6,18 +6,7 @@ import uuid
 
 import pytest
 
-
-class FakeClock:
-    """Monotonic seconds that only move when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tenfold.testing import ManualClock as FakeClock
 
 
 @pytest.fixture

@@ -7,24 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tenfold.resilience import set_retries_active
-
-
-class FakeClock:
-    """Monotonic time that only moves when told to (or when ``sleep`` is awaited)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from tenfold.testing import ManualClock as FakeClock
 
 
 @pytest.fixture

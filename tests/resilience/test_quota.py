@@ -7,26 +7,12 @@ import email.utils
 import pytest
 
 from tenfold.resilience import QuotaExhausted, UpstreamQuota
+from tenfold.testing import ManualClock as WallClock
 
 # A quarter-hour boundary (epoch seconds are UTC); start 100 s after it.
 BOUNDARY = (1_700_000_000 // 900) * 900.0
 START = BOUNDARY + 100.0
 MIDNIGHT = (START // 86400 + 1) * 86400
-
-
-class WallClock:
-    """Epoch seconds that move only when told to or when ``sleep`` is awaited."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def strava(limit: str, usage: str) -> dict[str, str]:
@@ -35,7 +21,8 @@ def strava(limit: str, usage: str) -> dict[str, str]:
 
 @pytest.fixture
 def wall() -> WallClock:
-    return WallClock()
+    """Epoch seconds, 100 s into a quarter hour, that move only when told to or slept."""
+    return WallClock(START)
 
 
 def quota_for(wall: WallClock, max_wait: float = 0.0) -> UpstreamQuota:
