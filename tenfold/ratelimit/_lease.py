@@ -193,7 +193,8 @@ class LeasedBackend:
 
     async def _refill(self, key: str, rule: Rule, lease: _Lease, cost: int) -> None:
         lease.tokens = 0  # leftovers below the cost are dropped: at most lease_size held
-        take = max(cost, self.lease_for(rule, self._measure(lease)))
+        size = self.lease_for(rule, self._measure(lease))
+        take = max(cost, size)
         self.refills += 1
         decision = await self.shared.hit(key, rule, cost=take)
         if not decision.allowed and take > cost:
@@ -205,14 +206,18 @@ class LeasedBackend:
         if decision.allowed:
             lease.tokens, lease.expires = take, lease.taken_at + self.max_age
             lease.refused_until = 0.0
-            lease.size = max(take, self.lease_for(rule, lease.rate))
-            lease.low = lease.size // 2 if self.prefetch and lease.size >= _PREFETCH_MIN else -1
+            self._resize(lease, max(take, size))
         elif take == cost:
             # Refused for exactly this cost: answer locally until its retry-after.
             lease.refused_until = lease.taken_at + decision.retry_after
             lease.refused_cost = cost
         if len(self._leases) > 4096:
             self._sweep(lease.taken_at)
+
+    def _resize(self, lease: _Lease, size: int) -> None:
+        """A refilled lease's size, and the level that starts its next prefetch."""
+        lease.size = size
+        lease.low = size // 2 if self.prefetch and size >= _PREFETCH_MIN else -1
 
     def _measure(self, lease: _Lease) -> float:
         """Update the key's smoothed spending rate here; returns it (tokens/s)."""
@@ -239,8 +244,8 @@ class LeasedBackend:
         """
         try:
             async with lease.lock:
-                lease.size = self.lease_for(rule, self._measure(lease))
-                take = lease.size - lease.tokens
+                size = self.lease_for(rule, self._measure(lease))
+                take = size - lease.tokens
                 if lease.tokens > lease.low or self._clock() >= lease.expires or take < 1:
                     return  # refilled in the foreground meanwhile, or expired: nothing to do
                 self.refills += 1
@@ -249,7 +254,7 @@ class LeasedBackend:
                     lease.tokens += take
                     lease.shared, lease.taken_at = decision, self._clock()
                     lease.expires = lease.taken_at + self.max_age
-                    lease.low = lease.size // 2 if lease.size >= _PREFETCH_MIN else -1
+                    self._resize(lease, size)
         except RateLimiterUnavailable:
             self.prefetch_failures += 1
         except Exception:  # never an unretrieved task error; the foreground path reports
