@@ -89,12 +89,9 @@ class RateLimitMiddleware:
         decisions: list[Decision] = []
         record = self.stats.record
         for policy in policies:
-            key = policy.key(key_scope)
-            rules = policy.rules
             try:
                 found = await self.backend.hit_many(
-                    [(key, rules[0])] if len(rules) == 1 else policy.key_rules(key),
-                    policy.cost,
+                    policy.key_rules(policy.key(key_scope)), policy.cost
                 )
             except RateLimiterUnavailable as exc:
                 fail_open = policy.fails_open(scope["method"])
@@ -192,24 +189,29 @@ class RateLimitMiddleware:
         return table
 
 
+def _fields(decisions: Sequence[Decision]) -> tuple[int, int, int]:
+    """Limit, remaining and reset (whole seconds) of the most restrictive decision."""
+    if len(decisions) == 1:
+        worst = decisions[0]
+    else:
+        worst = min(decisions, key=lambda d: (d.remaining, -d.reset_after))
+    return worst.limit, worst.remaining, math.ceil(worst.reset_after)
+
+
 def _raw_headers(decisions: Sequence[Decision]) -> list[tuple[bytes, bytes]]:
-    worst = decisions[0] if len(decisions) == 1 else _worst(decisions)
+    limit, remaining, reset = _fields(decisions)
     return [
-        (b"ratelimit-limit", b"%d" % worst.limit),
-        (b"ratelimit-remaining", b"%d" % worst.remaining),
-        (b"ratelimit-reset", b"%d" % math.ceil(worst.reset_after)),
+        (b"ratelimit-limit", b"%d" % limit),
+        (b"ratelimit-remaining", b"%d" % remaining),
+        (b"ratelimit-reset", b"%d" % reset),
     ]
-
-
-def _worst(decisions: Sequence[Decision]) -> Decision:
-    return min(decisions, key=lambda d: (d.remaining, -d.reset_after))
 
 
 def ratelimit_headers(decisions: Sequence[Decision]) -> dict[str, str]:
     """The ``RateLimit-*`` fields of the most restrictive of ``decisions`` (least remaining)."""
-    worst = _worst(decisions)
+    limit, remaining, reset = _fields(decisions)
     return {
-        "RateLimit-Limit": str(worst.limit),
-        "RateLimit-Remaining": str(worst.remaining),
-        "RateLimit-Reset": str(math.ceil(worst.reset_after)),
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": str(reset),
     }
