@@ -53,9 +53,8 @@ def _tenfold(mode: str | None) -> Any:
     """
     from fastapi import APIRouter
 
-    from tenfold import create_app
-    from tenfold._settings import RedisSettings, Settings
-    from tenfold.cache import cache_response
+    from tenfold import RedisSettings, Settings, create_app
+    from tenfold.httpcache import cache_response
 
     router = APIRouter()
 

@@ -228,7 +228,7 @@ async def _constant(player_id: int) -> dict[str, Any]:
 
 async def bench_cached_decorator(args: argparse.Namespace, url: str) -> dict[str, float]:
     """``@cached`` hit (L1) vs a direct call of an async function returning a constant."""
-    from tenfold._settings import CacheSettings, RedisSettings
+    from tenfold import CacheSettings, RedisSettings
     from tenfold.cache._cache import Cache
     from tenfold.cache._decorator import cached
 
@@ -327,7 +327,7 @@ def _print_zipf(label: str, r: dict[str, float]) -> None:
 
 async def _zipf_run(url: str, phases: list[list[int]], warm_top: int = 0) -> list[dict[str, float]]:
     """Run ``phases`` of requests against a fresh cache; figures per phase."""
-    from tenfold._settings import CacheSettings, RedisSettings
+    from tenfold import CacheSettings, RedisSettings
     from tenfold.cache._cache import Cache
     from tenfold.cache._decorator import cached
 

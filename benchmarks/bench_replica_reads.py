@@ -48,8 +48,8 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from tenfold import DatabaseSettings
 from tenfold._context import RequestContext, bind_context, reset_context
-from tenfold._settings import DatabaseSettings
 from tenfold.db import Database
 from tenfold.testing import PgCluster
 

@@ -76,7 +76,7 @@ def make_fastapi() -> Any:
 def _tenfold_middleware(*, full: bool = False, split: bool = False) -> list[Any]:
     from starlette.middleware import Middleware
 
-    from tenfold._settings import ObservabilitySettings
+    from tenfold import ObservabilitySettings
     from tenfold.health import InFlightMiddleware, Lifecycle
     from tenfold.observability import (
         Metrics,

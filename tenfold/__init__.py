@@ -1,8 +1,10 @@
 """tenfold: a service platform for web applications that must survive ten times their traffic.
 
-The public surface of the top-level package is small: settings, the app
-factory, the component protocol, the request context and the error tree.
-Each capability has its own sub-package (``tenfold.db``, ``tenfold.health``,
+The top-level package is the kernel's public surface: the platform and its
+extensions, settings, the context that travels with work, the error tree and
+the FastAPI adapter. Each capability has its own sub-package (``tenfold.db``,
+``tenfold.cache``, ``tenfold.httpcache``, ``tenfold.ratelimit``,
+``tenfold.idempotency``, ``tenfold.resilience``, ``tenfold.health``,
 ``tenfold.observability``, ``tenfold.web``, ``tenfold.testing``).
 """
 
@@ -10,11 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from tenfold._components import Component, ComponentGroup
 from tenfold._context import (
-    RequestContext,
+    ContextSnapshot,
+    Principal,
+    current_causation_id,
     current_consistency_token,
+    current_correlation_id,
+    current_principal,
     current_request_id,
+    current_traceparent,
     current_user_id,
-    set_user_id,
+    restore,
+    set_principal,
+    snapshot,
 )
 from tenfold._errors import (
     BadRequest,
@@ -33,46 +42,77 @@ from tenfold._errors import (
 )
 from tenfold._settings import (
     AppSettings,
-    DatabaseSettings,
+    CoreSettings,
     HealthSettings,
-    IdempotencySettings,
     ObservabilitySettings,
-    RateLimitSettings,
     RedisSettings,
-    Settings,
-    ShardSettings,
-    UpstreamPolicy,
-    UpstreamSettings,
+    SettingsSection,
 )
 
 if TYPE_CHECKING:
-    from tenfold._app import Platform, PlatformDep, create_app, get_platform
+    from tenfold._app import create_app
+    from tenfold._builtins import Settings
+    from tenfold._extension import Build, Extension
+    from tenfold._platform import Platform, PlatformDep, Use, get_platform
+    from tenfold.cache import CacheSettings
+    from tenfold.db import DatabaseSettings, ShardSettings
+    from tenfold.idempotency import IdempotencySettings
+    from tenfold.ratelimit import RateLimitSettings
+    from tenfold.resilience import UpstreamPolicy, UpstreamSettings
+    from tenfold.web import Slot
 
 __version__ = "0.1.0"
 
+# Loaded on first use: the platform, the adapter and the built-in settings import every
+# capability (SQLAlchemy, redis-py, FastAPI...), and every capability imports this package's
+# kernel modules; loading them lazily keeps that from being a cycle and `import tenfold` light.
+_LAZY = {
+    "create_app": "tenfold._app",
+    "Settings": "tenfold._builtins",
+    "Build": "tenfold._extension",
+    "Extension": "tenfold._extension",
+    "Platform": "tenfold._platform",
+    "PlatformDep": "tenfold._platform",
+    "Use": "tenfold._platform",
+    "get_platform": "tenfold._platform",
+    "Slot": "tenfold.web",
+    "CacheSettings": "tenfold.cache",
+    "DatabaseSettings": "tenfold.db",
+    "ShardSettings": "tenfold.db",
+    "IdempotencySettings": "tenfold.idempotency",
+    "RateLimitSettings": "tenfold.ratelimit",
+    "UpstreamPolicy": "tenfold.resilience",
+    "UpstreamSettings": "tenfold.resilience",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # The app factory imports every capability, and every capability imports
-    # tenfold._errors; loading it lazily keeps that from being a cycle and keeps
-    # `import tenfold.testing` light.
-    if name in ("create_app", "get_platform", "Platform", "PlatformDep"):
-        from tenfold import _app
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tenfold' has no attribute {name!r}")
+    import importlib
 
-        return getattr(_app, name)
-    raise AttributeError(f"module 'tenfold' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [
     "AppSettings",
     "BadRequest",
+    "Build",
+    "CacheSettings",
     "Component",
     "ComponentGroup",
     "ConfigurationError",
     "Conflict",
+    "ContextSnapshot",
+    "CoreSettings",
     "DatabaseError",
     "DatabaseSettings",
     "DatabaseUnavailable",
     "DependencyUnavailable",
+    "Extension",
     "HealthSettings",
     "IdempotencySettings",
     "IntegrityConflict",
@@ -81,22 +121,31 @@ __all__ = [
     "ObservabilitySettings",
     "Platform",
     "PlatformDep",
+    "Principal",
     "ProblemError",
     "QueryTimeout",
     "RateLimitSettings",
     "RedisSettings",
-    "RequestContext",
     "Settings",
+    "SettingsSection",
     "ShardSettings",
     "ShuttingDown",
+    "Slot",
     "TenfoldError",
     "UpstreamPolicy",
     "UpstreamSettings",
+    "Use",
     "__version__",
     "create_app",
+    "current_causation_id",
     "current_consistency_token",
+    "current_correlation_id",
+    "current_principal",
     "current_request_id",
+    "current_traceparent",
     "current_user_id",
     "get_platform",
-    "set_user_id",
+    "restore",
+    "set_principal",
+    "snapshot",
 ]

@@ -2,18 +2,26 @@
 
 Every setting has an environment variable: ``TENFOLD_`` plus the section and
 field joined by ``__`` (``TENFOLD_DB__POOL_SIZE``). A ``.env`` file in the
-working directory is read too. ``Settings.load()`` turns pydantic's validation
-error into a ``ConfigurationError`` that names the variable and says what is
-wrong, so a bad value stops the process before it serves a request.
+working directory is read too. ``load()`` turns pydantic's validation error
+into a ``ConfigurationError`` that names the variable and says what is wrong,
+so a bad value stops the process before it serves a request.
 
-With nothing set, the profile is *embedded*: SQLite under ``./var``, no Redis,
-in-process everything.
+The kernel owns a few sections (``app``, ``redis``, ``observability``,
+``health``, plus ``host`` and ``port``). Every other section belongs to an
+extension, which registers its model under its name; ``CoreSettings.compose``
+builds the settings class of a set of extensions, so adding a capability adds
+a section without editing this file. ``tenfold.Settings`` is the class
+composed from the built-in extensions.
+
+With nothing set, the profile is *embedded*: no section points at a server.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -22,169 +30,54 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tenfold._errors import ConfigurationError
-from tenfold._settings_cache import DEFAULT_NAMESPACES, CacheSettings, NamespacePolicy
-from tenfold._settings_traffic import (
-    IdempotencySettings,
-    RateLimitSettings,
-    UpstreamPolicy,
-    UpstreamSettings,
-)
 
 __all__ = [
-    "DEFAULT_NAMESPACES",
+    "ENV_DELIMITER",
+    "ENV_PREFIX",
     "AppSettings",
-    "CacheSettings",
-    "DatabaseSettings",
+    "CoreSettings",
     "HealthSettings",
-    "IdempotencySettings",
-    "NamespacePolicy",
     "ObservabilitySettings",
-    "RateLimitSettings",
     "RedisSettings",
-    "Settings",
-    "ShardSettings",
-    "UpstreamPolicy",
-    "UpstreamSettings",
+    "SettingsSection",
+    "env_name",
+    "json_or_text",
 ]
 
 ENV_PREFIX = "TENFOLD_"
 ENV_DELIMITER = "__"
 
 _DEV_SECRET = "tenfold-dev-cursor-secret"
-_SUPPORTED_DRIVERS = ("postgresql+asyncpg", "sqlite+aiosqlite")
 
 
-def _check_database_url(value: SecretStr | None, *, field: str) -> SecretStr | None:
-    if value is None:
-        return None
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+class SettingsSection(BaseModel):
+    """Base of a settings section: unknown keys are errors, values are frozen.
 
-    raw = value.get_secret_value()
-    try:
-        url = make_url(raw)
-    except ArgumentError:
-        raise ValueError(f"{field} is not a database URL") from None
-    driver = url.drivername
-    if driver in ("postgresql", "postgres"):
-        # People paste libpq URLs; the async driver is the only one tenfold runs.
-        return SecretStr(url.set(drivername="postgresql+asyncpg").render_as_string(False))
-    if driver == "sqlite":
-        return SecretStr(url.set(drivername="sqlite+aiosqlite").render_as_string(False))
-    if driver not in _SUPPORTED_DRIVERS:
-        raise ValueError(
-            f"driver {driver!r} is not supported; use one of {', '.join(_SUPPORTED_DRIVERS)}"
-        )
-    return value
+    An extension's section subclasses this; its fields become
+    ``TENFOLD_<SECTION>__<FIELD>`` variables. A section that can point at a
+    server says so with a ``distributed`` property (the profile reads it).
+    """
 
-
-DatabaseURL = Annotated[SecretStr, Field(description="SQLAlchemy URL; secrets masked")]
-
-
-class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-class ShardSettings(_Section):
-    """One shard: its own primary and replicas."""
-
-    url: DatabaseURL
-    replicas: list[DatabaseURL] = Field(default_factory=list)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: SecretStr) -> SecretStr:
-        return _check_database_url(v, field="url")  # type: ignore[return-value]
-
-    @field_validator("replicas")
-    @classmethod
-    def _replicas(cls, v: list[SecretStr]) -> list[SecretStr]:
-        return [_check_database_url(r, field="replica URL") for r in v]  # type: ignore[misc]
+def json_or_text(value: Any) -> Any:
+    """A value that may be JSON (``[...]``/``{...}``) or plain text, as a section reads it."""
+    if isinstance(value, str) and value.strip().startswith(("[", "{")):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"is not valid JSON: {exc}") from None
+    return value
 
 
-class DatabaseSettings(_Section):
-    """Primary, replicas, pool and routing policy (`TENFOLD_DB__*`)."""
-
-    url: DatabaseURL = Field(
-        default=SecretStr("sqlite+aiosqlite:///./var/tenfold.db"),
-        description="Primary database URL. Default: embedded SQLite in ./var.",
-    )
-    replicas: list[DatabaseURL] = Field(
-        default_factory=list, description="Read replica URLs (JSON list)."
-    )
-    shards: list[ShardSettings] = Field(
-        default_factory=list,
-        description="Hash shards, each with url and replicas (JSON list). Empty: no sharding.",
-    )
-    pool_size: int = Field(10, ge=1, le=1000, description="Connections kept per pool.")
-    max_overflow: int = Field(10, ge=0, le=1000, description="Extra connections under burst.")
-    pool_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a pooled connection.")
-    pool_recycle: float = Field(1800.0, ge=-1, description="Recycle connections older than this.")
-    pool_pre_ping: bool = Field(True, description="Check a connection before handing it out.")
-    statement_timeout_ms: int = Field(
-        15000, ge=0, description="PostgreSQL statement_timeout per session, 0 disables."
-    )
-    application_name: str = Field("tenfold", max_length=63)
-    connect_timeout: float = Field(5.0, gt=0, description="Seconds for one connection attempt.")
-    connect_retries: int = Field(
-        5, ge=0, description="Startup connection attempts after the first."
-    )
-    connect_backoff: float = Field(
-        0.2, gt=0, description="First startup backoff, doubled each try."
-    )
-    connect_backoff_max: float = Field(5.0, gt=0)
-    replica_policy: Literal["round_robin", "least_busy"] = "round_robin"
-    max_lag_bytes: int | None = Field(
-        16 * 1024 * 1024, ge=0, description="Eject a replica further behind than this."
-    )
-    max_lag_seconds: float | None = Field(
-        30.0, ge=0, description="Eject a replica whose last replay is older than this."
-    )
-    replica_check_interval: float = Field(1.0, gt=0, description="Seconds between replica checks.")
-    stale_reads: Literal["replica", "primary"] = Field(
-        "replica",
-        description=(
-            "Where a read without a consistency token goes while a replica lags under max_lag."
-        ),
-    )
-    consistency_header: str = "X-Consistency-Token"
-    consistency_cookie: str | None = "tenfold_ct"
-    pgbouncer: bool = Field(
-        False, description="Behind PgBouncer in transaction mode: disable statement caches."
-    )
-    echo: bool = False
-    migrations_dir: Path = Field(
-        Path("migrations"), description="Alembic migrations directory (`tenfold db init`)."
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: SecretStr) -> SecretStr:
-        return _check_database_url(v, field="url")  # type: ignore[return-value]
-
-    @field_validator("replicas")
-    @classmethod
-    def _replicas(cls, v: list[SecretStr]) -> list[SecretStr]:
-        return [_check_database_url(r, field="replica URL") for r in v]  # type: ignore[misc]
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.url.get_secret_value().startswith("sqlite")
-
-    @model_validator(mode="after")
-    def _replicas_need_postgres(self) -> Self:
-        if self.is_sqlite and self.replicas:
-            raise ValueError("replicas need a PostgreSQL primary; the url is SQLite")
-        return self
-
-
-class RedisSettings(_Section):
+class RedisSettings(SettingsSection):
     """Redis, standalone or Cluster (`TENFOLD_REDIS__*`). Unset: in-process."""
 
     url: SecretStr | None = Field(None, description="redis:// URL of a standalone server.")
@@ -208,8 +101,12 @@ class RedisSettings(_Section):
     def enabled(self) -> bool:
         return self.url is not None or bool(self.cluster_nodes)
 
+    @property
+    def distributed(self) -> bool:
+        return self.enabled
 
-class ObservabilitySettings(_Section):
+
+class ObservabilitySettings(SettingsSection):
     """Logs, metrics, tracing (`TENFOLD_OBSERVABILITY__*`)."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -225,7 +122,7 @@ class ObservabilitySettings(_Section):
     service_name: str = "tenfold"
 
 
-class HealthSettings(_Section):
+class HealthSettings(SettingsSection):
     """Probes and shutdown (`TENFOLD_HEALTH__*`)."""
 
     check_timeout: float = Field(1.0, gt=0, description="Seconds per readiness check.")
@@ -245,7 +142,7 @@ class HealthSettings(_Section):
     )
 
 
-class AppSettings(_Section):
+class AppSettings(SettingsSection):
     """The process itself (`TENFOLD_APP__*`)."""
 
     name: str = Field("tenfold", description="Application name in logs and the OpenAPI title.")
@@ -274,8 +171,11 @@ class AppSettings(_Section):
         return v
 
 
-class Settings(BaseSettings):
-    """All of tenfold's settings. Build with ``Settings.load()`` to get named errors."""
+class CoreSettings(BaseSettings):
+    """The kernel's settings; ``compose`` adds the sections of extensions.
+
+    Build instances with ``load()`` to get errors that name the variable.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -287,28 +187,70 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    #: Section name -> model, of the sections ``compose`` added (in order).
+    sections: ClassVar[Mapping[str, type[BaseModel]]] = {}
+    _composed: ClassVar[dict[tuple[tuple[str, type[BaseModel]], ...], type[CoreSettings]]] = {}
+
     host: str = Field("127.0.0.1", description="Address `tenfold run` binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port `tenfold run` binds.")
     app: AppSettings = Field(default_factory=AppSettings)
-    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
-    cache: CacheSettings = Field(default_factory=CacheSettings)
-    ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
-    idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
-    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
 
+    @classmethod
+    def compose(cls, sections: Iterable[tuple[str, type[BaseModel]]]) -> type[CoreSettings]:
+        """The settings class with the core sections plus ``sections`` (name, model), in order.
+
+        The same sections give the same class, so instances compare and pickle alike.
+        """
+        wanted = tuple(sections)
+        found = CoreSettings._composed.get(wanted)
+        if found is not None:
+            return found
+        core = set(CoreSettings.model_fields)
+        names = [name for name, _ in wanted]
+        clash = sorted({n for n in names if n in core or names.count(n) > 1})
+        if clash:
+            raise ConfigurationError(
+                f"settings section name(s) {clash} are taken (by the core or another extension)"
+            )
+        fields: dict[str, Any] = {
+            name: (model, Field(default_factory=model, description=_first_line(model.__doc__)))
+            for name, model in wanted
+        }
+        composed = create_model(  # type: ignore[call-overload]
+            "Settings", __base__=CoreSettings, __module__="tenfold", **fields
+        )
+        composed.__doc__ = CoreSettings.__doc__
+        composed.sections = dict(wanted)
+        CoreSettings._composed[wanted] = composed
+        return composed  # type: ignore[no-any-return]
+
     @property
     def profile(self) -> Literal["embedded", "distributed"]:
-        """Embedded when nothing points at a server."""
-        if self.db.is_sqlite and not self.redis.enabled:
-            return "embedded"
-        return "distributed"
+        """Embedded when no section points at a server (no Redis, no PostgreSQL...)."""
+        for name in type(self).model_fields:
+            if getattr(getattr(self, name), "distributed", False):
+                return "distributed"
+        return "embedded"
+
+    def section(self, name: str) -> Any:
+        """The values of section ``name``; a ``ConfigurationError`` if no extension has it."""
+        if name not in type(self).model_fields or not isinstance(getattr(self, name), BaseModel):
+            raise ConfigurationError(
+                f"these settings have no section {name!r}: open the platform with the "
+                "extension that defines it",
+                setting=f"{ENV_PREFIX}{name.upper()}",
+            )
+        return getattr(self, name)
 
     @classmethod
-    def load(cls, **overrides: Any) -> Settings:
-        """Read the environment (and ``.env``); raise ``ConfigurationError`` naming the variable."""
+    def load(cls, **overrides: Any) -> Self:
+        """Read the environment (and ``.env``); raise ``ConfigurationError`` naming the variable.
+
+        ``overrides`` (section objects or values) win over the environment.
+        """
         try:
             return cls(**overrides)
         except ValidationError as exc:
@@ -332,3 +274,7 @@ def _configuration_error(exc: ValidationError) -> ConfigurationError:
         msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {msg}")
     return ConfigurationError("invalid configuration:\n  " + "\n  ".join(lines), setting=first)
+
+
+def _first_line(doc: str | None) -> str:
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""

@@ -12,7 +12,8 @@ import pytest
 from fastapi import APIRouter, FastAPI
 
 from tenfold import DatabaseUnavailable, Platform, PlatformDep, Settings, create_app
-from tenfold.cache import cache_response, cached
+from tenfold.cache import cached
+from tenfold.httpcache import cache_response
 
 
 def embedded(tmp_path: Path, **overrides: object) -> Settings:

@@ -13,6 +13,7 @@ PACKAGES = [
     "tenfold.cli",
     "tenfold.db",
     "tenfold.health",
+    "tenfold.httpcache",
     "tenfold.idempotency",
     "tenfold.ratelimit",
     "tenfold.resilience",

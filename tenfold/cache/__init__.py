@@ -6,68 +6,49 @@
     key, tag                 keys from typed parts (hostile input hashed, never concatenated)
     LocalLRU                 the L1: bounded by entries and bytes, TTL
     CacheBackend             the L2 contract; ``MemoryBackend`` and ``RedisBackend``
-    HttpCacheMiddleware      HTTP response caching, opt-in per route with ``cache_response``
+    CacheExtension           the platform extension (``TENFOLD_CACHE__*``)
+
+HTTP response caching is its own package, ``tenfold.httpcache``.
 
 Settings are ``tenfold.CacheSettings`` (``TENFOLD_CACHE__*``). See docs/cache.md.
 """
 
-from tenfold._settings import DEFAULT_NAMESPACES, CacheSettings, NamespacePolicy
 from tenfold.cache._backend import CacheBackend, Subscription
 from tenfold.cache._binding import CacheDep, CacheMiddleware, current_cache, get_cache, use_cache
 from tenfold.cache._cache import Cache
 from tenfold.cache._decorator import CachedFunction, cached
 from tenfold.cache._errors import CacheSerializationError, CacheUnavailable
-from tenfold.cache._http import HttpCacheMiddleware
-from tenfold.cache._http_policy import IMMUTABLE_MAX_AGE, CachePolicy, cache_response
-from tenfold.cache._http_request import DEFAULT_BYPASS_HEADERS, DEFAULT_FORWARDED_HEADERS
-from tenfold.cache._http_store import (
-    BackendResponseStore,
-    CacheResponseStore,
-    EntryStore,
-    LocalResponseStore,
-    ResponseStore,
-    StoredResponse,
-)
+from tenfold.cache._extension import CacheExtension
 from tenfold.cache._keys import KeyPart, key, tag, tag_key
 from tenfold.cache._l1 import MISS, Entry, LocalLRU
 from tenfold.cache._memory import MemoryBackend
 from tenfold.cache._redis import RedisBackend
 from tenfold.cache._serde import MsgpackSerializer, OrjsonSerializer, PickleSerializer, Serializer
+from tenfold.cache._settings import DEFAULT_NAMESPACES, CacheSettings, NamespacePolicy
 
 __all__ = [
-    "DEFAULT_BYPASS_HEADERS",
-    "DEFAULT_FORWARDED_HEADERS",
     "DEFAULT_NAMESPACES",
-    "IMMUTABLE_MAX_AGE",
     "MISS",
-    "BackendResponseStore",
     "Cache",
     "CacheBackend",
     "CacheDep",
+    "CacheExtension",
     "CacheMiddleware",
-    "CachePolicy",
-    "CacheResponseStore",
     "CacheSerializationError",
     "CacheSettings",
     "CacheUnavailable",
     "CachedFunction",
     "Entry",
-    "EntryStore",
-    "HttpCacheMiddleware",
     "KeyPart",
     "LocalLRU",
-    "LocalResponseStore",
     "MemoryBackend",
     "MsgpackSerializer",
     "NamespacePolicy",
     "OrjsonSerializer",
     "PickleSerializer",
     "RedisBackend",
-    "ResponseStore",
     "Serializer",
-    "StoredResponse",
     "Subscription",
-    "cache_response",
     "cached",
     "current_cache",
     "get_cache",

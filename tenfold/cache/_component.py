@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tenfold._settings import CacheSettings, RedisSettings
+from tenfold._settings import RedisSettings
 from tenfold.cache._backend import CacheBackend
 from tenfold.cache._breaker import Breaker
 from tenfold.cache._errors import CacheUnavailable
@@ -32,6 +32,7 @@ from tenfold.cache._l1 import LocalLRU
 from tenfold.cache._levels import Levels, Namespace
 from tenfold.cache._metrics import CacheStats
 from tenfold.cache._serde import MsgpackSerializer, OrjsonSerializer, PickleSerializer, Serializer
+from tenfold.cache._settings import CacheSettings
 from tenfold.observability import get_logger
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tenfold._errors import TenfoldError
-from tenfold._settings import HealthSettings, Settings
+from tenfold._settings import CoreSettings, HealthSettings
 from tenfold.db import Database
 from tenfold.health import HealthRegistry
 
@@ -21,15 +21,15 @@ _MARK = {"ok": "ok  ", "degraded": "WARN", "failing": "FAIL"}
 
 
 async def run_checks(
-    settings: Settings, *, check_timeout: float, echo: Callable[[str], Any]
+    settings: CoreSettings, *, check_timeout: float, echo: Callable[[str], Any]
 ) -> bool:
     """Print one line per dependency; return whether the instance would be ready."""
     echo(f"settings: ok ({settings.profile} profile)")
     health = HealthRegistry(HealthSettings(check_timeout=check_timeout, cache_ttl=0))
-    db_settings = settings.db.model_copy(
+    db_settings = settings.section("db").model_copy(
         update={
             "connect_retries": 0,
-            "connect_timeout": min(check_timeout, settings.db.connect_timeout),
+            "connect_timeout": min(check_timeout, settings.section("db").connect_timeout),
         }
     )
     database = Database(db_settings, health=health)
@@ -55,7 +55,7 @@ async def run_checks(
 
 
 async def _check_redis(
-    settings: Settings, check_timeout: float, echo: Callable[[str], Any]
+    settings: CoreSettings, check_timeout: float, echo: Callable[[str], Any]
 ) -> bool:
     from redis.asyncio import Redis, RedisCluster
     from redis.exceptions import RedisError

@@ -1,47 +1,73 @@
 """Command-line entry point.
 
 Settings are loaded before anything else so a misconfiguration ends the
-command with the variable's name and exit status 2, not a traceback.
+command with the variable's name and exit status 2, not a traceback. Beside
+the kernel's commands (``run``, ``check``, ``config-docs``), every extension
+of the target platform adds its own (``db`` comes from the database
+extension); ``--app module:app`` makes an application's extensions the target.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
 
 import click
 
-from tenfold._errors import ConfigurationError, TenfoldError
-from tenfold._settings import Settings
+from tenfold.cli._target import Target, fail, target_of
 
 __all__ = ["cli", "main"]
 
 
-def _load_settings() -> Settings:
-    try:
-        return Settings.load()
-    except ConfigurationError as exc:
-        _fail(str(exc), code=2)
+class _PlatformGroup(click.Group):
+    """The kernel's commands plus those of the target platform's extensions."""
+
+    def _extension_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        target = target_of(ctx)
+        found: dict[str, click.Command] = {}
+        for extension in target.extensions():
+            for command in extension.commands():
+                if command.name in self.commands or command.name in found:
+                    fail(
+                        f"extension {extension.name!r} adds the command {command.name!r}, "
+                        "which is taken",
+                        code=2,
+                    )
+                found[command.name] = command  # type: ignore[index]
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*self.commands, *self._extension_commands(ctx)])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = self.commands.get(cmd_name)
+        if found is not None:
+            return found
+        return self._extension_commands(ctx).get(cmd_name)
 
 
-def _fail(message: str, *, code: int = 1) -> NoReturn:
-    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
-    sys.exit(code)
-
-
-@click.group()
+@click.group(cls=_PlatformGroup)
 @click.version_option(package_name="tenfold")
-def cli() -> None:
+@click.option(
+    "--app",
+    "app_path",
+    default=None,
+    help="module:attribute of an app built with create_app (or a Platform, or a factory "
+    "of either): its extensions' commands and settings. Default: the built-in extensions.",
+)
+@click.option("--app-dir", default=".", show_default=True, help="Put first on the import path.")
+@click.pass_context
+def cli(ctx: click.Context, app_path: str | None, app_dir: str) -> None:
     """tenfold: run, check and migrate a tenfold application."""
+    ctx.obj = Target(app_path, app_dir)
 
 
 @cli.command()
 @click.option(
     "--app",
     "app_path",
-    default="apps.hello.main:app",
-    show_default=True,
-    help="module:attribute of the ASGI app, or module:factory() for a factory.",
+    default=None,
+    help="module:attribute of the ASGI app, or module:factory() for a factory "
+    "[default: the top-level --app, else apps.hello.main:app].",
 )
 @click.option("--host", default=None, help="Bind address [default: TENFOLD_HOST or 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [default: TENFOLD_PORT or 8000].")
@@ -53,15 +79,24 @@ def cli() -> None:
 )
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--reload", is_flag=True, help="Restart on code changes (development only).")
+@click.pass_context
 def run(
-    app_path: str, host: str | None, port: int | None, app_dir: str, workers: int, reload: bool
+    ctx: click.Context,
+    app_path: str | None,
+    host: str | None,
+    port: int | None,
+    app_dir: str,
+    workers: int,
+    reload: bool,
 ) -> None:
     """Serve the application with uvicorn (uvloop + httptools)."""
     from tenfold.cli._serve import serve
 
-    settings = _load_settings()
+    root = target_of(ctx)
+    # The server process imports the app itself; here only the settings are needed.
+    settings = Target().settings()
     serve(
-        app_path,
+        app_path or root.app_path or "apps.hello.main:app",
         settings,
         host=host or settings.host,
         port=settings.port if port is None else port,
@@ -79,80 +114,27 @@ def run(
     show_default=True,
     help="Seconds to wait for each dependency.",
 )
-def check(timeout: float) -> None:
+@click.pass_context
+def check(ctx: click.Context, timeout: float) -> None:
     """Validate settings and test connectivity to every configured dependency."""
     import asyncio
 
     from tenfold.cli._check import run_checks
 
-    settings = _load_settings()
+    settings = target_of(ctx).settings()
     ok = asyncio.run(run_checks(settings, check_timeout=timeout, echo=click.echo))
     sys.exit(0 if ok else 1)
 
 
 @cli.command("config-docs")
-def config_docs() -> None:
+@click.pass_context
+def config_docs(ctx: click.Context) -> None:
     """Print the settings reference (docs/configuration.md) generated from the model."""
     from tenfold._settings_doc import settings_reference
 
-    click.echo(settings_reference(), nl=False)
-
-
-@cli.group()
-def db() -> None:
-    """Database migrations (Alembic)."""
-
-
-@db.command("init")
-def db_init() -> None:
-    """Create the migrations directory from tenfold's template."""
-    from tenfold.db import migrations
-
-    _run_db(lambda s: migrations.init(s))
-
-
-@db.command("upgrade")
-@click.argument("revision", default="head")
-def db_upgrade(revision: str) -> None:
-    """Upgrade the database to REVISION (default: head)."""
-    from tenfold.db import migrations
-
-    _run_db(lambda s: migrations.upgrade(s, revision))
-
-
-@db.command("downgrade")
-@click.argument("revision")
-def db_downgrade(revision: str) -> None:
-    """Downgrade the database to REVISION (e.g. -1 or base)."""
-    from tenfold.db import migrations
-
-    _run_db(lambda s: migrations.downgrade(s, revision))
-
-
-@db.command("revision")
-@click.option("-m", "--message", required=True)
-@click.option("--autogenerate", is_flag=True)
-def db_revision(message: str, autogenerate: bool) -> None:
-    """Create a new migration script."""
-    from tenfold.db import migrations
-
-    _run_db(lambda s: migrations.revision(s, message, autogenerate=autogenerate))
-
-
-@db.command("current")
-def db_current() -> None:
-    """Show the database's current revision."""
-    from tenfold.db import migrations
-
-    _run_db(lambda s: click.echo(migrations.current(s) or "(none)"))
-
-
-def _run_db(action) -> None:  # type: ignore[no-untyped-def]
-    settings = _load_settings()
-    try:
-        action(settings)
-    except TenfoldError as exc:
-        _fail(str(exc))
+    target = target_of(ctx)
+    settings_class = type(target.settings()) if target.app_path is not None else None
+    click.echo(settings_reference(settings_class), nl=False)
 
 
 def main() -> None:

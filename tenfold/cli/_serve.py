@@ -7,14 +7,14 @@ import importlib.util
 import click
 import uvicorn
 
-from tenfold._settings import Settings
+from tenfold._settings import CoreSettings
 
 __all__ = ["serve"]
 
 
 def serve(
     app_path: str,
-    settings: Settings,
+    settings: CoreSettings,
     *,
     host: str,
     port: int,

@@ -19,11 +19,13 @@ from tenfold.db._cursor import Cursor, CursorCodec
 from tenfold.db._database import Database
 from tenfold.db._deps import DbSession, ReadSession, get_database, get_read_session, get_session
 from tenfold.db._errors import map_error
+from tenfold.db._extension import DatabaseExtension
 from tenfold.db._loader import BatchLoader
 from tenfold.db._metrics import PoolStats
 from tenfold.db._pagination import Filter, Page, Paginator
 from tenfold.db._router import Router
 from tenfold.db._session import TenfoldSession
+from tenfold.db._settings import DatabaseSettings, ShardSettings
 from tenfold.db._sharding import jump_hash, key_hash
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "Cursor",
     "CursorCodec",
     "Database",
+    "DatabaseExtension",
+    "DatabaseSettings",
     "DbSession",
     "Filter",
     "Page",
@@ -39,6 +43,7 @@ __all__ = [
     "PoolStats",
     "ReadSession",
     "Router",
+    "ShardSettings",
     "TenfoldSession",
     "format_token",
     "get_database",

@@ -17,7 +17,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenfold._context import RequestContext, bind_context, current_context, reset_context
+from tenfold._context import bind_consistency, floor_var
 
 __all__ = ["ConsistencyMiddleware", "format_token", "parse_token"]
 
@@ -48,7 +48,7 @@ def parse_token(raw: str | bytes | None) -> int | None:
 
 
 class ConsistencyMiddleware:
-    """Reads a client's token into the request context; sends a raised one back.
+    """Reads a client's token into the request's consistency floor; sends a raised one back.
 
     The incoming token comes from the header, else the cookie. When the
     request commits a write, the router raises the context's token; this
@@ -73,29 +73,24 @@ class ConsistencyMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        ctx = current_context()
-        reset = None
-        if ctx is None:
-            ctx = RequestContext()
-            reset = bind_context(ctx)
         incoming = self._incoming(scope)
-        if incoming is not None and (ctx.consistency_lsn is None or incoming > ctx.consistency_lsn):
-            ctx.consistency_lsn = incoming
-        floor = ctx.consistency_lsn
+        # The request's own floor: commits below raise it, and it is read back here.
+        token = bind_consistency(incoming)
+        cell = floor_var.get()
+        assert cell is not None
         secure = scope.get("scheme") in ("https", "wss")
 
         async def send_with_token(message: Message) -> None:
             if message["type"] == "http.response.start":
-                lsn = ctx.consistency_lsn
-                if lsn is not None and (floor is None or lsn > floor):
+                lsn = cell.lsn
+                if lsn is not None and (incoming is None or lsn > incoming):
                     self._emit(message, format_token(lsn), secure=secure)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_token)
         finally:
-            if reset is not None:
-                reset_context(reset)
+            floor_var.reset(token)
 
     def _incoming(self, scope: Scope) -> int | None:
         cookie_header = None

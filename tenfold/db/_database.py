@@ -16,12 +16,12 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenfold._errors import ConfigurationError
-from tenfold._settings import DatabaseSettings
 from tenfold.db._engine import Endpoint
 from tenfold.db._metrics import MetricsSink, PoolCollector, PoolStats, instrument_queries
 from tenfold.db._pagination import Paginator
 from tenfold.db._router import Router
 from tenfold.db._session import TenfoldSession
+from tenfold.db._settings import DatabaseSettings
 from tenfold.db._sharding import ShardKey, Shards
 
 __all__ = ["Database", "HealthSink"]

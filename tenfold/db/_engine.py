@@ -24,9 +24,9 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import greenlet_spawn
 
 from tenfold._errors import DatabaseUnavailable, TenfoldError
-from tenfold._settings import DatabaseSettings
 from tenfold.db._errors import is_connection_error, map_error, translate
 from tenfold.db._metrics import AcquireHistogram, PoolStats
+from tenfold.db._settings import DatabaseSettings
 
 __all__ = ["Endpoint", "ReplicaState", "build_engine", "connect_with_backoff", "safe_address"]
 

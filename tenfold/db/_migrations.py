@@ -26,9 +26,10 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tenfold._errors import ConfigurationError, TenfoldError
-from tenfold._settings import DatabaseSettings, Settings
+from tenfold._settings import CoreSettings
 from tenfold.db._engine import build_engine
 from tenfold.db._errors import map_error, translate
+from tenfold.db._settings import DatabaseSettings
 
 __all__ = [
     "current",
@@ -45,11 +46,11 @@ __all__ = [
 
 TEMPLATE = Path(__file__).parent / "_alembic_template"
 T = TypeVar("T")
-AnySettings = Settings | DatabaseSettings
+AnySettings = CoreSettings | DatabaseSettings
 
 
 def _db(settings: AnySettings) -> DatabaseSettings:
-    return settings.db if isinstance(settings, Settings) else settings
+    return settings.section("db") if isinstance(settings, CoreSettings) else settings
 
 
 def _directory(settings: AnySettings, directory: str | Path | None) -> Path:
@@ -194,7 +195,7 @@ async def current_async(settings: AnySettings) -> str | None:
 def run_env(context: Any, target_metadata: Any) -> None:
     """The body of a migrations directory's ``env.py``."""
     config = context.config
-    db: DatabaseSettings = config.attributes.get("tenfold_db") or Settings.load().db
+    db: DatabaseSettings = config.attributes.get("tenfold_db") or _load_db()
     url: SecretStr = config.attributes.get("tenfold_url") or db.url
     if context.is_offline_mode():
         context.configure(
@@ -240,3 +241,9 @@ def _migrate(connection: Any, context: Any, target_metadata: Any) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _load_db() -> DatabaseSettings:
+    from tenfold._builtins import Settings
+
+    return Settings.load().db  # type: ignore[attr-defined,no-any-return]

@@ -25,11 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenfold._context import current_consistency_token
 from tenfold._errors import DatabaseUnavailable, TenfoldError
-from tenfold._settings import DatabaseSettings
 from tenfold.db._engine import Endpoint, connect_with_backoff
 from tenfold.db._errors import describe, map_error, translate
 from tenfold.db._lease import Lease
 from tenfold.db._session import TenfoldSession
+from tenfold.db._settings import DatabaseSettings
 
 __all__ = ["Router"]
 

@@ -8,9 +8,10 @@
 
 from tenfold.health._lifecycle import InFlightMiddleware, Lifecycle
 from tenfold.health._registry import Check, HealthRegistry, HealthReport
-from tenfold.health._routes import health_router
+from tenfold.health._routes import PROBE_PATHS, health_router
 
 __all__ = [
+    "PROBE_PATHS",
     "Check",
     "HealthRegistry",
     "HealthReport",

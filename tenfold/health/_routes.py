@@ -9,7 +9,10 @@ from starlette.responses import Response
 from tenfold.health._lifecycle import Lifecycle
 from tenfold.health._registry import HealthRegistry
 
-__all__ = ["health_router"]
+__all__ = ["PROBE_PATHS", "health_router"]
+
+#: The liveness and readiness paths ``health_router`` serves by default.
+PROBE_PATHS = ("/health", "/ready")
 
 _NO_STORE = {"Cache-Control": "no-store"}
 _ALIVE = orjson.dumps({"status": "ok"})

@@ -27,6 +27,7 @@ from tenfold.idempotency._errors import (
     IdempotencyKeyMissing,
     IdempotencyScopeMissing,
 )
+from tenfold.idempotency._extension import IdempotencyExtension
 from tenfold.idempotency._response import REPLAYED_HEADER, StoredResponse
 from tenfold.idempotency._session import (
     IdempotencyConfig,
@@ -34,6 +35,7 @@ from tenfold.idempotency._session import (
     IdempotentSession,
     idempotent_session,
 )
+from tenfold.idempotency._settings import IdempotencySettings
 from tenfold.idempotency._stores import IdempotencyStore, MemoryStore, RedisStore
 from tenfold.idempotency._table import create_table, idempotency_table, metadata
 
@@ -41,10 +43,12 @@ __all__ = [
     "REPLAYED_HEADER",
     "IdempotencyComponent",
     "IdempotencyConfig",
+    "IdempotencyExtension",
     "IdempotencyKeyInFlight",
     "IdempotencyKeyMismatch",
     "IdempotencyKeyMissing",
     "IdempotencyScopeMissing",
+    "IdempotencySettings",
     "IdempotencyStore",
     "IdempotentRoute",
     "IdempotentSession",

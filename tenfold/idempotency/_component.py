@@ -14,8 +14,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from tenfold._errors import ConfigurationError
 from tenfold._redis import cluster_client, from_settings, standalone_client
-from tenfold._settings import IdempotencySettings, RedisSettings
+from tenfold._settings import RedisSettings
 from tenfold.idempotency._session import IdempotencyConfig
+from tenfold.idempotency._settings import IdempotencySettings
 from tenfold.idempotency._stores import IdempotencyStore, MemoryStore, RedisStore
 
 __all__ = ["IdempotencyComponent"]

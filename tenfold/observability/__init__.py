@@ -6,7 +6,7 @@
   per application, multi-process aware.
 - ``RequestContextMiddleware`` (request id, context) and ``TelemetryMiddleware``
   (metrics, access line), or ``ObservabilityMiddleware``: both in one layer.
-- ``setup_tracing``: optional OpenTelemetry and Sentry.
+- ``start_tracing`` / ``setup_tracing``: optional OpenTelemetry and Sentry.
 """
 
 from tenfold.observability._logging import configure_logging, flush_logs, get_logger, reset_logging
@@ -18,7 +18,12 @@ from tenfold.observability._middleware import (
     TelemetryMiddleware,
 )
 from tenfold.observability._routes import UNMATCHED
-from tenfold.observability._tracing import Tracing, report_exception, setup_tracing
+from tenfold.observability._tracing import (
+    Tracing,
+    report_exception,
+    setup_tracing,
+    start_tracing,
+)
 
 __all__ = [
     "DEFAULT_SKIP_PATHS",
@@ -35,4 +40,5 @@ __all__ = [
     "report_exception",
     "reset_logging",
     "setup_tracing",
+    "start_tracing",
 ]

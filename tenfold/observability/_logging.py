@@ -26,7 +26,7 @@ import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from tenfold._context import current_context
+from tenfold._context import correlation_var, principal_var, request_id_var
 from tenfold._settings import ObservabilitySettings
 from tenfold.observability._sink import LineSink
 
@@ -253,13 +253,13 @@ def _processors(*, json: bool, colors: bool = False) -> list[Processor]:
 
 
 def _add_context(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
-    ctx = current_context()
-    if ctx is None:
-        event.setdefault("request_id", None)
-        return event
-    event.setdefault("request_id", ctx.request_id)
-    if ctx.user_id is not None:
-        event.setdefault("user_id", ctx.user_id)
+    event.setdefault("request_id", request_id_var.get())
+    acting = principal_var.get()
+    if acting is not None and acting.principal is not None:
+        event.setdefault("user_id", acting.principal.id)
+    correlation = correlation_var.get()
+    if correlation is not None:
+        event.setdefault("correlation_id", correlation)
     return event
 
 

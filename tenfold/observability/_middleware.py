@@ -17,7 +17,16 @@ from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenfold._context import RequestContext, bind_context, current_context, reset_context
+from tenfold._context import (
+    VALID_ID,
+    _Acting,
+    correlation_var,
+    current_user_id,
+    principal_var,
+    request_id_var,
+    traceparent_var,
+    valid_traceparent,
+)
 from tenfold.observability import _logging
 from tenfold.observability._access import write_access as _write_access
 from tenfold.observability._ids import new_request_id
@@ -32,6 +41,8 @@ __all__ = [
 ]
 
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}").fullmatch
+_CORRELATION = b"x-correlation-id"
+_TRACEPARENT = b"traceparent"
 
 #: Probe and scrape endpoints: counting them would drown the application's figures.
 DEFAULT_SKIP_PATHS = frozenset({"/metrics", "/health", "/ready"})
@@ -43,24 +54,67 @@ _METHODS = frozenset(
 _INFO = logging.INFO
 
 
-def _request_id(scope: Scope, name: bytes) -> tuple[str, bytes]:
-    """The incoming id if it is 1-128 characters of ``[A-Za-z0-9._-]``, else a new one."""
+def _incoming(scope: Scope, name: bytes) -> tuple[str, bytes, str | None, str | None]:
+    """The request id (the incoming one if valid, else a new one), and the correlation id
+    and W3C traceparent the request arrived with, if valid; one pass over the headers."""
+    raw = correlation = traceparent = None
     for key, value in scope["headers"]:
         if key == name:
-            if _VALID_REQUEST_ID(value) is not None:
-                return value.decode("ascii"), value
-            break
-    request_id = new_request_id()
-    return request_id, request_id.encode("ascii")
+            if raw is None:
+                raw = value
+        elif key == _CORRELATION:
+            correlation = value
+        elif key == _TRACEPARENT:
+            traceparent = value
+    if raw is not None and _VALID_REQUEST_ID(raw) is not None:
+        request_id = raw.decode("ascii")
+    else:
+        request_id = new_request_id()
+        raw = request_id.encode("ascii")
+    if correlation is not None:
+        correlation = correlation.decode("latin-1")
+        if VALID_ID(correlation) is None:
+            correlation = None
+    if traceparent is not None:
+        traceparent = valid_traceparent(traceparent)
+    return request_id, raw, correlation, traceparent
+
+
+class _Bound:
+    """The context variables one request set, to reset when it ends."""
+
+    __slots__ = ("acting", "correlation", "principal", "request_id", "traceparent")
+
+    def __init__(self, request_id: str, correlation: str | None, traceparent: str | None) -> None:
+        self.request_id = request_id_var.set(request_id)
+        # The request's principal cell: the authentication slot or an auth dependency fills it.
+        self.acting = _Acting()
+        self.principal = principal_var.set(self.acting)
+        self.correlation = correlation_var.set(correlation) if correlation is not None else None
+        self.traceparent = traceparent_var.set(traceparent) if traceparent is not None else None
+
+    def reset(self) -> None:
+        if self.traceparent is not None:
+            traceparent_var.reset(self.traceparent)
+        if self.correlation is not None:
+            correlation_var.reset(self.correlation)
+        principal_var.reset(self.principal)
+        request_id_var.reset(self.request_id)
+
+    @property
+    def user_id(self) -> str | None:
+        principal = self.acting.principal
+        return principal.id if principal is not None else None
 
 
 class RequestContextMiddleware:
-    """Binds a ``RequestContext`` with the request id and echoes the id back.
+    """Binds the request id (and an incoming correlation id and traceparent), echoes the id.
 
     An incoming ``X-Request-ID`` is kept only if it is 1-128 characters of
     ``[A-Za-z0-9._-]`` (anything else could forge log lines or bloat them);
-    otherwise a random 32-hex-digit id is made. WebSocket sessions get the
-    context too, without the header echo.
+    otherwise a random 32-hex-digit id is made. ``X-Correlation-ID`` (same
+    rule) and a well-formed W3C ``traceparent`` are carried on to outbound
+    calls and jobs. WebSocket sessions get the context too, without the echo.
     """
 
     def __init__(self, app: ASGIApp, *, header: str = "X-Request-ID") -> None:
@@ -73,8 +127,8 @@ class RequestContextMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        request_id, raw = _request_id(scope, self._name)
-        token = bind_context(RequestContext(request_id))
+        request_id, raw, correlation, traceparent = _incoming(scope, self._name)
+        bound = _Bound(request_id, correlation, traceparent)
         try:
             if kind == "websocket":
                 await self.app(scope, receive, send)
@@ -88,7 +142,7 @@ class RequestContextMiddleware:
 
             await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
         finally:
-            reset_context(token)
+            bound.reset()
 
 
 class _Recorder:
@@ -102,7 +156,7 @@ class _Recorder:
         self.template = RouteTemplates().template
 
     def __call__(
-        self, scope: Scope, status: int, seconds: float, ctx: RequestContext | None
+        self, scope: Scope, status: int, seconds: float, request_id: str | None, user: str | None
     ) -> None:
         route = self.template(scope)
         method = scope["method"]
@@ -112,12 +166,7 @@ class _Recorder:
         if metrics is not None:
             metrics.observe_request(route, method, status, seconds)
         if self.access_log and (status >= 500 or _logging.state.level <= _INFO):
-            if ctx is None:
-                _write_access(None, None, method, route, scope["path"], status, seconds)
-            else:
-                _write_access(
-                    ctx.request_id, ctx.user_id, method, route, scope["path"], status, seconds
-                )
+            _write_access(request_id, user, method, route, scope["path"], status, seconds)
 
 
 class TelemetryMiddleware:
@@ -160,7 +209,9 @@ class TelemetryMiddleware:
         try:
             await self.app(scope, receive, send_with_status)  # type: ignore[arg-type]
         finally:
-            self._record(scope, status, perf_counter() - start, current_context())
+            self._record(
+                scope, status, perf_counter() - start, request_id_var.get(), current_user_id()
+            )
 
 
 class ObservabilityMiddleware:
@@ -193,9 +244,8 @@ class ObservabilityMiddleware:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
             await self._context_only(scope, receive, send)
             return
-        request_id, raw = _request_id(scope, self._name)
-        ctx = RequestContext(request_id)
-        token = bind_context(ctx)
+        request_id, raw, correlation, traceparent = _incoming(scope, self._name)
+        bound = _Bound(request_id, correlation, traceparent)
         header = (self._name, raw)
         status = 500  # what the client gets if the app dies before answering
 
@@ -214,7 +264,7 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
         finally:
             seconds = perf_counter() - start
-            reset_context(token)
+            bound.reset()
             # _Recorder.__call__, inlined: this layer exists to save calls.
             route = self._template(scope)
             method = scope["method"]
@@ -224,4 +274,4 @@ class ObservabilityMiddleware:
                 metrics.observe_request(route, method, status, seconds)
             if self.access_log and (status >= 500 or _logging.state.level <= _INFO):
                 path = scope["path"]
-                _write_access(ctx.request_id, ctx.user_id, method, route, path, status, seconds)
+                _write_access(request_id, bound.user_id, method, route, path, status, seconds)

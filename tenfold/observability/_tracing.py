@@ -19,7 +19,7 @@ from tenfold._errors import ConfigurationError
 from tenfold._settings import ObservabilitySettings
 from tenfold.observability._logging import get_logger
 
-__all__ = ["Tracing", "report_exception", "setup_tracing"]
+__all__ = ["Tracing", "report_exception", "setup_tracing", "start_tracing"]
 
 _OTEL_SETTING = "TENFOLD_OBSERVABILITY__OTEL_ENABLED"
 _OTLP_SETTING = "TENFOLD_OBSERVABILITY__OTEL_ENDPOINT"
@@ -64,6 +64,16 @@ class Tracing:
             meter.create_up_down_counter("db.client.connections.usage"),
         )
 
+    def instrument_app(self, app: FastAPI) -> None:
+        """Trace the requests ``app`` serves (probes and scrapes excluded)."""
+        if self.tracer_provider is None:
+            return
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=self.tracer_provider, excluded_urls=_EXCLUDED_URLS
+        )
+
     async def start(self) -> None:
         return None
 
@@ -76,6 +86,23 @@ class Tracing:
             self.tracer_provider.shutdown()
 
 
+def start_tracing(settings: ObservabilitySettings, *, span_exporter: Any = None) -> Tracing:
+    """Switch on what ``settings`` asks for; without ``otel_enabled``/``sentry_dsn``, nothing.
+
+    This makes the tracer provider (and instruments httpx) for a process; an app
+    adds its server spans with ``Tracing.instrument_app``, the database its
+    statements with ``Tracing.instrument_engine``. ``span_exporter`` replaces
+    the configured exporter and exports each span as it ends (tests pass
+    OpenTelemetry's ``InMemorySpanExporter``).
+    """
+    tracing = Tracing(settings)
+    if settings.otel_enabled:
+        _setup_otel(tracing, settings, span_exporter)
+    if settings.sentry_dsn is not None:
+        _setup_sentry(tracing, settings)
+    return tracing
+
+
 def setup_tracing(
     app: FastAPI,
     settings: ObservabilitySettings,
@@ -83,16 +110,11 @@ def setup_tracing(
     *,
     span_exporter: Any = None,
 ) -> Tracing:
-    """Switch on what ``settings`` asks for; without ``otel_enabled``/``sentry_dsn``, nothing.
-
-    ``span_exporter`` replaces the configured exporter and exports each span as
-    it ends (tests pass OpenTelemetry's ``InMemorySpanExporter``).
-    """
-    tracing = Tracing(settings)
-    if settings.otel_enabled:
-        _setup_otel(tracing, app, settings, list(engines), span_exporter)
-    if settings.sentry_dsn is not None:
-        _setup_sentry(tracing, settings)
+    """``start_tracing``, then trace ``app``'s requests and ``engines``' statements."""
+    tracing = start_tracing(settings, span_exporter=span_exporter)
+    tracing.instrument_app(app)
+    for engine in engines:
+        tracing.instrument_engine(engine)
     return tracing
 
 
@@ -109,15 +131,9 @@ def report_exception(exc: BaseException) -> None:
             span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
 
 
-def _setup_otel(
-    tracing: Tracing,
-    app: FastAPI,
-    settings: ObservabilitySettings,
-    engines: Sequence[Any],
-    span_exporter: Any,
-) -> None:
+def _setup_otel(tracing: Tracing, settings: ObservabilitySettings, span_exporter: Any) -> None:
     try:
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor  # noqa: F401
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
         from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer  # noqa: F401
         from opentelemetry.sdk.resources import Resource
@@ -135,13 +151,10 @@ def _setup_otel(
     else:
         provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))
     tracing.tracer_provider = provider
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=_EXCLUDED_URLS)
     httpx_instrumentor = HTTPXClientInstrumentor()
     if not httpx_instrumentor.is_instrumented_by_opentelemetry:
         httpx_instrumentor.instrument(tracer_provider=provider)
         tracing._httpx = httpx_instrumentor
-    for engine in engines:
-        tracing.instrument_engine(engine)
 
 
 def _exporter(settings: ObservabilitySettings) -> Any:

@@ -21,6 +21,7 @@ from tenfold.ratelimit._component import (
     RateLimits,
 )
 from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
+from tenfold.ratelimit._extension import RateLimitExtension
 from tenfold.ratelimit._gcra import Decision, decide
 from tenfold.ratelimit._keys import (
     ROUTE_TEMPLATE,
@@ -37,6 +38,7 @@ from tenfold.ratelimit._middleware import RateLimitMiddleware, ratelimit_headers
 from tenfold.ratelimit._policy import BEER_OLYMPICS, Policy, policies_of, rate_limit
 from tenfold.ratelimit._redis import RedisBackend
 from tenfold.ratelimit._rule import ALGORITHMS, Rate, Rule
+from tenfold.ratelimit._settings import RateLimitSettings
 from tenfold.ratelimit._stats import RateLimitStats
 from tenfold.ratelimit._websocket import ConnectionLimiter
 
@@ -54,7 +56,9 @@ __all__ = [
     "Policy",
     "Rate",
     "RateLimitComponent",
+    "RateLimitExtension",
     "RateLimitMiddleware",
+    "RateLimitSettings",
     "RateLimitStats",
     "RateLimited",
     "RateLimiterUnavailable",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tenfold._errors import ConfigurationError
-from tenfold._settings import RateLimitSettings, RedisSettings
+from tenfold._settings import RedisSettings
 from tenfold.ratelimit._backend import LimiterBackend
 from tenfold.ratelimit._clientip import parse_networks
 from tenfold.ratelimit._keys import KeyFunc, by_api_key, by_ip, by_user
@@ -28,6 +28,7 @@ from tenfold.ratelimit._lease import LeasedBackend
 from tenfold.ratelimit._memory import MemoryBackend
 from tenfold.ratelimit._policy import Policy
 from tenfold.ratelimit._redis import RedisBackend
+from tenfold.ratelimit._settings import RateLimitSettings
 from tenfold.ratelimit._stats import RateLimitStats
 
 if TYPE_CHECKING:

@@ -50,6 +50,7 @@ from tenfold.resilience._events import (
     StateChanged,
     log_event,
 )
+from tenfold.resilience._extension import UpstreamExtension
 from tenfold.resilience._fallback import FallbackChain, Provider
 from tenfold.resilience._limits import Bulkhead, Timeout
 from tenfold.resilience._policy import Policy
@@ -57,6 +58,7 @@ from tenfold.resilience._quota import QuotaExhausted, QuotaTracker, UpstreamQuot
 from tenfold.resilience._quota_shared import RedisUpstreamQuota, SharedQuotaUnavailable
 from tenfold.resilience._registry import UpstreamOverrides, UpstreamRegistry
 from tenfold.resilience._retry import Retry, retries_active, set_retries_active
+from tenfold.resilience._settings import UpstreamPolicy, UpstreamSettings
 from tenfold.resilience._shared import RedisBreakerState
 
 __all__ = [
@@ -89,9 +91,12 @@ __all__ = [
     "TimeWindow",
     "Timeout",
     "UpstreamError",
+    "UpstreamExtension",
     "UpstreamOverrides",
+    "UpstreamPolicy",
     "UpstreamQuota",
     "UpstreamRegistry",
+    "UpstreamSettings",
     "UpstreamTimeout",
     "UpstreamUnreachable",
     "log_event",

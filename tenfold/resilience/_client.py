@@ -1,7 +1,8 @@
 """``ExternalClient``: an ``httpx.AsyncClient`` for one provider, behind a ``Policy``.
 
 Each attempt (the ``Policy`` may retry) goes: quota reservation, request with
-the current request id as ``X-Request-ID``, then error mapping:
+the current context as headers (``X-Request-ID``, ``X-Correlation-ID``,
+``X-Causation-ID``, ``traceparent``; never the principal), then error mapping:
 
 DependencyUnavailable (tenfold._errors)
 ├── QuotaExhausted       the provider's quota would reject it; never sent
@@ -24,7 +25,7 @@ import httpx
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tenfold._context import current_request_id
+from tenfold._context import REQUEST_ID_HEADER, snapshot
 from tenfold._errors import DependencyUnavailable
 from tenfold.resilience._fallback import Provider
 from tenfold.resilience._policy import Policy
@@ -200,9 +201,13 @@ class ExternalClient:
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         request = self._http.build_request(method, url, **kwargs)
-        request_id = current_request_id()
-        if request_id is not None and self.request_id_header not in request.headers:
-            request.headers[self.request_id_header] = request_id
+        # The context travels as headers (request, correlation and causation ids, traceparent);
+        # a header the caller set wins.
+        for name, value in snapshot().to_headers().items():
+            if name == REQUEST_ID_HEADER:
+                name = self.request_id_header
+            if name not in request.headers:
+                request.headers[name] = value
         response: httpx.Response | None = None
         try:
             response = await self._http.send(request)

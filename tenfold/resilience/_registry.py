@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import httpx
 
-from tenfold._settings import RedisSettings, UpstreamPolicy, UpstreamSettings
+from tenfold._settings import RedisSettings
 from tenfold.resilience._breaker import CircuitBreaker, CountWindow
 from tenfold.resilience._client import ClientStats, ExternalClient, upstream_failure
 from tenfold.resilience._events import ResilienceStats, log_event
@@ -37,6 +37,7 @@ from tenfold.resilience._policy import Policy
 from tenfold.resilience._quota import QuotaTracker, UpstreamQuota
 from tenfold.resilience._quota_shared import RedisUpstreamQuota
 from tenfold.resilience._retry import Retry
+from tenfold.resilience._settings import UpstreamPolicy, UpstreamSettings
 from tenfold.resilience._shared import RedisBreakerState
 
 if TYPE_CHECKING:

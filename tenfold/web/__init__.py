@@ -5,10 +5,13 @@
 - ``ProblemMiddleware``: any other exception becomes a 500 problem without a
   stack trace; the stack is logged with the request id.
 - ``problem_response(...)``: build one yourself.
+- ``Slot``: the ordered middleware slots of an app; ``AuthenticationMiddleware``
+  fills the authentication slot (``create_app(authenticate=...)``).
 - ``RouteTable``: which route (and policy) a request would get, before routing;
   the HTTP cache and the rate limiter use it.
 """
 
+from tenfold.web._auth import Authenticate, AuthenticationMiddleware
 from tenfold.web._middleware import ProblemMiddleware
 from tenfold.web._problems import (
     GENERIC_DETAIL,
@@ -19,14 +22,18 @@ from tenfold.web._problems import (
     problem_response,
 )
 from tenfold.web._routes import RouteMatch, RouteTable
+from tenfold.web._slots import Slot
 
 __all__ = [
     "GENERIC_DETAIL",
     "PROBLEM_CONTENT_TYPE",
+    "Authenticate",
+    "AuthenticationMiddleware",
     "ProblemMiddleware",
     "ProblemResponse",
     "RouteMatch",
     "RouteTable",
+    "Slot",
     "install_problem_handlers",
     "problem_for_exception",
     "problem_response",

@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from tenfold._settings import CacheSettings, RedisSettings
+from tenfold import CacheSettings, RedisSettings
 from tenfold.cache._cache import Cache
 
 URL = os.environ["TF_CACHE_TEST_REDIS"]

@@ -17,7 +17,7 @@ import sys
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from tenfold._settings import CacheSettings, RedisSettings
+from tenfold import CacheSettings, RedisSettings
 from tenfold.cache._cache import Cache
 
 

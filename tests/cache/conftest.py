@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tenfold._settings import CacheSettings, RedisSettings
+from tenfold import CacheSettings, RedisSettings
 from tenfold.cache._cache import Cache
 from tenfold.cache._memory import MemoryBackend
 from tenfold.cache._redis import RedisBackend

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tenfold._settings import CacheSettings, NamespacePolicy
+from tenfold.cache import CacheSettings, NamespacePolicy
 
 from .conftest import FakeClock, eventually
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tenfold._settings import CacheSettings, RedisSettings
+from tenfold import CacheSettings, RedisSettings
 from tenfold.cache._cache import Cache
 from tenfold.cache._keys import tag_key
 from tenfold.testing import RedisCluster

@@ -10,9 +10,10 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from tenfold import CacheSettings, HealthSettings, RedisSettings
 from tenfold._components import Component
 from tenfold._errors import ConfigurationError
-from tenfold._settings import CacheSettings, HealthSettings, NamespacePolicy, RedisSettings
+from tenfold.cache import NamespacePolicy
 from tenfold.cache._binding import CacheDep
 from tenfold.cache._cache import Cache
 from tenfold.health import HealthRegistry

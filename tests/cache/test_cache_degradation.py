@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tenfold._settings import CacheSettings, HealthSettings, RedisSettings
+from tenfold import CacheSettings, HealthSettings, RedisSettings
 from tenfold.cache._cache import Cache
 from tenfold.health import HealthRegistry
 from tenfold.testing import RedisServer, allocate_port, release_port

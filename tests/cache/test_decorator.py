@@ -184,7 +184,7 @@ async def test_invalidate_helper_deletes_the_entry(cache: Cache) -> None:
 
 async def test_return_type_is_restored_from_l2(redis_server) -> None:
     """A pydantic return annotation is validated back, so hits from Redis are models too."""
-    from tenfold._settings import RedisSettings
+    from tenfold import RedisSettings
 
     first = Cache(redis=RedisSettings(url=redis_server.url))
     second = Cache(redis=RedisSettings(url=redis_server.url))

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tenfold._settings import CacheSettings, RedisSettings
+from tenfold import CacheSettings, RedisSettings
 from tenfold.cache._cache import Cache
 from tenfold.cache._l1 import MISS
 from tenfold.testing import RedisServer, allocate_port, release_port

@@ -10,8 +10,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from tenfold._context import RequestContext, bind_context, reset_context
-from tenfold._settings import DatabaseSettings
+from tenfold import ContextSnapshot, DatabaseSettings, restore
 from tenfold.db import Database
 from tenfold.testing import PgCluster
 
@@ -80,12 +79,10 @@ async def make_database(pg_cluster: PgCluster, pg_db: str) -> AsyncIterator[Make
 
 
 @pytest.fixture
-def request_context() -> Iterator[RequestContext]:
+def request_context() -> Iterator[ContextSnapshot]:
     """A bound request context, as the middleware would give a request."""
-    ctx = RequestContext(request_id="test")
-    token = bind_context(ctx)
-    yield ctx
-    reset_context(token)
+    with restore(ContextSnapshot(request_id="test")) as ctx:
+        yield ctx
 
 
 async def in_recovery(session: Any) -> bool:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from tenfold import DatabaseSettings, Settings, ShardSettings
 from tenfold._errors import ConfigurationError, DatabaseUnavailable
-from tenfold._settings import DatabaseSettings, Settings, ShardSettings
 from tenfold.db import migrations
 from tenfold.testing import PgCluster, allocate_port, release_port
 

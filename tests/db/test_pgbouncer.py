@@ -7,9 +7,9 @@ import asyncio
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from tenfold import DatabaseSettings
 from tenfold._context import current_consistency_token
 from tenfold._errors import IntegrityConflict
-from tenfold._settings import DatabaseSettings
 from tenfold.db import Database
 from tenfold.testing import PgBouncer
 

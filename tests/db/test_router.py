@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from tenfold._context import RequestContext, bind_context, current_consistency_token, reset_context
-from tenfold._settings import HealthSettings
+from tenfold import ContextSnapshot, HealthSettings, current_consistency_token, restore, snapshot
 from tenfold.health import HealthRegistry
 from tenfold.testing import PgCluster, allocate_port, release_port
 
@@ -66,11 +65,9 @@ async def test_writer_reads_its_write_while_replay_is_paused(
 ) -> None:
     """After a commit, the writer's reads see the write though the replica lags; others don't."""
     db = await make_database(stale_reads="replica")
-    writer = RequestContext(request_id="writer")
     pg_cluster.pause_replay()
     try:
-        token = bind_context(writer)
-        try:
+        with restore(ContextSnapshot(request_id="writer")):
             async with db.session() as write:
                 note_id = await write.scalar(
                     sa.text("INSERT INTO notes (body) VALUES ('mine') RETURNING id")
@@ -82,36 +79,30 @@ async def test_writer_reads_its_write_while_replay_is_paused(
                 )
                 assert body == "mine"
                 assert not await in_recovery(read)  # the replica could not have it yet
-        finally:
-            reset_context(token)
+            writer = snapshot()  # what the writer's client carries: its token
 
         # Another client (no token) is served by the lagging replica: stale, by policy.
-        token = bind_context(RequestContext(request_id="other"))
-        try:
+        with restore(ContextSnapshot(request_id="other")):
             async with db.session(readonly=True) as read:
                 assert await in_recovery(read)
                 missing = await read.scalar(
                     sa.text("SELECT body FROM notes WHERE id = :id"), {"id": note_id}
                 )
                 assert missing is None
-        finally:
-            reset_context(token)
     finally:
         pg_cluster.resume_replay()
 
     # Once the replica has replayed past the token, the writer reads from it again.
     pg_cluster.wait_caught_up()
     await db.check_replicas()
-    token = bind_context(writer)
-    try:
+    assert writer.consistency_lsn is not None
+    with restore(writer):
         async with db.session(readonly=True) as read:
             assert await in_recovery(read)
             body = await read.scalar(
                 sa.text("SELECT body FROM notes WHERE id = :id"), {"id": note_id}
             )
             assert body == "mine"
-    finally:
-        reset_context(token)
 
 
 async def test_stale_reads_primary_sends_other_clients_to_the_primary_while_lagging(
@@ -126,12 +117,9 @@ async def test_stale_reads_primary_sends_other_clients_to_the_primary_while_lagg
         await db.check_replicas()
         assert db.router.replicas[0].state.lag_bytes
         assert db.router.replicas[0].state.healthy  # under max_lag: still admitted
-        token = bind_context(RequestContext(request_id="other"))
-        try:
+        with restore(ContextSnapshot(request_id="other")):
             async with db.session(readonly=True) as read:
                 assert not await in_recovery(read)
-        finally:
-            reset_context(token)
     finally:
         pg_cluster.resume_replay()
 

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from tenfold import DatabaseSettings, ShardSettings
 from tenfold._errors import ConfigurationError
-from tenfold._settings import DatabaseSettings, ShardSettings
 from tenfold.db import Database, jump_hash, key_hash
 from tenfold.db._sharding import Shards
 from tenfold.testing import PgCluster

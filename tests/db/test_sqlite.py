@@ -10,9 +10,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from tenfold._context import RequestContext, current_consistency_token
+from tenfold import ContextSnapshot, DatabaseSettings, current_consistency_token
 from tenfold._errors import IntegrityConflict
-from tenfold._settings import DatabaseSettings
 from tenfold.db import BatchLoader, Database
 
 
@@ -30,7 +29,7 @@ async def sqlite_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
 
 
 async def test_embedded_sqlite_reads_and_writes_with_no_servers(
-    sqlite_db: Database, tmp_path: Path, request_context: RequestContext
+    sqlite_db: Database, tmp_path: Path, request_context: ContextSnapshot
 ) -> None:
     """The default settings give a working SQLite database in ./var, in WAL mode."""
     assert (tmp_path / "var" / "tenfold.db").is_file()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from tenfold import DatabaseSettings
 from tenfold._errors import DatabaseUnavailable
-from tenfold._settings import DatabaseSettings
 from tenfold.db import Database
 from tenfold.db._engine import Endpoint, connect_with_backoff
 from tenfold.testing import PgCluster, allocate_port, release_port

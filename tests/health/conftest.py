@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from tenfold._settings import HealthSettings
+from tenfold import HealthSettings
 from tenfold.health import HealthRegistry, InFlightMiddleware, Lifecycle, health_router
 from tenfold.observability import RequestContextMiddleware
 from tenfold.testing import ManualClock as Clock

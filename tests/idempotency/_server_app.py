@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, SecretStr
 
-from tenfold._context import set_user_id
-from tenfold._settings import DatabaseSettings
+from tenfold import DatabaseSettings, set_principal
 from tenfold.db import Database
 from tenfold.idempotency import IdempotentRoute, IdempotentSession, create_table
 from tenfold.web import install_problem_handlers
@@ -49,7 +48,7 @@ router = APIRouter(route_class=IdempotentRoute)
 
 @app.middleware("http")
 async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-    set_user_id(request.headers.get("x-user"))
+    set_principal(request.headers.get("x-user"))
     return await call_next(request)
 
 

@@ -14,8 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenfold._context import set_user_id
-from tenfold._settings import DatabaseSettings
+from tenfold import DatabaseSettings, set_principal
 from tenfold.db import Database
 from tenfold.idempotency import (
     IdempotencyConfig,
@@ -64,7 +63,7 @@ def _app(db: Database) -> FastAPI:
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        set_user_id("alice")
+        set_principal("alice")
         return await call_next(request)
 
     return app

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Request
 
-from tenfold._context import set_user_id
+from tenfold import set_principal
 from tenfold.idempotency import (
     IdempotencyConfig,
     IdempotencyKeyInFlight,
@@ -108,7 +108,7 @@ def _app(store: IdempotencyStore) -> tuple[FastAPI, list[int]]:
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        set_user_id(request.headers.get("x-user"))
+        set_principal(request.headers.get("x-user"))
         return await call_next(request)
 
     return app, calls

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.middleware import Middleware
 
-from tenfold._settings import ObservabilitySettings
+from tenfold import ObservabilitySettings
 from tenfold.observability import (
     Metrics,
     ObservabilityMiddleware,

@@ -12,23 +12,19 @@ import orjson
 import pytest
 import structlog
 
-from tenfold._context import RequestContext, bind_context, reset_context
-from tenfold._settings import ObservabilitySettings
+from tenfold import ContextSnapshot, ObservabilitySettings, Principal, restore
 from tenfold.observability import configure_logging, flush_logs, get_logger, reset_logging
 from tenfold.observability._sink import FLUSH_DELAY, MAX_PENDING, LineSink
 
 
 def _in_request(request_id: str, user_id: str | None = None):
-    return bind_context(RequestContext(request_id, user_id))
+    return restore(ContextSnapshot(request_id, Principal.of(user_id)))
 
 
 def test_structlog_lines_carry_the_context(log_lines) -> None:
     """A structlog line has event, level, logger, timestamp, request_id and user_id."""
-    token = _in_request("r-1", "u-1")
-    try:
+    with _in_request("r-1", "u-1"):
         get_logger("tenfold.test").info("thing_happened", size=3)
-    finally:
-        reset_context(token)
     get_logger("tenfold.test").info("outside")
     inside, outside = log_lines()
     assert inside["event"] == "thing_happened"
@@ -44,14 +40,11 @@ def test_structlog_lines_carry_the_context(log_lines) -> None:
 
 def test_stdlib_records_use_the_same_renderer(log_lines) -> None:
     """uvicorn's stdlib records and Python warnings come out as the same JSON lines."""
-    token = _in_request("r-2")
-    try:
+    with _in_request("r-2"):
         logging.getLogger("uvicorn.error").warning("worker %s stalled", 3)
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.warn("SAWarning: something odd", UserWarning, stacklevel=1)
-    finally:
-        reset_context(token)
     uvicorn_line, warning_line = log_lines()
     assert uvicorn_line["event"] == "worker 3 stalled"
     assert uvicorn_line["logger"] == "uvicorn.error"

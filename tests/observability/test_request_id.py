@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from fastapi import Response
 
-from tenfold._context import current_request_id, set_user_id
-from tenfold._settings import ObservabilitySettings
+from tenfold import ObservabilitySettings, current_request_id, set_principal
 from tenfold.observability import (
     RequestContextMiddleware,
     configure_logging,
@@ -31,7 +30,7 @@ def app(make_app):
 
     @app.get("/me")
     async def me() -> dict[str, str]:
-        set_user_id("user-7")
+        set_principal("user-7")
         return {"ok": "yes"}
 
     @app.get("/cached")
@@ -150,7 +149,7 @@ async def test_unencodable_user_id_does_not_fail_the_request(make_app, client_fo
 
     @app.get("/odd")
     async def odd() -> dict[str, bool]:
-        set_user_id("user-\ud800")
+        set_principal("user-\ud800")
         return {"ok": True}
 
     assert (await client_for(app).get("/odd")).status_code == 200

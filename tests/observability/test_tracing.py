@@ -11,8 +11,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tenfold import ConfigurationError
-from tenfold._settings import ObservabilitySettings
+from tenfold import ConfigurationError, ObservabilitySettings
 from tenfold.observability import setup_tracing
 
 

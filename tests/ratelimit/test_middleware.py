@@ -7,9 +7,8 @@ from collections.abc import Mapping
 import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
-from tenfold._context import RequestContext, bind_context, reset_context
 from tenfold.ratelimit import (
     BEER_OLYMPICS,
     MemoryBackend,
@@ -27,26 +26,16 @@ from tenfold.ratelimit import (
     rate_limit,
 )
 from tenfold.testing import RedisServer
-from tenfold.web import install_problem_handlers
+from tenfold.web import AuthenticationMiddleware, install_problem_handlers
 
 from .conftest import FakeClock
 
 PROXIES = parse_networks(["10.0.0.0/8"])
 
 
-class UserFromHeader:
-    """Test auth: binds the ``x-user`` header as the current user, as real auth would."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        user = dict(scope.get("headers", ())).get(b"x-user")
-        token = bind_context(RequestContext(user_id=user.decode() if user else None))
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            reset_context(token)
+def UserFromHeader(app: ASGIApp) -> AuthenticationMiddleware:
+    """Test auth: the authentication slot resolving the ``x-user`` header as the principal."""
+    return AuthenticationMiddleware(app, resolve=lambda c: c.headers.get("x-user"))
 
 
 def make_app(

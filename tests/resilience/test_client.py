@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tenfold._context import RequestContext, bind_context, reset_context
+from tenfold import ContextSnapshot, Principal, restore
 from tenfold.resilience import (
     CircuitBreaker,
     ClientStats,
@@ -48,14 +48,32 @@ def upstream_b() -> Iterator[FakeUpstream]:
 async def test_request_id_is_propagated(upstream: FakeUpstream) -> None:
     """The current request id is sent as X-Request-ID, and none is sent outside a request."""
     async with ExternalClient("a", base_url=upstream.url) as client:
-        token = bind_context(RequestContext(request_id="req-42"))
-        try:
+        with restore(ContextSnapshot(request_id="req-42")):
             await client.get("/ping")
-        finally:
-            reset_context(token)
         await client.get("/ping")
     assert upstream.seen_headers[0]["x-request-id"] == "req-42"
     assert "x-request-id" not in upstream.seen_headers[1]
+
+
+async def test_context_travels_as_headers(upstream: FakeUpstream) -> None:
+    """Correlation and causation ids and the traceparent go out; the principal never does."""
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    context = ContextSnapshot(
+        request_id="req-7",
+        principal=Principal("alice", roles={"admin"}),
+        correlation_id="flow-1",
+        causation_id="msg-3",
+        traceparent=traceparent,
+    )
+    async with ExternalClient("a", base_url=upstream.url) as client:
+        with restore(context):
+            await client.get("/ping", headers={"X-Correlation-ID": "mine"})
+    seen = upstream.seen_headers[0]
+    assert seen["x-request-id"] == "req-7"
+    assert seen["x-correlation-id"] == "mine"  # the caller's own header wins
+    assert seen["x-causation-id"] == "msg-3"
+    assert seen["traceparent"] == traceparent
+    assert "alice" not in " ".join(seen.values())
 
 
 async def test_upstream_quota_refuses_the_11th_call_locally(upstream: FakeUpstream) -> None:

@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from tenfold import RedisSettings
 from tenfold._errors import ConfigurationError
-from tenfold._settings import RedisSettings
 from tenfold.resilience import ExternalClient, QuotaExhausted, UpstreamError
 from tenfold.resilience._quota_shared import RedisUpstreamQuota, SharedQuotaUnavailable
 from tenfold.testing import RedisCluster, RedisServer

@@ -10,8 +10,8 @@ from contextlib import AsyncExitStack
 import pytest
 import redis.asyncio as aioredis
 
+from tenfold import RedisSettings
 from tenfold._components import Component
-from tenfold._settings import RedisSettings
 from tenfold.resilience import (
     CircuitBreaker,
     CircuitOpen,

@@ -14,8 +14,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.middleware import Middleware
 
-from tenfold import DatabaseError, DependencyUnavailable, NotFound, ShuttingDown
-from tenfold._settings import ObservabilitySettings
+from tenfold import (
+    DatabaseError,
+    DependencyUnavailable,
+    NotFound,
+    ObservabilitySettings,
+    ShuttingDown,
+)
 from tenfold.observability import (
     RequestContextMiddleware,
     TelemetryMiddleware,

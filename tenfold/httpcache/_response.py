@@ -14,7 +14,7 @@ from hashlib import blake2b
 
 from starlette.types import ASGIApp, Message, Scope
 
-from tenfold.cache._http_policy import CachePolicy
+from tenfold.httpcache._policy import CachePolicy
 
 __all__ = ["Prepared", "etag_matches", "not_modified_headers", "prepare", "run_detached"]
 

@@ -6,14 +6,15 @@ Then:
 * **Bypass** (``None``): a method-override header, or a read-your-writes
   token in the request context (``ConsistencyMiddleware`` outside put it
   there): a client that just wrote must read its write, not a cached copy.
-* **Authenticated** = an ``Authorization`` header, a session cookie (names
-  configured), or a user id in the request context. On a shared route such a
-  request is not *shareable*: it neither reads nor fills an entry. On a
-  ``per_user`` route the user is part of the key: the context's user id when
-  auth middleware outside set one, else a blake2b-128 hash of the
-  ``Authorization`` value, else of the session cookie's value, so a token
-  never appears in a key in clear. Anonymous visitors of a per-user route
-  share one entry.
+* **Authenticated** = a principal in the request context (the authentication
+  slot resolved one), a credential header (``Authorization``, ``X-API-Key``:
+  names configured) or a session cookie (names configured). On a shared route
+  such a request is not *shareable*: it neither reads nor fills an entry. On a
+  ``per_user`` route the user is part of the key: the principal's id when
+  there is one, else a blake2b-128 hash of the first credential header's
+  value, else of the session cookie's value, so a token never appears in a
+  key in clear (and two different credentials never share an entry).
+  Anonymous visitors of a per-user route share one entry.
 * **Key** = ``key(namespace, route template, scheme://host, path, query,
   declared Vary values, forwarding header values, user)``. The query is
   decoded as Starlette decodes it and sorted by parameter name (stable:
@@ -46,13 +47,15 @@ from urllib.parse import parse_qsl
 from starlette.types import Scope
 
 from tenfold._context import current_consistency_token, current_user_id
-from tenfold.cache._http_policy import CachePolicy
 from tenfold.cache._keys import key as cache_key
+from tenfold.httpcache._policy import CachePolicy
 from tenfold.web import RouteMatch
 
 __all__ = [
     "DEFAULT_BYPASS_HEADERS",
+    "DEFAULT_CREDENTIAL_HEADERS",
     "DEFAULT_FORWARDED_HEADERS",
+    "DEFAULT_SESSION_COOKIES",
     "RequestReader",
     "RequestView",
 ]
@@ -73,7 +76,11 @@ DEFAULT_FORWARDED_HEADERS = (
 )
 #: Request headers that turn a GET into another method in apps that honour them.
 DEFAULT_BYPASS_HEADERS = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
-_ALWAYS = (b"if-none-match", b"authorization", b"cookie", b"host")
+_ALWAYS = (b"if-none-match", b"cookie", b"host")
+#: Request headers that carry a credential unless configured otherwise.
+DEFAULT_CREDENTIAL_HEADERS = ("Authorization", "X-API-Key")
+#: Cookie names that carry a session unless configured otherwise.
+DEFAULT_SESSION_COOKIES = ("session", "sessionid")
 _by_name = itemgetter(0)
 
 
@@ -104,6 +111,7 @@ class RequestReader:
         *,
         namespace: str,
         session_cookies: Iterable[str],
+        credential_headers: Iterable[str] = DEFAULT_CREDENTIAL_HEADERS,
         forwarded_headers: Iterable[str],
         bypass_headers: Iterable[str],
         bypass_consistency: bool,
@@ -111,10 +119,13 @@ class RequestReader:
         cache_key(namespace)  # a bad namespace fails here, when the app is built
         self.namespace = namespace
         self.session_cookies = frozenset(c.encode("latin-1") for c in session_cookies)
+        self.credential_headers = _names(credential_headers)
         self.forwarded_headers = _names(forwarded_headers)
         self.bypass_headers = _names(bypass_headers)
         self.bypass_consistency = bypass_consistency
-        self._wanted = frozenset((*_ALWAYS, *self.forwarded_headers, *self.bypass_headers))
+        self._wanted = frozenset(
+            (*_ALWAYS, *self.credential_headers, *self.forwarded_headers, *self.bypass_headers)
+        )
 
     def learn(self, policies: Iterable[CachePolicy]) -> None:
         """Also read the headers these policies vary on."""
@@ -138,15 +149,20 @@ class RequestReader:
         if self.bypass_consistency and current_consistency_token() is not None:
             return None
         user_id = current_user_id()
-        authorization = found.get(b"authorization")
+        credential = None
+        for name in self.credential_headers:
+            credential = found.get(name)
+            if credential is not None:
+                credential = name + b":" + credential
+                break
         session = self._session(found.get(b"cookie"))
         if not policy.per_user:
-            anonymous = user_id is None and authorization is None and session is None
+            anonymous = user_id is None and credential is None and session is None
             return RequestView(found, anonymous, None)
         if user_id is not None:
             user: Any = ("u", user_id)
-        elif authorization is not None:
-            user = ("a", blake2b(authorization, digest_size=16).digest())
+        elif credential is not None:
+            user = ("a", blake2b(credential, digest_size=16).digest())
         elif session is not None:
             user = ("s", blake2b(session, digest_size=16).digest())
         else:

@@ -40,21 +40,23 @@ from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenfold.cache._errors import CacheUnavailable
-from tenfold.cache._http_policy import CachePolicy, policy_of
-from tenfold.cache._http_request import (
+from tenfold.httpcache._policy import CachePolicy, policy_of
+from tenfold.httpcache._request import (
     DEFAULT_BYPASS_HEADERS,
+    DEFAULT_CREDENTIAL_HEADERS,
     DEFAULT_FORWARDED_HEADERS,
+    DEFAULT_SESSION_COOKIES,
     RequestReader,
     RequestView,
 )
-from tenfold.cache._http_response import (
+from tenfold.httpcache._response import (
     Prepared,
     etag_matches,
     not_modified_headers,
     prepare,
     run_detached,
 )
-from tenfold.cache._http_store import (
+from tenfold.httpcache._store import (
     EntryStore,
     ResponseStore,
     StoredResponse,
@@ -89,6 +91,7 @@ class HttpCacheMiddleware:
     ``local``               an in-process tier (``LocalResponseStore``) in front of a shared store
     ``namespace``           key namespace; change it (e.g. per deploy) to drop all entries
     ``session_cookies``     cookie names that mean "this request is authenticated"
+    ``credential_headers``  request headers that mean the same (Authorization, X-API-Key)
     ``forwarded_headers``   request headers whose values are part of every key
     ``bypass_headers``      request headers that make the cache step aside entirely
     ``bypass_consistency``  step aside for requests carrying a read-your-writes token
@@ -103,7 +106,8 @@ class HttpCacheMiddleware:
         store: ResponseStore,
         local: EntryStore | None = None,
         namespace: str = "http",
-        session_cookies: Iterable[str] = ("session",),
+        session_cookies: Iterable[str] = DEFAULT_SESSION_COOKIES,
+        credential_headers: Iterable[str] = DEFAULT_CREDENTIAL_HEADERS,
         forwarded_headers: Iterable[str] = DEFAULT_FORWARDED_HEADERS,
         bypass_headers: Iterable[str] = DEFAULT_BYPASS_HEADERS,
         bypass_consistency: bool = True,
@@ -124,6 +128,7 @@ class HttpCacheMiddleware:
         self.requests = RequestReader(
             namespace=namespace,
             session_cookies=session_cookies,
+            credential_headers=credential_headers,
             forwarded_headers=forwarded_headers,
             bypass_headers=bypass_headers,
             bypass_consistency=bypass_consistency,

@@ -2,8 +2,9 @@
 
 Every test runs against both stores: the embedded ``LocalLRU`` and the
 harness's real Redis (``BackendResponseStore``). The app sits behind the stack
-the platform uses (observability outermost, then a header-auth stand-in and
-``ConsistencyMiddleware``, then the cache), driven by ``httpx.ASGITransport``.
+the platform uses (observability outermost, then the authentication slot
+resolving ``X-Test-User`` and ``ConsistencyMiddleware``, then the cache),
+driven by ``httpx.ASGITransport``.
 """
 
 from __future__ import annotations
@@ -19,35 +20,33 @@ import pytest
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import AfterValidator
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tenfold._context import current_user_id, set_user_id
+from tenfold import current_user_id
 from tenfold.cache._cache import Cache
-from tenfold.cache._http import HttpCacheMiddleware
-from tenfold.cache._http_policy import cache_response
-from tenfold.cache._http_response import etag_matches
-from tenfold.cache._http_store import (
+from tenfold.cache._redis import RedisBackend
+from tenfold.db import ConsistencyMiddleware
+from tenfold.httpcache._middleware import HttpCacheMiddleware
+from tenfold.httpcache._policy import cache_response
+from tenfold.httpcache._response import etag_matches
+from tenfold.httpcache._store import (
     BackendResponseStore,
     CacheResponseStore,
     LocalResponseStore,
 )
-from tenfold.cache._redis import RedisBackend
-from tenfold.db import ConsistencyMiddleware
 from tenfold.observability import Metrics, ObservabilityMiddleware
 from tenfold.testing import ManualClock
+from tenfold.web import AuthenticationMiddleware
 
 
-class HeaderAuth:
-    """Stands in for auth middleware: puts ``X-Test-User`` in the request context."""
+def header_user(connection: HTTPConnection) -> str | None:
+    """The authentication slot's resolver here: the principal is ``X-Test-User``."""
+    return connection.headers.get("x-test-user")
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        for name, value in scope.get("headers", ()):
-            if name == b"x-test-user":
-                set_user_id(value.decode())
-        await self.app(scope, receive, send)
+def HeaderAuth(app: ASGIApp) -> AuthenticationMiddleware:
+    return AuthenticationMiddleware(app, resolve=header_user)
 
 
 #: Validations of ``ItemId`` so far, across tests (a Harness keeps its own baseline).

@@ -1,0 +1,22 @@
+"""The ``idempotency`` extension: defaults and key store from ``TENFOLD_IDEMPOTENCY__*``."""
+
+from __future__ import annotations
+
+from tenfold._extension import Build, Extension
+from tenfold.idempotency._component import IdempotencyComponent
+from tenfold.idempotency._settings import IdempotencySettings
+
+__all__ = ["IdempotencyExtension"]
+
+
+class IdempotencyExtension(Extension):
+    """``platform.get(IdempotencyComponent)`` (also ``platform.idempotency``): the header,
+    TTLs and the store that ``IdempotentSession`` and ``idempotency_key()`` use by default."""
+
+    name = "idempotency"
+    settings_model = IdempotencySettings
+
+    def build(self, build: Build) -> None:
+        component = IdempotencyComponent(build.section, build.settings.redis)
+        build.provide(component, name="idempotency")
+        build.component(component)

@@ -1,0 +1,140 @@
+"""The rate limiter's section (`TENFOLD_RATELIMIT__*`): backend, app-wide and per-prefix rules.
+
+Rule lists accept one rule, a comma-separated list or a JSON list, so both
+of these work::
+
+    TENFOLD_RATELIMIT__DEFAULT=100/minute
+    TENFOLD_RATELIMIT__DEFAULT='["100/minute", "1000/day"]'
+    TENFOLD_RATELIMIT__PREFIXES='{"/media": "10/minute"}'
+
+Every rule and CIDR is parsed here, so a typo stops the process at startup
+with the variable's name instead of failing the first request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from tenfold._settings import SettingsSection
+from tenfold._settings import json_or_text as _json_or_text
+
+__all__ = ["RateLimitSettings"]
+
+
+def _rules(value: Any) -> list[str]:
+    """``"100/minute"``, ``"100/minute,1000/day"`` or a list of them, each parsed."""
+    from tenfold.ratelimit._rule import Rate
+
+    value = _json_or_text(value)
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError("must be a rule such as '100/minute' or a list of them")
+    rules = [item.strip() for item in items if item.strip()]
+    for rule in rules:
+        Rate.parse(rule)
+    if len(set(rules)) < len(rules):
+        raise ValueError(f"lists the same rule twice: {rules}")
+    return rules
+
+
+RuleList = Annotated[list[str], NoDecode]
+
+
+class RateLimitSettings(SettingsSection):
+    """Inbound rate limits (`TENFOLD_RATELIMIT__*`): backend, app-wide and per-prefix rules."""
+
+    backend: Literal["auto", "memory", "redis"] = Field(
+        "auto", description="auto: redis when TENFOLD_REDIS__* is set, else memory."
+    )
+    mode: Literal["exact", "lease"] = Field(
+        "exact",
+        description="exact: one atomic decision per request; lease: spend leases of "
+        "tokens locally (admits at most one lease x instances over a limit).",
+    )
+    lease_size: int | None = Field(
+        None,
+        ge=1,
+        description="Tokens per lease (lease mode); unset: a twentieth of each rule's burst, "
+        "1 to 100 (at most 5% over a limit per instance).",
+    )
+    lease_max_age: float = Field(
+        1.0, gt=0, description="Seconds before unspent leased tokens are dropped (lease mode)."
+    )
+    default: RuleList = Field(
+        default_factory=list,
+        description="Rules of the app-wide policy, all must pass: '100/minute', "
+        "'100/minute,1000/day' or a JSON list; empty: no app-wide policy. Never applied "
+        "to the health probes or /metrics.",
+    )
+    prefixes: Annotated[dict[str, list[str]], NoDecode] = Field(
+        default_factory=dict,
+        description='Path prefix -> rules (JSON: {"/media": "10/minute"}); each is a '
+        "policy of its own.",
+    )
+    key: Literal["ip", "user", "api_key"] = Field(
+        "ip",
+        description="What the settings' policies count against: client address, "
+        "authenticated user (else address) or API key (else address).",
+    )
+    api_key_header: str = Field("X-API-Key", min_length=1, description="For key=api_key.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs of proxies whose forwarded_header is believed "
+        "(comma-separated or JSON list).",
+    )
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        "x-forwarded-for", description="The header your proxy writes."
+    )
+    fail_open: bool | None = Field(
+        None,
+        description="Serve requests while the backend is down; null: by route kind "
+        "(reads open, writes closed).",
+    )
+    prefix: str = Field("tf:rl:", description="Redis key prefix (no braces).")
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _default(cls, value: Any) -> list[str]:
+        return _rules(value)
+
+    @field_validator("prefixes", mode="before")
+    @classmethod
+    def _prefixes(cls, value: Any) -> dict[str, list[str]]:
+        value = _json_or_text(value)
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object of path prefix -> rules")
+        found: dict[str, list[str]] = {}
+        for path, rules in value.items():
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ValueError(f"path prefixes start with '/', got {path!r}")
+            try:
+                found[path] = _rules(rules)
+            except ValueError as exc:
+                raise ValueError(f"{path!r}: {exc}") from None
+            if not found[path]:
+                raise ValueError(f"{path!r} needs at least one rule")
+        return found
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _trusted_proxies(cls, value: Any) -> list[str]:
+        value = _json_or_text(value)
+        items = value.split(",") if isinstance(value, str) else value
+        cidrs = [str(item).strip() for item in items if str(item).strip()]
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP network (e.g. '10.0.0.0/8')") from None
+        return cidrs
+
+    @field_validator("prefix")
+    @classmethod
+    def _no_braces(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError("must not hold braces (they would form a Redis Cluster hash tag)")
+        return value
