@@ -45,20 +45,35 @@ class _PlatformGroup(click.Group):
         return self._extension_commands(ctx).get(cmd_name)
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # Eager, so that `--app x --help` lists x's commands: the commands are looked up
+    # while the options are still being parsed.
+    if value is not None:
+        ctx.meta[f"tenfold.{param.name}"] = value
+    return value
+
+
 @click.group(cls=_PlatformGroup)
 @click.version_option(package_name="tenfold")
 @click.option(
     "--app",
     "app_path",
     default=None,
+    is_eager=True,
+    callback=_remember,
     help="module:attribute of an app built with create_app (or a Platform, or a factory "
     "of either): its extensions' commands and settings. Default: the built-in extensions.",
 )
-@click.option("--app-dir", default=".", show_default=True, help="Put first on the import path.")
-@click.pass_context
-def cli(ctx: click.Context, app_path: str | None, app_dir: str) -> None:
+@click.option(
+    "--app-dir",
+    default=".",
+    show_default=True,
+    is_eager=True,
+    callback=_remember,
+    help="Put first on the import path to find --app.",
+)
+def cli(app_path: str | None, app_dir: str) -> None:
     """tenfold: run, check and migrate a tenfold application."""
-    ctx.obj = Target(app_path, app_dir)
 
 
 @cli.command()

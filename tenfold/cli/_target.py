@@ -110,9 +110,11 @@ def _platform_of(found: Any) -> Platform:
 
 
 def target_of(ctx: click.Context) -> Target:
+    """The target of this invocation (from the root's ``--app`` and ``--app-dir``)."""
     root = ctx.find_root()
     if not isinstance(root.obj, Target):
-        root.obj = Target()
+        meta = root.meta
+        root.obj = Target(meta.get("tenfold.app_path"), meta.get("tenfold.app_dir", "."))
     return root.obj
 
 
@@ -139,7 +141,15 @@ def with_platform(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
     @functools.wraps(fn)
     @click.pass_context
     def command(ctx: click.Context, /, *args: Any, **kwargs: Any) -> T:
+        from tenfold.observability import configure_logging
+
         platform = target_of(ctx).platform()
+        # A command's output is its stdout; the platform's log lines go to stderr.
+        configure_logging(
+            platform.settings.observability,
+            console=True,
+            stream=sys.stderr.buffer,
+        )
 
         async def run() -> T:
             async with platform:
