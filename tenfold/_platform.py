@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import click
     from fastapi import APIRouter
 
-__all__ = ["Platform", "PlatformDep", "Use", "get_platform", "platform_of"]
+__all__ = ["Platform", "PlatformDep", "Use", "find_on", "get_platform", "platform_of"]
 
 T = TypeVar("T")
 _log = get_logger("tenfold.platform")
@@ -254,6 +254,12 @@ def platform_of(app: Any) -> Platform:
             "this app has no tenfold Platform: build it with tenfold.create_app()"
         )
     return platform
+
+
+def find_on(app: Any, kind: type[T]) -> T | None:
+    """``platform_of(app).find(kind)``, or None when ``app`` has no platform."""
+    platform = getattr(getattr(app, "state", None), "tenfold", None)
+    return platform.find(kind) if isinstance(platform, Platform) else None
 
 
 def get_platform(connection: HTTPConnection) -> Platform:

@@ -6,7 +6,7 @@ There is no process-wide default cache. A ``@cached`` function uses, in order:
    ``c.bind(fn)`` (explicit, for scripts, workers and libraries);
 2. the *current* cache of this context: ``with use_cache(c):`` in scripts and
    tests, or, per request, ``CacheMiddleware`` (which takes the app's cache
-   from ``app.state.tenfold.cache``);
+   from the app's platform);
 3. else it raises ``ConfigurationError`` saying how to fix it.
 
 The context variable is reset on exit, so nothing leaks between requests,
@@ -47,8 +47,9 @@ def use_cache(cache: Cache) -> Iterator[Cache]:
 
 
 def _app_cache(app: Any) -> Cache | None:
-    platform = getattr(getattr(app, "state", None), "tenfold", None)
-    return getattr(platform, "cache", None)
+    from tenfold._platform import find_on
+
+    return find_on(app, Cache)
 
 
 def get_cache(request: Request) -> Cache:
@@ -56,8 +57,7 @@ def get_cache(request: Request) -> Cache:
     cache = _app_cache(request.app)
     if cache is None:
         raise ConfigurationError(
-            "this app has no cache: build it with tenfold.create_app (which puts one at "
-            "app.state.tenfold.cache)",
+            "this app's platform has no cache: build it with tenfold.create_app()",
             setting="TENFOLD_CACHE",
         )
     return cache

@@ -24,12 +24,14 @@ __all__ = ["DbSession", "ReadSession", "get_database", "get_read_session", "get_
 
 
 def get_database(request: Request) -> Database:
-    """The ``Database`` at ``request.app.state.tenfold.db``."""
-    platform = getattr(request.app.state, "tenfold", None)
-    database = getattr(platform, "db", None)
+    """The platform's ``Database`` (``platform.get(Database)``)."""
+    from tenfold._platform import find_on
+    from tenfold.db._database import Database
+
+    database = find_on(request.app, Database)
     if database is None:
         raise ConfigurationError(
-            "no Database at app.state.tenfold.db: build the app with tenfold.create_app()"
+            "this app's platform has no Database: build the app with tenfold.create_app()"
         )
     return database
 

@@ -25,8 +25,8 @@ def idempotency_key(
 ) -> Callable[[Request], AsyncIterator[None]]:
     """A dependency (use with ``Depends(..., scope="function")``) keyed in ``store``.
 
-    Without ``store`` or ``config``, the app's (``TENFOLD_IDEMPOTENCY__*``):
-    ``app.state.tenfold.idempotency`` of an app built with ``create_app``.
+    Without ``store`` or ``config``, the platform's (``TENFOLD_IDEMPOTENCY__*``), of an
+    app built with ``create_app``.
     """
 
     async def reserve_idempotency_key(request: Request) -> AsyncIterator[None]:
@@ -55,12 +55,14 @@ def idempotency_key(
 
 
 def _app_store(request: Request) -> IdempotencyStore:
-    platform = getattr(request.app.state, "tenfold", None)
-    component = getattr(platform, "idempotency", None)
+    from tenfold._platform import find_on
+    from tenfold.idempotency._component import IdempotencyComponent
+
+    component = find_on(request.app, IdempotencyComponent)
     if component is None:
         raise ConfigurationError(
             "idempotency_key() without a store needs an app built with tenfold.create_app() "
-            "(it uses app.state.tenfold.idempotency.store); or pass a store"
+            "(it uses the platform's idempotency store); or pass a store"
         )
     store: IdempotencyStore = component.store
     return store

@@ -138,10 +138,12 @@ def idempotent_session(
 
 
 def app_config(request: Request) -> IdempotencyConfig:
-    """The app's ``IdempotencyConfig`` (``app.state.tenfold.idempotency``), else the defaults."""
-    platform = getattr(request.app.state, "tenfold", None)
-    config = getattr(getattr(platform, "idempotency", None), "config", None)
-    return config if isinstance(config, IdempotencyConfig) else _DEFAULTS
+    """The platform's ``IdempotencyConfig`` (``TENFOLD_IDEMPOTENCY__*``), else the defaults."""
+    from tenfold._platform import find_on
+    from tenfold.idempotency._component import IdempotencyComponent
+
+    component = find_on(request.app, IdempotencyComponent)
+    return component.config if component is not None else _DEFAULTS
 
 
 async def identify(

@@ -60,6 +60,13 @@ Environment
     with ``CI=true`` a missing binary fails the tests that need it, naming
     the package to install; otherwise they are skipped with that message.
 
+Helpers
+-------
+``attach_platform(app, *objects)``
+    a platform (no extensions) providing objects a test built, for apps wired
+    by hand; ``ManualClock`` for injected time; ``allocate_port`` for a free
+    loopback port.
+
 Break-helpers that need the process (stop, kill, pause, ...) raise
 ``NotManaged`` on external servers; inside a test that becomes a skip.
 """
@@ -68,6 +75,7 @@ from tenfold.testing._clock import ManualClock
 from tenfold.testing._errors import HarnessError, MissingBinary, NotManaged
 from tenfold.testing._pgbouncer import PgBouncer
 from tenfold.testing._pgcluster import PgCluster
+from tenfold.testing._platform import attach_platform
 from tenfold.testing._ports import allocate_port, release_port
 from tenfold.testing._postgres import PgServer
 from tenfold.testing._proxy import FaultProxy
@@ -85,5 +93,6 @@ __all__ = [
     "RedisCluster",
     "RedisServer",
     "allocate_port",
+    "attach_platform",
     "release_port",
 ]

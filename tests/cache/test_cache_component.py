@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 import uuid
 
 import httpx
@@ -18,7 +17,7 @@ from tenfold.cache._binding import CacheDep
 from tenfold.cache._cache import Cache
 from tenfold.health import HealthRegistry
 from tenfold.observability import Metrics
-from tenfold.testing import RedisServer
+from tenfold.testing import RedisServer, attach_platform
 
 from .conftest import eventually
 
@@ -148,5 +147,5 @@ async def test_cache_dependency_reads_the_apps_cache() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         with pytest.raises(ConfigurationError, match="no cache"):
             await client.get("/n")
-        app.state.tenfold = types.SimpleNamespace(cache=cache)
+        attach_platform(app, cache)
         assert (await client.get("/n")).json() == {"same": True}

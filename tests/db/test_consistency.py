@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -19,7 +18,7 @@ from tenfold.db import (
     format_token,
     parse_token,
 )
-from tenfold.testing import PgCluster
+from tenfold.testing import PgCluster, attach_platform
 from tenfold.web import install_problem_handlers
 
 from .conftest import MakeDatabase
@@ -59,7 +58,7 @@ def test_garbage_tokens_are_ignored(garbage: str | None) -> None:
 
 def _app(db: Database) -> FastAPI:
     app = FastAPI()
-    app.state.tenfold = SimpleNamespace(db=db)
+    attach_platform(app, db)
     install_problem_handlers(app)
 
     @app.post("/notes")

@@ -7,7 +7,6 @@ These tests stop shared session-scoped servers. Each restarts what it stopped in
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -16,7 +15,7 @@ from fastapi import FastAPI
 
 from tenfold._errors import DatabaseUnavailable, TenfoldError
 from tenfold.db import ConsistencyMiddleware, DbSession
-from tenfold.testing import PgCluster
+from tenfold.testing import PgCluster, attach_platform
 from tenfold.web import install_problem_handlers
 
 from .conftest import MakeDatabase, in_recovery, wait_for
@@ -75,7 +74,7 @@ async def test_replica_loss_fails_no_reads_and_ejects_then_readmits_it(
 
 def _app(db: object) -> FastAPI:
     app = FastAPI()
-    app.state.tenfold = SimpleNamespace(db=db)
+    attach_platform(app, db)
     install_problem_handlers(app)
 
     @app.post("/notes")

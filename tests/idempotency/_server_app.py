@@ -12,7 +12,6 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +21,7 @@ from pydantic import BaseModel, SecretStr
 from tenfold import DatabaseSettings, set_principal
 from tenfold.db import Database
 from tenfold.idempotency import IdempotentRoute, IdempotentSession, create_table
+from tenfold.testing import attach_platform
 from tenfold.web import install_problem_handlers
 
 GATE = Path(os.environ["TF_IDEM_TEST_GATE"])
@@ -41,7 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(lifespan=lifespan)
-app.state.tenfold = SimpleNamespace(db=db)
+attach_platform(app, db)
 install_problem_handlers(app)
 router = APIRouter(route_class=IdempotentRoute)
 

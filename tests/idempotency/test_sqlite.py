@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated, Any
 
 import httpx
@@ -23,7 +22,7 @@ from tenfold.idempotency import (
     create_table,
     idempotent_session,
 )
-from tenfold.testing import ManualClock
+from tenfold.testing import ManualClock, attach_platform
 from tenfold.web import install_problem_handlers
 
 CLOCK = ManualClock()
@@ -57,7 +56,7 @@ async def short(body: dict[str, str], session: ShortSession) -> dict[str, int]:
 
 def _app(db: Database) -> FastAPI:
     app = FastAPI()
-    app.state.tenfold = SimpleNamespace(db=db)
+    attach_platform(app, db)
     install_problem_handlers(app)
     app.include_router(router)
 
