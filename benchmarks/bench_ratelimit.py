@@ -39,7 +39,7 @@ from typing import Any
 from tenfold.ratelimit import MemoryBackend, Rate, RedisBackend, Rule
 from tenfold.testing import RedisServer
 
-if not __package__:  # run as a file (benchmarks/bench_ratelimit.py): put the repo root on the path
+if not __package__:  # run as a file, not with -m: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._results import Results, Target, record
 
