@@ -1,30 +1,19 @@
 """Run every benchmark: ``python -m benchmarks [--quick] [name ...]``.
 
 Each ``bench_*.py`` module has a ``main(argv)``; each prints our figure beside
-the peer's measured in the same run, with the ratio.
+the peer's measured in the same run, with the ratio, and writes the same
+numbers to ``benchmarks/results/<name>.json`` (see ``benchmarks/_results.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
-import platform
 import sys
 from pathlib import Path
 
-
-def _machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+from benchmarks._results import machine
 
 
 def main() -> int:
@@ -37,7 +26,7 @@ def main() -> int:
     unknown = set(args.only) - set(names)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    print(f"machine: {_machine()}")
+    print(f"machine: {machine()}")
     for name in args.only or names:
         print(f"\n=== {name} ===", flush=True)
         module = importlib.import_module(f"benchmarks.{name}")

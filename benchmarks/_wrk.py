@@ -42,6 +42,7 @@ __all__ = [
     "WrkResult",
     "add_load_arguments",
     "apply_quick",
+    "compare_servers",
     "cpu_ratio",
     "find_wrk",
     "format_table",
@@ -51,6 +52,7 @@ __all__ = [
     "pin_cpus",
     "report_rounds",
     "run_wrk",
+    "server_figures",
     "uvicorn_server",
     "warm_up",
 ]
@@ -342,6 +344,41 @@ def report_rounds(runs: Mapping[str, list[WrkResult]]) -> dict[str, WrkResult]:
         if not result.ok:
             print(f"  warning: {name} had errors: {result}")
     return best
+
+
+def server_figures(best: Mapping[str, WrkResult]) -> dict[str, float]:
+    """The table's figures for each server, named ``<server>.req_per_s`` and so on."""
+    figures: dict[str, float] = {}
+    for name, r in best.items():
+        figures[f"{name}.req_per_s"] = r.rps
+        figures[f"{name}.p50_ms"] = r.p50_ms
+        figures[f"{name}.p99_ms"] = r.p99_ms
+        figures[f"{name}.cpu_us_per_req"] = r.cpu_us_per_request
+        figures[f"{name}.errors"] = r.socket_errors + r.non_2xx
+    return figures
+
+
+def compare_servers(
+    runs: Mapping[str, list[WrkResult]],
+    best: Mapping[str, WrkResult],
+    ours: Sequence[str],
+    peers: Sequence[str],
+) -> dict[str, float]:
+    """Print and return each measured ``ours/peer`` ratio.
+
+    ``"ours/peer"`` is by req/s (median round); ``"ours/peer.req_per_cpu_s"`` by
+    server CPU time per request (``cpu_ratio``).
+    """
+    ratios: dict[str, float] = {}
+    for mine in ours:
+        for peer in peers:
+            if mine in best and peer in best:
+                by_rps = best[mine].rps / best[peer].rps
+                by_cpu = cpu_ratio(runs[mine], runs[peer])
+                print(f"ratio {mine}/{peer}: rps {by_rps:.3f}, cpu/request {by_cpu:.3f}")
+                ratios[f"{mine}/{peer}"] = by_rps
+                ratios[f"{mine}/{peer}.req_per_cpu_s"] = by_cpu
+    return ratios
 
 
 def cpu_ratio(ours: list[WrkResult], peer: list[WrkResult]) -> float:

@@ -15,7 +15,8 @@ constant. Part 4, Zipf(1.1) over 100k keys with a 2 ms loader: hit ratio and
 loader calls per 1000 requests, cold then warm. Target: >= 95% once warm.
 
 Rounds are interleaved and the median round is reported. Redis is started
-with ``tenfold.testing`` (or ``TENFOLD_TEST_REDIS_URL`` is used).
+with ``tenfold.testing`` (or ``TENFOLD_TEST_REDIS_URL`` is used). The figures,
+ratios and targets go to ``benchmarks/results/bench_cache.json``.
 
     .venv/bin/python benchmarks/bench_cache.py [--quick]
     python -m benchmarks bench_cache
@@ -43,6 +44,10 @@ from tenfold.cache._redis import RedisBackend
 from tenfold.cache._serde import OrjsonSerializer
 from tenfold.testing import RedisServer
 
+if not __package__:  # run as a file, not with -m: put the repo root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._results import Results, Target, record
+
 KEYS = 1_000
 SMALL = {"id": 42, "name": "Kegstand Kings", "points": 1234, "rank": 3, "tags": ["a", "b"]}
 
@@ -58,6 +63,20 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.l1_gets, args.l2_gets, args.rounds = 30_000, 2_000, 1
     return args
+
+
+def _tasks_label(tasks: int) -> str:
+    return "1-task" if tasks == 1 else f"{tasks}-tasks"
+
+
+def _targets(tasks: int) -> dict[str, Target]:
+    """What docs/benchmarks.md holds the cache to; reported after each run, never enforced."""
+    l2 = Target.at_most(1.3)
+    return {
+        "l1.LocalLRU.us_per_get": Target.at_most(0.5),
+        **{f"RedisBackend/redis-py.{_tasks_label(n)}.us_per_get": l2 for n in (1, tasks)},
+        "zipf.warm.hit_ratio": Target.at_least(0.95),
+    }
 
 
 def _median(values: list[float]) -> float:
@@ -82,6 +101,15 @@ def _time_sync(get: Callable[[str], Any], keys: list[str], n: int) -> float:
     for k in batch:
         get(k)
     return (time.perf_counter() - started) / n * 1e6
+
+
+#: Each L1 contender's printed name and the name its figure is recorded under.
+_L1_NAMES = {
+    "LocalLRU.get (sync)": "LocalLRU",
+    "LocalLRU.get (awaited)": "LocalLRU-awaited",
+    "cashews mem://": "cashews-mem",
+    "aiocache SimpleMemory": "aiocache-memory",
+}
 
 
 async def _l1_contenders(keys: list[str]) -> dict[str, Callable[[list[str], int], Any]]:
@@ -113,7 +141,7 @@ async def _l1_contenders(keys: list[str]) -> dict[str, Callable[[list[str], int]
     }
 
 
-async def bench_l1(args: argparse.Namespace) -> dict[str, float]:
+async def bench_l1(args: argparse.Namespace, results: Results) -> dict[str, float]:
     keys = [key("bench", "player", i) for i in range(KEYS)]
     contenders = await _l1_contenders(keys)
     rounds: dict[str, list[float]] = {name: [] for name in contenders}
@@ -126,12 +154,14 @@ async def bench_l1(args: argparse.Namespace) -> dict[str, float]:
     ours = us["LocalLRU.get (sync)"]
     for name, value in us.items():
         print(f"  {name:<24}{value:8.3f} µs/get   {value / ours:6.1f}x LocalLRU.get")
-    verdict = "meets" if ours <= 0.5 else "MISSES"
+        results.figures[f"l1.{_L1_NAMES[name]}.us_per_get"] = value
     print(
         f"  cashews/LocalLRU = {us['cashews mem://'] / ours:.1f}x, "
-        f"aiocache/LocalLRU = {us['aiocache SimpleMemory'] / ours:.1f}x; "
-        f"target <= 0.5 µs: {verdict}"
+        f"aiocache/LocalLRU = {us['aiocache SimpleMemory'] / ours:.1f}x"
     )
+    # Printed as the peer's time over ours: ours/peer by gets per second.
+    for peer in ("cashews mem://", "aiocache SimpleMemory"):
+        results.ratios[f"LocalLRU/{_L1_NAMES[peer]}.gets_per_s"] = us[peer] / ours
     return us
 
 
@@ -151,7 +181,7 @@ async def _time_l2(get: Callable[[str], Awaitable[Any]], keys: list[str], n: int
     return (time.perf_counter() - started) / done * 1e6, (time.process_time() - cpu) / done * 1e6
 
 
-async def bench_l2(args: argparse.Namespace, url: str) -> dict[str, float]:
+async def bench_l2(args: argparse.Namespace, url: str, results: Results) -> dict[str, float]:
     backend = RedisBackend.from_url(url, max_connections=args.tasks)
     raw = aioredis.Redis.from_url(url, max_connections=args.tasks)
     serializer = OrjsonSerializer()
@@ -163,38 +193,46 @@ async def bench_l2(args: argparse.Namespace, url: str) -> dict[str, float]:
         return serializer.loads(await backend.get(k))  # type: ignore[arg-type]
 
     variants = {"RedisBackend.get+loads": ours, "redis-py GET (raw bytes)": raw.get}
+    recorded = {"RedisBackend.get+loads": "RedisBackend", "redis-py GET (raw bytes)": "redis-py"}
     for get in variants.values():
         assert await get(keys[0]) in (SMALL, blob)
-    results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    timings: dict[tuple[str, int], list[tuple[float, float]]] = {}
     try:
         for _ in range(args.rounds):
             for tasks in (1, args.tasks):
                 for name, get in variants.items():
                     n = args.l2_gets // (4 if tasks == 1 else 1)
-                    results.setdefault((name, tasks), []).append(
+                    timings.setdefault((name, tasks), []).append(
                         await _time_l2(get, keys, n, tasks)
                     )
         print(f"\nPart 2, L2 hit: {len(blob)}-byte JSON entry, median of {args.rounds} round(s)")
+        results.figures["l2.entry_bytes"] = len(blob)
         ratios = {}
         for tasks in (1, args.tasks):
-            wall = {n: _median([r[0] for r in results[(n, tasks)]]) for n in variants}
-            cpu = {n: _median([r[1] for r in results[(n, tasks)]]) for n in variants}
+            wall = {n: _median([r[0] for r in timings[(n, tasks)]]) for n in variants}
+            cpu = {n: _median([r[1] for r in timings[(n, tasks)]]) for n in variants}
+            label = _tasks_label(tasks)
             for name in variants:
                 print(
                     f"  {tasks:>2} task(s)  {name:<26}{wall[name]:8.1f} µs/get wall"
                     f"{cpu[name]:8.1f} µs/get client CPU"
                 )
+                results.figures[f"l2.{recorded[name]}.{label}.us_per_get"] = wall[name]
+                results.figures[f"l2.{recorded[name]}.{label}.cpu_us_per_get"] = cpu[name]
             ours_us, raw_us = wall["RedisBackend.get+loads"], wall["redis-py GET (raw bytes)"]
             ratios[tasks] = ours_us / raw_us
             print(f"  {tasks:>2} task(s)  ratio ours/raw = {ratios[tasks]:.2f}x (target <= 1.3x)")
-        await _bench_compression(args, backend, raw)
+            results.ratios[f"RedisBackend/redis-py.{label}.us_per_get"] = ratios[tasks]
+        await _bench_compression(args, backend, raw, results)
         return {f"ratio_{t}": r for t, r in ratios.items()}
     finally:
         await backend.aclose()
         await raw.aclose()
 
 
-async def _bench_compression(args: argparse.Namespace, backend: RedisBackend, raw: Any) -> None:
+async def _bench_compression(
+    args: argparse.Namespace, backend: RedisBackend, raw: Any, results: Results
+) -> None:
     """Read + decode time of plain vs zlib'd entries by size: where compression pays."""
     plain, packed = (
         OrjsonSerializer(compress_threshold=None),
@@ -206,6 +244,7 @@ async def _bench_compression(args: argparse.Namespace, backend: RedisBackend, ra
         rows = [{"id": i, "name": f"player {i}", "team": "Kegstand Kings"} for i in range(size)]
         value = rows[: max(1, size // len(orjson.dumps(rows[0])))]
         line = f"  {len(orjson.dumps(value)):>6} B JSON:"
+        results.figures[f"compression.{size}B.json_bytes"] = len(orjson.dumps(value))
         for label, serializer in (("plain", plain), ("zlib", packed)):
             k = key("bench", "zip", label, size)
             await backend.set(k, serializer.dumps(value), 3600)
@@ -216,6 +255,8 @@ async def _bench_compression(args: argparse.Namespace, backend: RedisBackend, ra
 
             wall = _median([(await _time_l2(get, [k], n, 1))[0] for _ in range(args.rounds)])
             line += f"  {label} {wall:7.1f} µs {stored:>6} B"
+            results.figures[f"compression.{size}B.{label}.us_per_get"] = wall
+            results.figures[f"compression.{size}B.{label}.stored_bytes"] = stored
         print(line)
 
 
@@ -226,7 +267,19 @@ async def _constant(player_id: int) -> dict[str, Any]:
     return SMALL
 
 
-async def bench_cached_decorator(args: argparse.Namespace, url: str) -> dict[str, float]:
+#: Each call path's printed name and the name its figure is recorded under.
+_CALL_NAMES = {
+    "direct call": "direct-call",
+    "@cached hit f(i)": "cached-hit",
+    "@cached hit f(player_id=i)": "cached-hit-kwargs",
+    "cache.get_or_load hit": "get_or_load-hit",
+    "cache.get hit": "get-hit",
+}
+
+
+async def bench_cached_decorator(
+    args: argparse.Namespace, url: str, results: Results
+) -> dict[str, float]:
     """``@cached`` hit (L1) vs a direct call of an async function returning a constant."""
     from tenfold import CacheSettings, RedisSettings
     from tenfold.cache._cache import Cache
@@ -270,8 +323,12 @@ async def bench_cached_decorator(args: argparse.Namespace, url: str) -> dict[str
     print(f"\nPart 3, @cached hit path: {args.l1_gets // 2} awaited calls, median of {args.rounds}")
     for name, value in us.items():
         print(f"  {name:<28}{value:8.3f} µs/call   {value / direct:6.1f}x direct")
+        results.figures[f"decorator.{_CALL_NAMES[name]}.us_per_call"] = value
+        if name != "direct call":
+            results.ratios[f"{_CALL_NAMES[name]}/direct-call.us_per_call"] = value / direct
     overhead = us["@cached hit f(i)"] - direct
     print(f"  @cached overhead per hit: {overhead:.3f} µs")
+    results.figures["decorator.cached-overhead.us_per_call"] = overhead
     return us
 
 
@@ -293,7 +350,7 @@ def _zipf_sampler(n: int, s: float, seed: int) -> Callable[[], int]:
     return lambda: bisect.bisect_left(cdf, rng.random() * total)
 
 
-async def bench_zipf(args: argparse.Namespace, url: str) -> dict[str, float]:
+async def bench_zipf(args: argparse.Namespace, url: str, results: Results) -> dict[str, float]:
     """Zipf(1.1) over 100k keys, 2 ms loader: hit ratio and loads per 1000 requests, per
     window of traffic from a cold start, then from a start with a warmer."""
     window = 20_000 if args.quick else 150_000
@@ -308,9 +365,12 @@ async def bench_zipf(args: argparse.Namespace, url: str) -> dict[str, float]:
     warmed = await _zipf_run(url, [plan[:window]], warm_top=10_000)
     for i, r in enumerate(cold):
         _print_zipf(f"cold start, window {i + 1}", r)
+        _record_zipf(results, f"zipf.cold.window-{i + 1}", r)
     _print_zipf("warmer (top 10k) + window 1", warmed[0])
-    verdict = "meets" if cold[-1]["hit_ratio"] >= 0.95 else "MISSES"
-    print(f"  hit ratio once warm (last window) target >= 95%: {verdict}")
+    _record_zipf(results, "zipf.warmer.window-1", warmed[0])
+    print(f"  once warm (the last window): hit ratio {cold[-1]['hit_ratio']:.2%}")
+    results.figures["zipf.warm.hit_ratio"] = cold[-1]["hit_ratio"]
+    results.figures["zipf.warm.loads_per_1000"] = cold[-1]["loads_per_1000"]
     return cold[-1]
 
 
@@ -323,6 +383,14 @@ def _print_zipf(label: str, r: dict[str, float]) -> None:
         f"L2 {r['l2_ratio']:6.2%})  loader calls/1000 req {r['loads_per_1000']:6.1f}  "
         f"{r['rate']:7.0f} req/s"
     )
+
+
+def _record_zipf(results: Results, prefix: str, r: dict[str, float]) -> None:
+    results.figures[f"{prefix}.hit_ratio"] = r["hit_ratio"]
+    results.figures[f"{prefix}.l1_hit_ratio"] = r["l1_ratio"]
+    results.figures[f"{prefix}.l2_hit_ratio"] = r["l2_ratio"]
+    results.figures[f"{prefix}.loads_per_1000"] = r["loads_per_1000"]
+    results.figures[f"{prefix}.req_per_s"] = r["rate"]
 
 
 async def _zipf_run(url: str, phases: list[list[int]], warm_top: int = 0) -> list[dict[str, float]]:
@@ -378,10 +446,12 @@ async def _zipf_run(url: str, phases: list[list[int]], warm_top: int = 0) -> lis
 
 
 async def _bench(args: argparse.Namespace, url: str) -> None:
-    await bench_l1(args)
-    await bench_l2(args, url)
-    await bench_cached_decorator(args, url)
-    await bench_zipf(args, url)
+    results = Results(Path(__file__).stem, quick=args.quick, targets=_targets(args.tasks))
+    await bench_l1(args, results)
+    await bench_l2(args, url, results)
+    await bench_cached_decorator(args, url, results)
+    await bench_zipf(args, url, results)
+    record(results)
 
 
 def main(argv: list[str] | None = None) -> int:

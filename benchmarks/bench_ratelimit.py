@@ -14,7 +14,9 @@ spreading hits over ``--keys`` keys under the same rule (``--limit`` per minute
 per key, generous enough that nearly every hit is admitted), on one fresh
 redis-server (or ``TENFOLD_TEST_REDIS_URL``). Variants are interleaved for
 ``--rounds`` rounds and the median round is reported. Ratios are between
-figures measured here, now; the target for exact mode is >= 1.5x ``limits``.
+figures measured here, now; the target for exact mode (``tenfold-gcra`` and
+``tenfold-sliding``) is >= 1.5x ``limits``. The figures, ratios and targets go
+to ``benchmarks/results/bench_ratelimit.json``.
 
     python -m benchmarks bench_ratelimit [--quick]
     python -m benchmarks.bench_ratelimit --tasks 32 --keys 1000 --duration 3
@@ -37,7 +39,15 @@ from typing import Any
 from tenfold.ratelimit import MemoryBackend, Rate, RedisBackend, Rule
 from tenfold.testing import RedisServer
 
+if not __package__:  # run as a file, not with -m: put the repo root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._results import Results, Target, record
+
 Hit = Callable[[str], Awaitable[bool]]
+_EXACT = ("tenfold-gcra", "tenfold-sliding")
+_PEERS = ("limits-moving", "limits-sliding")
+#: Exact mode against ``limits``, by decisions/s; reported after each run, never enforced.
+TARGETS = {f"{ours}/{peer}": Target.at_least(1.5) for ours in _EXACT for peer in _PEERS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +195,7 @@ async def _bench(args: argparse.Namespace, url: str) -> dict[str, list[Run]]:
     return runs
 
 
-def _report(runs: dict[str, list[Run]]) -> None:
+def _report(runs: dict[str, list[Run]], results: Results) -> None:
     best = {
         name: sorted(rs, key=lambda r: r.per_second)[(len(rs) - 1) // 2]
         for name, rs in runs.items()
@@ -194,6 +204,9 @@ def _report(runs: dict[str, list[Run]]) -> None:
     for name, r in best.items():
         share = r.admitted / r.decisions
         print(f"{name:<18}{r.per_second:>13.0f}{r.us_per_decision:>13.2f}{share:>10.3f}")
+        results.figures[f"{name}.decisions_per_s"] = r.per_second
+        results.figures[f"{name}.us_per_decision"] = r.us_per_decision
+        results.figures[f"{name}.admitted_share"] = share
     for name, rs in runs.items():
         if len(rs) > 1:
             spread = ", ".join(f"{r.per_second:.0f}" for r in rs)
@@ -205,10 +218,11 @@ def _report(runs: dict[str, list[Run]]) -> None:
         if n in best
     ]
     for mine in ours:
-        for peer in ("limits-moving", "limits-sliding"):
+        for peer in _PEERS:
             if peer in best:
                 ratio = best[mine].per_second / best[peer].per_second
-                print(f"ratio {mine}/{peer}: {ratio:.2f}x (target >= 1.5x for exact mode)")
+                print(f"ratio {mine}/{peer}: {ratio:.2f}x")
+                results.ratios[f"{mine}/{peer}"] = ratio
 
 
 _NAMES = (
@@ -258,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         if workdir is not None:
             server.close()
             shutil.rmtree(workdir, ignore_errors=True)
-    _report(runs)
+    results = Results(Path(__file__).stem, quick=args.quick, targets=dict(TARGETS))
+    _report(runs, results)
+    record(results)
     return 0
 
 

@@ -18,7 +18,9 @@ concurrent tasks, a fixed number in total, five ways in the same run:
 Every variant does the same transaction work per read: BEGIN (``BEGIN READ
 ONLY`` for the router, the same round trip), the SELECT, ROLLBACK. Rounds are
 interleaved and the median round is reported. The routing decision itself
-(``Router.choose_replica``) is also timed alone.
+(``Router.choose_replica``) is also timed alone. The figures and ratios go to
+``benchmarks/results/bench_replica_reads.json``; docs/benchmarks.md sets no
+target here.
 
 It starts its own PostgreSQL primary and replica with ``tenfold.testing``
 (or uses ``TENFOLD_TEST_PG_PRIMARY`` / ``TENFOLD_TEST_PG_REPLICA``).
@@ -52,6 +54,10 @@ from tenfold import DatabaseSettings
 from tenfold._context import RequestContext, bind_context, reset_context
 from tenfold.db import Database
 from tenfold.testing import PgCluster
+
+if not __package__:  # run as a file, not with -m: put the repo root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._results import Results, record
 
 ROWS = 10_000
 QUERY = sa.text("SELECT v FROM points WHERE id = :id")
@@ -178,7 +184,9 @@ async def _bench(cluster: PgCluster, args: argparse.Namespace) -> None:
             for variant, factory in variants.items():
                 rounds[variant].append(await _run_round(variant, factory, args.tasks, args.reads))
                 serial[variant].append(await _run_round(variant, factory, 1, args.reads // 8))
-        _report(rounds, serial, db, replay, args)
+        results = Results(Path(__file__).stem, quick=args.quick)
+        _report(rounds, serial, db, replay, args, results)
+        record(results)
     finally:
         await db.stop()
         await primary.dispose()
@@ -196,6 +204,7 @@ def _report(
     db: Database,
     replay: int,
     args: Any,
+    results: Results,
 ) -> None:
     best = {name: _median(rs) for name, rs in rounds.items()}
     one = {name: _median(rs) for name, rs in serial.items()}
@@ -212,6 +221,23 @@ def _report(
             f"{name:<16}{r.qps:>9.0f}{r.mean_us:>9.0f}{p99:>9.0f}{r.cpu_us:>13.0f}"
             f"{one[name].mean_us:>11.0f}"
         )
+        results.figures[f"{name}.reads_per_s"] = r.qps
+        results.figures[f"{name}.mean_us"] = r.mean_us
+        results.figures[f"{name}.p99_us"] = p99
+        results.figures[f"{name}.cpu_us_per_read"] = r.cpu_us
+        results.figures[f"{name}.one_task_mean_us"] = one[name].mean_us
+    _compare(best, one, results)
+    without, with_token = _decision_ns(db, None), _decision_ns(db, replay)
+    print(
+        f"routing decision alone: {without:.0f} ns without a token, "
+        f"{with_token:.0f} ns with a replayed token"
+    )
+    results.figures["choose_replica.ns"] = without
+    results.figures["choose_replica+token.ns"] = with_token
+
+
+def _compare(best: dict[str, Round], one: dict[str, Round], results: Results) -> None:
+    """Print the router against the plain engines; record ours/peer by reads/s and CPU."""
     for ours, peer, what in (
         ("router", "replica-engine", "the router's own cost: same engine, pool, driver settings"),
         ("router", "direct-replica", "all of it, tenfold's engine settings included"),
@@ -224,10 +250,8 @@ def _report(
             f"{a.cpu_us - b.cpu_us:+.0f} µs), throughput {a.qps / b.qps:.2f}x, "
             f"1-task latency {one[ours].mean_us - one[peer].mean_us:+.0f} µs"
         )
-    print(
-        f"routing decision alone: {_decision_ns(db, None):.0f} ns without a token, "
-        f"{_decision_ns(db, replay):.0f} ns with a replayed token"
-    )
+        results.ratios[f"{ours}/{peer}"] = a.qps / b.qps
+        results.ratios[f"{ours}/{peer}.cpu_us_per_read"] = a.cpu_us / b.cpu_us
 
 
 def _workdir() -> Path:

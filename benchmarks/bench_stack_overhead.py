@@ -14,7 +14,8 @@
 Each is one uvicorn worker (uvloop + httptools) in its own process; wrk loads
 each in turn, for ``--rounds`` interleaved rounds, and the median round is
 reported. Nothing is compared with stored numbers: ratios are between servers
-measured here, now.
+measured here, now. The figures, ratios and the target go to
+``benchmarks/results/bench_stack_overhead.json``.
 
     python -m benchmarks bench_stack_overhead [--quick]
     python -m benchmarks.bench_stack_overhead --duration 8 --connections 32
@@ -25,24 +26,29 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 from typing import IO, Any
 
+from benchmarks._results import Results, Target, record
 from benchmarks._wrk import (
     Server,
     WrkResult,
     add_load_arguments,
     apply_quick,
-    cpu_ratio,
+    compare_servers,
     find_wrk,
     interleaved_rounds,
     pin_cpus,
     report_rounds,
+    server_figures,
     uvicorn_server,
     warm_up,
 )
 
 _PATH = "/items/42"
 _VARIANTS = ("starlette", "fastapi", "tenfold", "tenfold-split", "tenfold-full")
+#: What docs/benchmarks.md holds the stack to; reported after each run, never enforced.
+TARGETS = {"tenfold/fastapi": Target.at_least(0.9)}
 
 
 def make_starlette() -> Any:
@@ -163,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                 server.url + _PATH, seconds=args.warmup, connections=args.connections, cpu=load_cpu
             )
         runs = interleaved_rounds(servers, _PATH, args, load_cpu)
-    _report(runs)
+    results = Results(Path(__file__).stem, quick=args.quick, targets=dict(TARGETS))
+    _report(runs, results)
+    record(results)
     return 0
 
 
@@ -171,15 +179,11 @@ def _out(stdout: IO[bytes] | None) -> dict[str, Any]:
     return {"stdout": stdout} if stdout is not None else {}
 
 
-def _report(runs: dict[str, list[WrkResult]]) -> None:
+def _report(runs: dict[str, list[WrkResult]], results: Results) -> None:
     best = report_rounds(runs)
-    for ours in ("tenfold", "tenfold-split", "tenfold-full"):
-        for peer in ("fastapi", "starlette"):
-            if ours in best and peer in best:
-                print(
-                    f"ratio {ours}/{peer}: rps {best[ours].rps / best[peer].rps:.3f}, "
-                    f"cpu/request {cpu_ratio(runs[ours], runs[peer]):.3f}"
-                )
+    results.figures.update(server_figures(best))
+    ours, peers = ("tenfold", "tenfold-split", "tenfold-full"), ("fastapi", "starlette")
+    results.ratios.update(compare_servers(runs, best, ours, peers))
 
 
 if __name__ == "__main__":
