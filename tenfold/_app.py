@@ -151,7 +151,11 @@ def _middleware(
         SlotMiddleware(
             Slot.REQUEST_CONTEXT,
             ObservabilityMiddleware,
-            {"metrics": platform.metrics, "access_log": obs.access_log},
+            {
+                "metrics": platform.metrics,
+                "access_log": obs.access_log,
+                "index": platform.route_index,
+            },
             "kernel",
         ),
         SlotMiddleware(Slot.PROBLEM, ProblemMiddleware, {}, "kernel"),

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
     from tenfold._platform import Platform
+    from tenfold._routes import RouteIndex
     from tenfold._settings import CoreSettings
     from tenfold.health import Check, HealthRegistry, Lifecycle
     from tenfold.observability import Metrics, Tracing
@@ -136,6 +137,12 @@ class Build:
     @property
     def tracing(self) -> Tracing:
         return self._platform.tracing
+
+    @property
+    def route_index(self) -> RouteIndex:
+        """The app's ``RouteIndex``: pass it to middleware that needs the route before
+        routing, so each request is matched once for all of them."""
+        return self._platform.route_index
 
     def option(self, name: str, default: Any = None) -> Any:
         """A value the platform's opener passed for extensions (``create_app(rate_limits=...)``)."""

@@ -28,6 +28,7 @@ from starlette.requests import HTTPConnection
 from tenfold._components import Component, ComponentGroup
 from tenfold._errors import ConfigurationError
 from tenfold._extension import Build, Extension, SlotMiddleware, check_extension
+from tenfold._routes import RouteIndex
 from tenfold._settings import CoreSettings
 from tenfold.health import HealthRegistry, Lifecycle
 from tenfold.observability import Metrics, Tracing, configure_logging, get_logger, start_tracing
@@ -70,6 +71,8 @@ class Platform:
         self.health = HealthRegistry(settings.health)
         self.lifecycle = Lifecycle()
         self.tracing: Tracing = start_tracing(obs, span_exporter=self.options.get("span_exporter"))
+        #: The app's routes, matched once per request and shared by every middleware.
+        self.route_index = RouteIndex()
         self._components: list[Component] = []
         self._middleware: list[SlotMiddleware] = []
         self._routers: list[APIRouter] = []

@@ -34,4 +34,5 @@ class HttpCacheExtension(Extension):
             credential_headers=tuple(settings.credential_headers),
             session_cookies=tuple(settings.session_cookies),
             max_body_bytes=settings.max_body_bytes,
+            index=build.route_index,
         )

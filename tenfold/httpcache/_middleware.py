@@ -5,8 +5,9 @@ an access line and RED metrics under its route template) and inside
 ``ConsistencyMiddleware`` (whose read-your-writes token makes the cache step
 aside), outside the router. A hit is answered before routing and validation.
 
-For a GET or HEAD whose route has a policy (``RouteTable`` finds it from the
-path alone, see ``tenfold.web.RouteTable``; who may share and the key: ``_http_request``):
+For a GET or HEAD whose route has a policy (the app's shared ``RouteIndex``
+finds the route from the path alone, see ``tenfold.web.RouteIndex``; who may
+share and the key: ``_request``):
 
 * **Hit**: the stored 200 with ``Age``, or a 304 when ``If-None-Match``
   matches (weak comparison, lists and ``*``). HEAD is answered from the GET
@@ -36,9 +37,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tenfold._routes import RouteIndex, RouteMatch
 from tenfold.cache._errors import CacheUnavailable
 from tenfold.httpcache._policy import CachePolicy, policy_of
 from tenfold.httpcache._request import (
@@ -64,9 +65,27 @@ from tenfold.httpcache._store import (
     encode_entry,
 )
 from tenfold.observability import get_logger
-from tenfold.web import RouteMatch, RouteTable
 
 __all__ = ["HttpCacheMiddleware"]
+
+
+class CachedRoute:
+    """A matched route and its ``CachePolicy``, for one request."""
+
+    __slots__ = ("match", "policy")
+
+    def __init__(self, match: RouteMatch, policy: CachePolicy) -> None:
+        self.match = match
+        self.policy = policy
+
+    @property
+    def template(self) -> str:
+        return self.match.template
+
+    @property
+    def endpoint(self) -> Any:
+        return self.match.endpoint
+
 
 _log = get_logger("tenfold.cache.http")
 
@@ -97,6 +116,7 @@ class HttpCacheMiddleware:
     ``bypass_consistency``  step aside for requests carrying a read-your-writes token
     ``max_body_bytes``      larger responses pass through untouched: no ETag, not stored
     ``clock``               wall-clock seconds (entries are shared between processes)
+    ``index``               the app's shared ``RouteIndex`` (one is made if not given)
     """
 
     def __init__(
@@ -113,8 +133,11 @@ class HttpCacheMiddleware:
         bypass_consistency: bool = True,
         max_body_bytes: int = 1 << 20,
         clock: Callable[[], float] = time.time,
+        index: RouteIndex | None = None,
     ) -> None:
         self.app = app
+        #: The app's routes, shared with the other middleware (a request is matched once).
+        self.index = index or RouteIndex()
         self.store = store
         # In-process stores keep decoded entries, so a hit skips the codec; in front of a
         # shared store, ``local`` saves the round trip for entries this process has seen.
@@ -133,8 +156,7 @@ class HttpCacheMiddleware:
             bypass_headers=bypass_headers,
             bypass_consistency=bypass_consistency,
         )
-        self._table: RouteTable | None = None
-        self._router: Any = None
+        self._learned: object = None  # the routes table whose policies ``requests`` learned
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         # Plain counters (``stats()``): the metrics layer reads them, nothing here exports.
         self.hits = 0  # fresh entries served
@@ -163,8 +185,7 @@ class HttpCacheMiddleware:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        table = self._table if self._table is not None else self._build(scope)
-        route = table.match(get_route_path(scope)) if table.has_policies else None
+        route = self._route(scope)
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -182,21 +203,26 @@ class HttpCacheMiddleware:
             self.misses += 1
         await self._fill(scope, receive, send, route, req, entry_key)
 
-    def _build(self, scope: Scope) -> RouteTable:
-        app = scope.get("app")
-        if getattr(app, "routes", None) is None:
-            app = self.app
-        routes = getattr(app, "routes", None)
-        if routes is None:
-            _log.warning("http_cache_no_routes", app=type(app).__name__)
-        table = RouteTable(routes or (), policy_of)
-        self.requests.learn(table.policies)
-        self._router = getattr(app, "router", app)
-        self._table = table
-        return table
+    def _route(self, scope: Scope) -> CachedRoute | None:
+        """The request's route and its policy, if its route has one."""
+        index = self.index
+        table = index.table(scope, self.app)
+        if table is None:
+            return None
+        policies = table.policies(policy_of)
+        if table is not self._learned:  # new routes: read the headers their policies vary on
+            self.requests.learn(policies)
+            self._learned = table
+        if not policies:
+            return None
+        found = index.match(scope, self.app)
+        if found is None:
+            return None
+        policy = found.policy(policy_of)
+        return CachedRoute(found, policy) if policy is not None else None
 
     async def _serve_hit(
-        self, scope: Scope, send: Send, route: RouteMatch, req: RequestView, entry_key: str
+        self, scope: Scope, send: Send, route: CachedRoute, req: RequestView, entry_key: str
     ) -> bool:
         """Answer from the store if it holds a fresh (or revalidating) entry."""
         entry = await self._load(entry_key, route.policy)
@@ -211,7 +237,7 @@ class HttpCacheMiddleware:
             self._refresh_later(scope, route, req, entry_key)
         else:
             self.hits += 1
-        route.label(scope, self._router)
+        route.match.label(scope, self.index.table(scope, self.app).router)  # type: ignore[union-attr]
         age_header = (b"age", b"%d" % max(age, 0))
         if req.inm is not None and etag_matches(req.inm, entry.etag):
             self.not_modified += 1
@@ -254,7 +280,7 @@ class HttpCacheMiddleware:
         scope: Scope,
         receive: Receive,
         send: Send,
-        route: RouteMatch,
+        route: CachedRoute,
         req: RequestView,
         entry_key: str | None,
     ) -> None:
@@ -317,7 +343,7 @@ class HttpCacheMiddleware:
         self,
         scope: Scope,
         send: Send,
-        route: RouteMatch,
+        route: CachedRoute,
         req: RequestView,
         entry_key: str | None,
         start: Message,
@@ -370,7 +396,7 @@ class HttpCacheMiddleware:
         self.stores += 1
 
     def _refresh_later(
-        self, scope: Scope, route: RouteMatch, req: RequestView, entry_key: str
+        self, scope: Scope, route: CachedRoute, req: RequestView, entry_key: str
     ) -> None:
         """Start one background run of the route for a stale entry (one per key at a time)."""
         if entry_key in self._refreshing:
@@ -384,7 +410,7 @@ class HttpCacheMiddleware:
         task.add_done_callback(lambda _: self._refreshing.pop(entry_key, None))
 
     async def _refresh(
-        self, scope: Scope, route: RouteMatch, req: RequestView, entry_key: str
+        self, scope: Scope, route: CachedRoute, req: RequestView, entry_key: str
     ) -> None:
         self.refreshes += 1
         try:

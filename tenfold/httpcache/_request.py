@@ -49,7 +49,6 @@ from starlette.types import Scope
 from tenfold._context import current_consistency_token, current_user_id
 from tenfold.cache._keys import key as cache_key
 from tenfold.httpcache._policy import CachePolicy
-from tenfold.web import RouteMatch
 
 __all__ = [
     "DEFAULT_BYPASS_HEADERS",
@@ -178,8 +177,9 @@ class RequestReader:
                 return value.strip()
         return None
 
-    def key(self, scope: Scope, route: RouteMatch, view: RequestView) -> str:
-        """The entry key of a shareable request (see the module docstring)."""
+    def key(self, scope: Scope, route: Any, view: RequestView) -> str:
+        """The entry key of a shareable request (see the module docstring); ``route`` has the
+        matched ``template`` and its ``policy``."""
         found = view.found
         forwarded = None
         for name in self.forwarded_headers:

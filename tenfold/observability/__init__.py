@@ -9,6 +9,7 @@
 - ``start_tracing`` / ``setup_tracing``: optional OpenTelemetry and Sentry.
 """
 
+from tenfold._routes import UNMATCHED
 from tenfold.observability._logging import configure_logging, flush_logs, get_logger, reset_logging
 from tenfold.observability._metrics import Metrics, metrics_route
 from tenfold.observability._middleware import (
@@ -17,7 +18,6 @@ from tenfold.observability._middleware import (
     RequestContextMiddleware,
     TelemetryMiddleware,
 )
-from tenfold.observability._routes import UNMATCHED
 from tenfold.observability._tracing import (
     Tracing,
     report_exception,

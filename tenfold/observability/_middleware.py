@@ -27,11 +27,11 @@ from tenfold._context import (
     traceparent_var,
     valid_traceparent,
 )
+from tenfold._routes import RouteIndex
 from tenfold.observability import _logging
 from tenfold.observability._access import write_access as _write_access
 from tenfold.observability._ids import new_request_id
 from tenfold.observability._metrics import Metrics
-from tenfold.observability._routes import RouteTemplates
 
 __all__ = [
     "DEFAULT_SKIP_PATHS",
@@ -150,10 +150,10 @@ class _Recorder:
 
     __slots__ = ("access_log", "metrics", "template")
 
-    def __init__(self, metrics: Metrics | None, access_log: bool) -> None:
+    def __init__(self, metrics: Metrics | None, access_log: bool, routes: RouteIndex) -> None:
         self.metrics = metrics
         self.access_log = access_log
-        self.template = RouteTemplates().template
+        self.template = routes.template
 
     def __call__(
         self, scope: Scope, status: int, seconds: float, request_id: str | None, user: str | None
@@ -174,7 +174,8 @@ class TelemetryMiddleware:
 
     Put it inside ``RequestContextMiddleware`` (it reads the request id from the
     context) and outside the error layer, so a 500 is counted with its status.
-    ``skip_paths`` are served without either.
+    ``skip_paths`` are served without either. ``index`` is the app's shared
+    ``RouteIndex`` (one is made if not given).
     """
 
     def __init__(
@@ -184,12 +185,13 @@ class TelemetryMiddleware:
         metrics: Metrics | None = None,
         access_log: bool = True,
         skip_paths: Iterable[str] = DEFAULT_SKIP_PATHS,
+        index: RouteIndex | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
         self.skip_paths = frozenset(skip_paths)
-        self._record = _Recorder(metrics, access_log)
+        self._record = _Recorder(metrics, access_log, index or RouteIndex())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
@@ -219,7 +221,8 @@ class ObservabilityMiddleware:
 
     Same behaviour as the two stacked (request id in, context bound, id
     echoed; metrics and access line for paths outside ``skip_paths``), with
-    one layer and one wrapped ``send`` instead of two of each.
+    one layer and one wrapped ``send`` instead of two of each. ``index`` is the
+    app's shared ``RouteIndex`` (one is made if not given).
     """
 
     def __init__(
@@ -230,6 +233,7 @@ class ObservabilityMiddleware:
         access_log: bool = True,
         header: str = "X-Request-ID",
         skip_paths: Iterable[str] = DEFAULT_SKIP_PATHS,
+        index: RouteIndex | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -238,7 +242,9 @@ class ObservabilityMiddleware:
         self.skip_paths = frozenset(skip_paths)
         self._name = header.lower().encode("latin-1")
         self._context_only = RequestContextMiddleware(app, header=header)
-        self._template = RouteTemplates().template
+        #: The app's routes (shared with the limiter and the HTTP cache): templates by route.
+        self.index = index or RouteIndex()
+        self._template = self.index.template
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:

@@ -43,5 +43,6 @@ class RateLimitExtension(Extension):
             exempt=exempt,
             backend=component.backend,
             stats=component.stats,
+            index=build.route_index,
             **component.policies(code),
         )

@@ -2,7 +2,7 @@
 
 It finds the policies of a request *before* routing: the app-wide
 ``default``, every ``prefixes`` entry the path is under, and — by matching the
-path against the app's routes with ``tenfold.web.RouteTable`` (included
+path against the app's routes with the shared ``tenfold.web.RouteIndex`` (included
 routers and mounted routers too; a mounted foreign app is not looked into) —
 the ``routes`` entry for the full route template and the endpoint's
 ``@rate_limit`` marker. Matching happens only when something needs it (a
@@ -27,9 +27,9 @@ import math
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
-from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tenfold._routes import RouteIndex
 from tenfold.observability import get_logger
 from tenfold.ratelimit._backend import LimiterBackend
 from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
@@ -37,7 +37,7 @@ from tenfold.ratelimit._gcra import Decision
 from tenfold.ratelimit._keys import ROUTE_TEMPLATE, route_free
 from tenfold.ratelimit._policy import Policy, policies_of
 from tenfold.ratelimit._stats import RateLimitStats
-from tenfold.web import RouteTable, problem_for_exception
+from tenfold.web import problem_for_exception
 
 __all__ = ["RateLimitMiddleware", "ratelimit_headers"]
 
@@ -57,6 +57,7 @@ class RateLimitMiddleware:
         routes: Mapping[str, Policy] | None = None,
         stats: RateLimitStats | None = None,
         exempt: Collection[str] = (),
+        index: RouteIndex | None = None,
     ) -> None:
         self.app = app
         #: Paths (exact) never limited: health probes and metrics scrapes, say.
@@ -73,10 +74,10 @@ class RateLimitMiddleware:
         self._keys_route_free = all(
             route_free(policy.key) for policy in [*self._static, *self.prefixes.values()]
         )
-        # The app's routes, flattened at the first request and again when they change;
-        # requests are matched against them only when a policy or key needs the route.
-        self._table: RouteTable | None = None
-        self._must_match = True
+        # The app's routes (shared with the other middleware: a request is matched once);
+        # matched only when a policy or key needs the route.
+        self.index = index or RouteIndex()
+        self._must_match: dict[int, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (self.exempt and scope["path"] in self.exempt):
@@ -139,10 +140,11 @@ class RateLimitMiddleware:
 
     def _label(self, scope: Scope) -> None:
         """Name the route of a refused request (the router never runs) for metrics and logs."""
-        if self._table is not None and "route" not in scope:
-            found = self._table.match(get_route_path(scope), scope["method"])
+        if "route" not in scope:
+            table = self.index.table(scope, self.app)
+            found = self.index.match(scope, self.app) if table is not None else None
             if found is not None:
-                found.label(scope, getattr(scope.get("app", self.app), "router", None))
+                found.label(scope, table.router)  # type: ignore[union-attr]
 
     def _policies(self, scope: Scope) -> tuple[Scope, list[Policy]]:
         policies = self._static
@@ -153,22 +155,16 @@ class RateLimitMiddleware:
                 for prefix, policy in self.prefixes.items()
                 if path == prefix or path.startswith(prefix + "/") or not prefix
             ]
-        # Inside a Starlette app scope["app"] is the app; wrapped around one, it is ``inner``.
-        routes = getattr(scope.get("app", self.app), "routes", None)
-        if routes is None:
+        table = self.index.table(scope, self.app)
+        if table is None or not self._needs_match(table):
             return scope, policies
-        table = self._table
-        if table is None or table.stale(routes):
-            table = self._build(routes)
-        if not self._must_match:
-            return scope, policies
-        found = table.match(get_route_path(scope), scope["method"])
+        found = self.index.match(scope, self.app)
         if found is None:
             return scope, list(dict.fromkeys(policies))
         policies = list(policies)
         if found.template in self.routes:
             policies.append(self.routes[found.template])
-        policies += found.policy
+        policies += found.policy(policies_of)
         key_scope = {
             **scope,
             "route": found.route,
@@ -178,15 +174,16 @@ class RateLimitMiddleware:
         # The same policy attached twice (app-wide and on the route) counts once.
         return key_scope, list(dict.fromkeys(policies))
 
-    def _build(self, routes: Sequence[object]) -> RouteTable:
-        """Flatten ``routes`` (included routers and mounts too) and decide whether to match."""
-        table = self._table = RouteTable(routes, policies_of)
-        self._must_match = (
-            bool(self.routes)
-            or not self._keys_route_free
-            or any(policies for policies in table.policies)
-        )
-        return table
+    def _needs_match(self, table: object) -> bool:
+        """Whether requests must be matched to a route: a routes entry, a marker somewhere,
+        or a key function not known to ignore the route (decided once per routes table)."""
+        found = self._must_match.get(id(table))
+        if found is None:
+            found = (
+                bool(self.routes) or not self._keys_route_free or bool(table.policies(policies_of))  # type: ignore[attr-defined]
+            )
+            self._must_match = {id(table): found}
+        return found
 
 
 def _fields(decisions: Sequence[Decision]) -> tuple[int, int, int]:

@@ -7,10 +7,12 @@
 - ``problem_response(...)``: build one yourself.
 - ``Slot``: the ordered middleware slots of an app; ``AuthenticationMiddleware``
   fills the authentication slot (``create_app(authenticate=...)``).
-- ``RouteTable``: which route (and policy) a request would get, before routing;
-  the HTTP cache and the rate limiter use it.
+- ``RouteIndex``: which route a request would get, decided once before routing
+  and shared by the metrics, the rate limiter and the HTTP cache (the match is
+  kept in the scope under ``ROUTE_MATCH``).
 """
 
+from tenfold._routes import ROUTE_MATCH, RouteIndex, RouteMatch
 from tenfold.web._auth import Authenticate, AuthenticationMiddleware
 from tenfold.web._middleware import ProblemMiddleware
 from tenfold.web._problems import (
@@ -21,18 +23,18 @@ from tenfold.web._problems import (
     problem_for_exception,
     problem_response,
 )
-from tenfold.web._routes import RouteMatch, RouteTable
 from tenfold.web._slots import Slot
 
 __all__ = [
     "GENERIC_DETAIL",
     "PROBLEM_CONTENT_TYPE",
+    "ROUTE_MATCH",
     "Authenticate",
     "AuthenticationMiddleware",
     "ProblemMiddleware",
     "ProblemResponse",
+    "RouteIndex",
     "RouteMatch",
-    "RouteTable",
     "Slot",
     "install_problem_handlers",
     "problem_for_exception",
