@@ -38,7 +38,7 @@ import asyncio
 import gc
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Unpack
@@ -49,6 +49,7 @@ from starlette.middleware import Middleware
 
 from tenfold._components import Component, ComponentGroup
 from tenfold._settings import Settings
+from tenfold.cache import PROBLEMS as CACHE_PROBLEMS
 from tenfold.cache import (
     Cache,
     CacheMiddleware,
@@ -58,6 +59,7 @@ from tenfold.cache import (
 )
 from tenfold.db import ConsistencyMiddleware, Database
 from tenfold.health import HealthRegistry, InFlightMiddleware, Lifecycle, health_router
+from tenfold.idempotency import PROBLEMS as IDEMPOTENCY_PROBLEMS
 from tenfold.idempotency import IdempotencyComponent
 from tenfold.observability import (
     Metrics,
@@ -69,14 +71,16 @@ from tenfold.observability import (
     metrics_route,
     setup_tracing,
 )
+from tenfold.ratelimit import PROBLEMS as RATELIMIT_PROBLEMS
 from tenfold.ratelimit import (
     LimiterBackend,
     RateLimitComponent,
     RateLimitMiddleware,
     RateLimits,
 )
+from tenfold.resilience import PROBLEMS as RESILIENCE_PROBLEMS
 from tenfold.resilience import ExternalClient, QuotaTracker, UpstreamOverrides, UpstreamRegistry
-from tenfold.web import ProblemMiddleware, install_problem_handlers
+from tenfold.web import ProblemEntry, ProblemMiddleware, ProblemRegistry, install_problem_handlers
 
 __all__ = ["Platform", "PlatformDep", "create_app", "get_platform"]
 
@@ -139,6 +143,7 @@ def create_app(
     components: Sequence[Component] = (),
     middleware: Sequence[Middleware] = (),
     rate_limits: RateLimits | None = None,
+    problems: Mapping[type[BaseException], ProblemEntry] | None = None,
     on_startup: Sequence[Callable[[Platform], Awaitable[None]]] = (),
     title: str | None = None,
     version: str = "0.1.0",
@@ -153,7 +158,9 @@ def create_app(
     stop before them. ``on_startup`` hooks run once everything has started and
     receive the ``Platform``, e.g. to create tables in the embedded profile.
     ``rate_limits`` adds code-defined policies to those of TENFOLD_RATELIMIT__*
-    (one scope defined in both is a ``ConfigurationError``).
+    (one scope defined in both is a ``ConfigurationError``). ``problems`` maps
+    the application's own exceptions to problem+json (``tenfold.web.Problem``);
+    its entries override tenfold's.
     """
     settings = settings if settings is not None else Settings.load()
     obs = settings.observability
@@ -173,7 +180,14 @@ def create_app(
     )
     # Probes and scrapes are never limited: a 429 there would take the instance out.
     unlimited = {getattr(r, "path", "") for r in probes.routes} | {obs.metrics_path}
-    limiter = _rate_limiter(ratelimit, rate_limits, unlimited)
+    registry = ProblemRegistry(
+        CACHE_PROBLEMS,
+        IDEMPOTENCY_PROBLEMS,
+        RATELIMIT_PROBLEMS,
+        RESILIENCE_PROBLEMS,
+        problems or {},
+    )
+    limiter = _rate_limiter(ratelimit, rate_limits, unlimited, registry)
     idempotency = IdempotencyComponent(settings.idempotency, settings.redis)
     upstreams = UpstreamRegistry(settings.upstream, metrics=metrics, redis=settings.redis)
     app = FastAPI(
@@ -181,7 +195,9 @@ def create_app(
         version=version,
         debug=False,  # a debug traceback page must never reach a client
         lifespan=_lifespan(on_startup),
-        middleware=_middleware_stack(settings, metrics, lifecycle, cache, limiter, middleware),
+        middleware=_middleware_stack(
+            settings, metrics, lifecycle, cache, limiter, middleware, registry
+        ),
         # tenfold traces with its own provider (TENFOLD_OBSERVABILITY__*) and counts requests
         # itself; FastAPI's native OpenTelemetry would add a second span per request as soon
         # as anything set a global provider, and checks for one on every request.
@@ -203,7 +219,7 @@ def create_app(
         tracing=tracing,
         components=group,
     )
-    install_problem_handlers(app)
+    install_problem_handlers(app, registry)
     app.include_router(probes)
     if metrics is not None:
         app.router.routes.append(metrics_route(metrics, path=obs.metrics_path))
@@ -253,11 +269,12 @@ def _middleware_stack(
     cache: Cache,
     limiter: Middleware,
     extra: Sequence[Middleware],
+    problems: ProblemRegistry,
 ) -> list[Middleware]:
     access_log = settings.observability.access_log
     return [
         Middleware(ObservabilityMiddleware, metrics=metrics, access_log=access_log),
-        Middleware(ProblemMiddleware),
+        Middleware(ProblemMiddleware, problems=problems),
         Middleware(InFlightMiddleware, lifecycle=lifecycle),
         Middleware(
             ConsistencyMiddleware,
@@ -275,11 +292,15 @@ def _middleware_stack(
 
 
 def _rate_limiter(
-    component: RateLimitComponent, code: RateLimits | None, unlimited: set[str]
+    component: RateLimitComponent,
+    code: RateLimits | None,
+    unlimited: set[str],
+    problems: ProblemRegistry,
 ) -> Middleware:
     return Middleware(
         RateLimitMiddleware,
         exempt=unlimited,
+        problems=problems,
         backend=component.backend,
         stats=component.stats,
         **component.policies(code),

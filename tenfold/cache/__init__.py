@@ -7,6 +7,8 @@
     LocalLRU                 the L1: bounded by entries and bytes, TTL
     CacheBackend             the L2 contract; ``MemoryBackend`` and ``RedisBackend``
     HttpCacheMiddleware      HTTP response caching, opt-in per route with ``cache_response``
+    PROBLEMS                 how ``CacheUnavailable`` (503) and ``CacheSerializationError``
+                             (500) are answered, for a ``tenfold.web.ProblemRegistry``
 
 Settings are ``tenfold.CacheSettings`` (``TENFOLD_CACHE__*``). See docs/cache.md.
 """
@@ -16,7 +18,7 @@ from tenfold.cache._backend import CacheBackend, Subscription
 from tenfold.cache._binding import CacheDep, CacheMiddleware, current_cache, get_cache, use_cache
 from tenfold.cache._cache import Cache
 from tenfold.cache._decorator import CachedFunction, cached
-from tenfold.cache._errors import CacheSerializationError, CacheUnavailable
+from tenfold.cache._errors import PROBLEMS, CacheSerializationError, CacheUnavailable
 from tenfold.cache._http import HttpCacheMiddleware
 from tenfold.cache._http_policy import IMMUTABLE_MAX_AGE, CachePolicy, cache_response
 from tenfold.cache._http_request import DEFAULT_BYPASS_HEADERS, DEFAULT_FORWARDED_HEADERS
@@ -40,6 +42,7 @@ __all__ = [
     "DEFAULT_NAMESPACES",
     "IMMUTABLE_MAX_AGE",
     "MISS",
+    "PROBLEMS",
     "BackendResponseStore",
     "Cache",
     "CacheBackend",

@@ -10,6 +10,7 @@ from tenfold._settings import DatabaseSettings
 from tenfold.db import Database
 from tenfold.db._engine import Endpoint, connect_with_backoff
 from tenfold.testing import PgCluster, allocate_port, release_port
+from tenfold.web import problem_for_exception
 
 
 def _closed_port_settings(port: int, **kw: object) -> DatabaseSettings:
@@ -37,7 +38,7 @@ async def test_startup_gives_up_with_a_clear_error_against_a_closed_port() -> No
     assert "TENFOLD_DB__URL" in message
     assert "after 3 attempt(s)" in message
     assert "s3cret-pw" not in message
-    assert raised.value.status_code == 503
+    assert problem_for_exception(raised.value).status_code == 503
 
 
 async def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:

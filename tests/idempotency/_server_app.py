@@ -22,8 +22,8 @@ from pydantic import BaseModel, SecretStr
 from tenfold._context import set_user_id
 from tenfold._settings import DatabaseSettings
 from tenfold.db import Database
-from tenfold.idempotency import IdempotentRoute, IdempotentSession, create_table
-from tenfold.web import install_problem_handlers
+from tenfold.idempotency import PROBLEMS, IdempotentRoute, IdempotentSession, create_table
+from tenfold.web import ProblemRegistry, install_problem_handlers
 
 GATE = Path(os.environ["TF_IDEM_TEST_GATE"])
 db = Database(DatabaseSettings(url=SecretStr(os.environ["TF_IDEM_TEST_DB"]), pool_timeout=2.0))
@@ -43,7 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPI(lifespan=lifespan)
 app.state.tenfold = SimpleNamespace(db=db)
-install_problem_handlers(app)
+install_problem_handlers(app, ProblemRegistry(PROBLEMS))
 router = APIRouter(route_class=IdempotentRoute)
 
 

@@ -18,6 +18,7 @@ from tenfold._context import set_user_id
 from tenfold._settings import DatabaseSettings
 from tenfold.db import Database
 from tenfold.idempotency import (
+    PROBLEMS,
     IdempotencyConfig,
     IdempotentRoute,
     IdempotentSession,
@@ -25,7 +26,7 @@ from tenfold.idempotency import (
     idempotent_session,
 )
 from tenfold.testing import ManualClock
-from tenfold.web import install_problem_handlers
+from tenfold.web import ProblemRegistry, install_problem_handlers
 
 CLOCK = ManualClock()
 ShortSession = Annotated[
@@ -59,7 +60,7 @@ async def short(body: dict[str, str], session: ShortSession) -> dict[str, int]:
 def _app(db: Database) -> FastAPI:
     app = FastAPI()
     app.state.tenfold = SimpleNamespace(db=db)
-    install_problem_handlers(app)
+    install_problem_handlers(app, ProblemRegistry(PROBLEMS))
     app.include_router(router)
 
     @app.middleware("http")

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from tenfold.resilience import (
+    PROBLEMS,
     CircuitBreaker,
     CircuitOpen,
     CountWindow,
@@ -20,6 +21,7 @@ from tenfold.resilience import (
     Retry,
     Timeout,
 )
+from tenfold.web import ProblemRegistry, problem_for_exception
 
 from .conftest import FakeClock
 
@@ -168,5 +170,6 @@ async def test_fallback_reports_every_error_when_all_fail(clock: FakeClock) -> N
 async def test_retries_exhausted_is_a_503() -> None:
     """Resilience errors are DependencyUnavailable: 503 with Retry-After."""
     error = RetriesExhausted("a", attempts=3, reason="attempts")
-    assert error.status_code == 503
-    assert error.response_headers() == {"Retry-After": "1"}
+    response = problem_for_exception(error, ProblemRegistry(PROBLEMS))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"

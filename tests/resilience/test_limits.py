@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tenfold.resilience import Bulkhead, BulkheadFull, DeadlineExceeded, Event, Timeout
+from tenfold.resilience import PROBLEMS, Bulkhead, BulkheadFull, DeadlineExceeded, Event, Timeout
+from tenfold.web import ProblemRegistry, problem_for_exception
 
 BOUND = 5.0
 
@@ -16,7 +17,7 @@ async def test_timeout_raises_deadline_exceeded() -> None:
     with pytest.raises(DeadlineExceeded) as info:
         await Timeout("slow", 0.01).call(asyncio.sleep, 3600)
     assert isinstance(info.value.__cause__, TimeoutError)
-    assert info.value.status_code == 503
+    assert problem_for_exception(info.value, ProblemRegistry(PROBLEMS)).status_code == 503
 
 
 async def test_timeout_passes_inner_timeout_error_through() -> None:

@@ -2,7 +2,8 @@
 """Every error tenfold defines answers with the status, title, type, headers and body it always had.
 
 The tables pin what a client receives for each ``TenfoldError`` class, byte for
-byte; a change here is a change on the wire.
+byte; a change here is a change on the wire. They were written down from the
+exception classes before the mapping moved to ``tenfold.web.ProblemRegistry``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from tenfold import (
     QueryTimeout,
     ShuttingDown,
     TenfoldError,
+    cache,
+    idempotency,
+    ratelimit,
+    resilience,
 )
 from tenfold._context import RequestContext, bind_context, reset_context
 from tenfold.cache import CacheSerializationError, CacheUnavailable
@@ -51,7 +56,7 @@ from tenfold.resilience import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from tenfold.web import GENERIC_DETAIL, problem_for_exception
+from tenfold.web import GENERIC_DETAIL, Problem, ProblemRegistry, problem_for_exception
 
 _T = "https://tenfold.dev/problems/"
 _UNAVAILABLE = "Service Unavailable"
@@ -470,10 +475,16 @@ def tenfold_error_classes() -> set[type[TenfoldError]]:
     }
 
 
+#: What ``create_app`` assembles: the core table and every capability's.
+PROBLEMS = ProblemRegistry(
+    cache.PROBLEMS, idempotency.PROBLEMS, ratelimit.PROBLEMS, resilience.PROBLEMS
+)
+
+
 def render(exc: Exception) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     token = bind_context(RequestContext(request_id="req-1"))
     try:
-        response = problem_for_exception(exc)
+        response = problem_for_exception(exc, PROBLEMS)
     finally:
         reset_context(token)
     return response.status_code, list(response.raw_headers), bytes(response.body)
@@ -488,6 +499,28 @@ def test_every_error_class_has_a_sample() -> None:
     """Each class in the table is rendered at least once below."""
     sampled = {type(make()) for make in SAMPLES.values()}
     assert set(CLASSES) - sampled == set()
+
+
+@pytest.mark.parametrize("cls", list(CLASSES), ids=lambda c: c.__name__)
+def test_class_has_its_own_registration(cls: type[TenfoldError]) -> None:
+    """Each class is registered itself, with the status, title, type and exposure it had."""
+    status, title, type_, exposed = CLASSES[cls]
+    entry = PROBLEMS.entry(cls)
+    sample = next(make() for make in SAMPLES.values() if type(make()) is cls)
+    problem = entry if isinstance(entry, Problem) else PROBLEMS.lookup(sample)
+    assert cls in PROBLEMS
+    assert problem is not None
+    assert (problem.title, problem.type, problem.shows_detail) == (title, type_, exposed)
+    if isinstance(entry, Problem):
+        assert problem.status == status
+
+
+@pytest.mark.parametrize("cls", list(CLASSES), ids=lambda c: c.__name__)
+def test_error_classes_carry_no_http_concerns(cls: type[TenfoldError]) -> None:
+    """No exception class defines an HTTP status, title, slug, headers or problem members."""
+    http = {"status_code", "title", "slug", "expose_detail", "type_uri"}
+    http |= {"response_headers", "problem_extensions"}
+    assert [name for name in http if hasattr(cls, name)] == []
 
 
 @pytest.mark.parametrize("cls", list(CLASSES), ids=lambda c: c.__name__)
