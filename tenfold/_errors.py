@@ -65,11 +65,13 @@ class ConfigurationError(TenfoldError):
 class DependencyUnavailable(TenfoldError):
     """A backing service (database, Redis, broker) cannot be reached right now.
 
-    ``retry_after`` is a hint in seconds, or None when nobody knows.
+    ``retry_after`` is a measured hint in seconds (a breaker's time to
+    half-open, a quota's reset, an upstream's ``Retry-After``), or None when
+    nobody knows; it is never a made-up default.
     """
 
     def __init__(
-        self, message: str = "", *, dependency: str = "", retry_after: float | None = 1.0
+        self, message: str = "", *, dependency: str = "", retry_after: float | None = None
     ) -> None:
         super().__init__(message or f"{dependency or 'a dependency'} is unavailable")
         self.dependency = dependency
@@ -80,7 +82,7 @@ class DatabaseUnavailable(DependencyUnavailable):
     """No connection to the ``role`` database could be had."""
 
     def __init__(
-        self, message: str = "", *, role: str = "primary", retry_after: float | None = 1.0
+        self, message: str = "", *, role: str = "primary", retry_after: float | None = None
     ) -> None:
         super().__init__(
             message or f"the {role} database is unavailable",

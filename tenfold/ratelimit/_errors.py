@@ -60,7 +60,7 @@ class RateLimiterUnavailable(DependencyUnavailable):
     """The limiter's store (Redis) failed; the driver's error is ``__cause__``."""
 
     def __init__(
-        self, message: str = "", *, dependency: str = "redis", retry_after: float | None = 1.0
+        self, message: str = "", *, dependency: str = "redis", retry_after: float | None = None
     ) -> None:
         super().__init__(message, dependency=dependency, retry_after=retry_after)
 

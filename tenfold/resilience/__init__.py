@@ -4,6 +4,7 @@
   slow-call-rate breaker with half-open probes and an injected clock;
   ``RedisBreakerState`` shares its opens and closes across instances.
 - ``Retry``: exponential backoff with full jitter, deadline, Retry-After;
+  retries what ``transient`` selects unless told otherwise;
   ``set_retries_active`` turns it off process-wide for tests.
 - ``Timeout`` and ``Bulkhead``: bounds on duration and concurrency.
 - ``Policy``: all of them in one declared order; ``FallbackChain`` of
@@ -57,7 +58,7 @@ from tenfold.resilience._policy import Policy
 from tenfold.resilience._quota import QuotaTracker, UpstreamQuota
 from tenfold.resilience._quota_shared import RedisUpstreamQuota
 from tenfold.resilience._registry import UpstreamOverrides, UpstreamRegistry
-from tenfold.resilience._retry import Retry, retries_active, set_retries_active
+from tenfold.resilience._retry import Retry, retries_active, set_retries_active, transient
 from tenfold.resilience._shared import RedisBreakerState
 
 __all__ = [
@@ -99,5 +100,6 @@ __all__ = [
     "log_event",
     "retries_active",
     "set_retries_active",
+    "transient",
     "upstream_failure",
 ]

@@ -60,7 +60,7 @@ class BulkheadFull(DependencyUnavailable):
     """The bulkhead ``name`` has no free slot and its wait queue is full."""
 
     def __init__(self, name: str, *, max_concurrent: int, max_waiting: int) -> None:
-        super().__init__(f"bulkhead {name!r} is full", dependency=name, retry_after=1.0)
+        super().__init__(f"bulkhead {name!r} is full", dependency=name)
         self.name = name
         self.max_concurrent = max_concurrent
         self.max_waiting = max_waiting

@@ -1,30 +1,54 @@
-"""Retry: attempts, full-jitter bounds, deadline, Retry-After and the process switch."""
+"""Retry: attempts, what is retried, full-jitter bounds, deadline, Retry-After and the switch."""
 
 from __future__ import annotations
 
 import random
 
+import httpx
 import pytest
 
+from tenfold import DatabaseUnavailable, DependencyUnavailable
 from tenfold.resilience import (
+    BulkheadFull,
+    CircuitOpen,
+    DeadlineExceeded,
     Event,
+    QuotaExhausted,
     RetriesExhausted,
     Retry,
     RetryScheduled,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
     set_retries_active,
+    transient,
 )
 
 from .conftest import FakeClock
 
+_REQUEST = httpx.Request("GET", "http://upstream.test/")
 
-class Flaky(Exception):
-    def __init__(self, retry_after: float | None = None) -> None:
+
+class Flaky(ConnectionError):
+    """A transient failure: retried by default."""
+
+    def __init__(self) -> None:
         super().__init__("flaky")
-        self.retry_after = retry_after
 
 
 class Fatal(Exception):
     pass
+
+
+class SlowWithAHint(TimeoutError):
+    """A transient error whose class merely defaults a retry_after, as tenfold's 503s once did."""
+
+    retry_after = 1.0
+
+
+def upstream_error(status: int, retry_after: float | None = None) -> UpstreamError:
+    response = httpx.Response(status, request=_REQUEST)
+    return UpstreamError("upstream", response=response, retry_after=retry_after)
 
 
 def make(clock: FakeClock, **options: object) -> Retry:
@@ -115,19 +139,81 @@ async def test_deadline_is_respected(clock: FakeClock) -> None:
 
 
 async def test_retry_after_is_honoured(clock: FakeClock) -> None:
-    """An error's retry_after is the wait used, instead of the backoff."""
-    _, fn = failing(2, Flaky(retry_after=7.0))
+    """A provider's Retry-After on an UpstreamError is the wait used, instead of the backoff."""
+    _, fn = failing(2, upstream_error(503, retry_after=7.0))
     assert await make(clock).call(fn) == "ok"  # type: ignore[arg-type]
     assert clock.slept == [7.0, 7.0]
 
 
 async def test_retry_after_beyond_max_is_not_waited(clock: FakeClock) -> None:
     """A retry_after above max_retry_after re-raises the error at once."""
-    calls, fn = failing(2, Flaky(retry_after=3600.0))
-    with pytest.raises(Flaky):
+    error = upstream_error(429, retry_after=3600.0)
+    calls, fn = failing(2, error)
+    with pytest.raises(UpstreamError) as raised:
         await make(clock, max_retry_after=60.0).call(fn)  # type: ignore[arg-type]
+    assert raised.value is error
     assert len(calls) == 1
     assert clock.slept == []
+
+
+async def test_upstream_error_without_retry_after_backs_off(clock: FakeClock) -> None:
+    """An UpstreamError whose response had no Retry-After waits the jittered backoff."""
+    _, fn = failing(2, upstream_error(503))
+    assert await make(clock, base=0.1).call(fn) == "ok"  # type: ignore[arg-type]
+    assert [w <= cap for w, cap in zip(clock.slept, [0.1, 0.2], strict=True)] == [True, True]
+
+
+async def test_a_class_default_retry_after_is_not_obeyed(clock: FakeClock) -> None:
+    """A retry_after that only a class defaults to is ignored: waits stay within the jitter cap."""
+    _, fn = failing(2, SlowWithAHint())
+    assert await make(clock, base=0.1).call(fn) == "ok"  # type: ignore[arg-type]
+    assert len(clock.slept) == 2
+    assert all(w <= 0.1 * 2**n for n, w in enumerate(clock.slept))
+
+
+async def test_unexpected_errors_are_not_retried_by_default(clock: FakeClock) -> None:
+    """A KeyError gets one attempt and propagates unchanged, without a wait."""
+    error = KeyError("user_id")
+    calls, fn = failing(10, error)
+    with pytest.raises(KeyError) as raised:
+        await make(clock).call(fn)  # type: ignore[arg-type]
+    assert raised.value is error
+    assert len(calls) == 1
+    assert clock.slept == []
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (UpstreamUnreachable("p", request=_REQUEST), True),
+        (UpstreamTimeout("p", request=_REQUEST), True),
+        (DeadlineExceeded("p", seconds=1.0), True),
+        (upstream_error(429), True),
+        (upstream_error(502), True),
+        (upstream_error(503), True),
+        (upstream_error(504), True),
+        (upstream_error(500), False),
+        (upstream_error(501), False),
+        (TimeoutError(), True),
+        (ConnectionResetError(), True),
+        (httpx.ConnectError("refused", request=_REQUEST), True),
+        (httpx.ReadTimeout("slow", request=_REQUEST), True),
+        (httpx.RemoteProtocolError("closed early", request=_REQUEST), True),
+        (httpx.UnsupportedProtocol("ftp://"), False),
+        (httpx.LocalProtocolError("bad header"), False),
+        (DatabaseUnavailable(), False),
+        (DependencyUnavailable(), False),
+        (CircuitOpen("p", state="open", retry_after=30.0), False),
+        (BulkheadFull("p", max_concurrent=1, max_waiting=0), False),
+        (QuotaExhausted("p", window="15m", retry_after=60.0), False),
+        (KeyError("k"), False),
+        (ValueError("v"), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_transient(error: BaseException, expected: bool) -> None:
+    """transient selects connection errors, timeouts and 429/502/503/504, and nothing else."""
+    assert transient(error) is expected
 
 
 async def test_result_predicate(clock: FakeClock) -> None:
@@ -159,7 +245,7 @@ async def test_switch_turns_retries_off(clock: FakeClock) -> None:
 async def test_retries_emit_events(clock: FakeClock) -> None:
     """Each retry emits a RetryScheduled event with its attempt and wait."""
     events: list[Event] = []
-    _, fn = failing(2, Flaky(retry_after=1.0))
+    _, fn = failing(2, upstream_error(503, retry_after=1.0))
     await make(clock, hooks=(events.append,)).call(fn)  # type: ignore[arg-type]
     assert [(e.attempt, e.wait) for e in events if isinstance(e, RetryScheduled)] == [
         (1, 1.0),
