@@ -1,13 +1,15 @@
 """tenfold: a service platform for web applications that must survive ten times their traffic.
 
 The public surface of the top-level package is small: settings, the app
-factory, the component protocol, the request context and the error tree.
+factory, the component protocol, the request context, the error tree and
+``Backoff``, the one formula for waiting before trying again.
 Each capability has its own sub-package (``tenfold.db``, ``tenfold.health``,
 ``tenfold.observability``, ``tenfold.web``, ``tenfold.testing``).
 """
 
 from typing import TYPE_CHECKING, Any
 
+from tenfold._backoff import Backoff
 from tenfold._components import Component, ComponentGroup
 from tenfold._context import (
     RequestContext,
@@ -64,6 +66,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AppSettings",
+    "Backoff",
     "BadRequest",
     "Component",
     "ComponentGroup",

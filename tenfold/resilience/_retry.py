@@ -5,8 +5,9 @@ connection errors, timeouts and a provider's 429/502/503/504. Retrying every
 exception would repeat bugs (a ``KeyError`` fails the same way each time) and
 hide them behind ``RetriesExhausted``.
 
-The wait before attempt ``n + 1`` is ``uniform(0, min(max_wait, base *
-multiplier ** (n - 1)))`` (AWS "full jitter"). A measured ``retry_after`` is
+The wait before attempt ``n + 1`` comes from a ``tenfold.Backoff``, by
+default ``uniform(0, min(max_wait, base * multiplier ** (n - 1)))`` (AWS
+"full jitter"). A measured ``retry_after`` is
 used instead: the provider's ``Retry-After`` on an ``UpstreamError``, a
 breaker's time to half-open on a ``CircuitOpen``, a quota's reset on a
 ``QuotaExhausted``; never an attribute that merely defaults to a number. Above
@@ -28,6 +29,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
+from tenfold._backoff import Backoff
 from tenfold.resilience._errors import (
     CircuitOpen,
     DeadlineExceeded,
@@ -93,7 +95,10 @@ def transient(exc: BaseException) -> bool:
 class Retry:
     """Retry an async call; ``await retry.call(fn, *args)``.
 
-    ``name`` labels events, logs and ``RetriesExhausted``. ``retry_on``
+    ``name`` labels events, logs and ``RetriesExhausted``. The waits come
+    from ``backoff`` (a ``tenfold.Backoff``; full jitter from 0.1 s, doubling,
+    at most 10 s), or from ``base``, ``multiplier`` and ``max_wait``, which
+    build one with full jitter; give one or the other. ``retry_on``
     selects the exceptions worth retrying (types or a predicate); by default
     (None) ``transient`` ones, so an open breaker (``CircuitOpen``) ends the
     retries at once and a fallback chain moves on without waiting.
@@ -107,9 +112,10 @@ class Retry:
         name: str = "retry",
         *,
         attempts: int = 3,
-        base: float = 0.1,
-        multiplier: float = 2.0,
-        max_wait: float = 10.0,
+        backoff: Backoff | None = None,
+        base: float | None = None,
+        multiplier: float | None = None,
+        max_wait: float | None = None,
         deadline: float | None = None,
         retry_on: RetryOn | None = None,
         retry_if_result: Callable[[Any], bool] | None = None,
@@ -123,17 +129,9 @@ class Retry:
             raise ValueError("attempts must be at least 1")
         self.name = name
         self.attempts = attempts
-        self.base = base
-        self.multiplier = multiplier
-        self.max_wait = max_wait
+        self.backoff = _backoff(backoff, base=base, multiplier=multiplier, max_wait=max_wait)
         self.deadline = deadline
-        if retry_on is None:
-            self._should_retry: Callable[[BaseException], bool] = transient
-        elif isinstance(retry_on, type | tuple):
-            types = retry_on
-            self._should_retry = lambda e: isinstance(e, types)
-        else:
-            self._should_retry = retry_on
+        self._should_retry = _predicate(retry_on)
         self.retry_if_result = retry_if_result
         self.max_retry_after = max_retry_after
         self._sleep = sleep
@@ -143,14 +141,13 @@ class Retry:
 
     def __repr__(self) -> str:
         return (
-            f"Retry({self.name!r}, attempts={self.attempts}, base={self.base},"
-            f" max_wait={self.max_wait}, deadline={self.deadline})"
+            f"Retry({self.name!r}, attempts={self.attempts}, backoff={self.backoff!r},"
+            f" deadline={self.deadline})"
         )
 
-    def backoff(self, attempt: int) -> float:
-        """The full-jitter wait after failed attempt ``attempt`` (1-based)."""
-        cap = min(self.max_wait, self.base * self.multiplier ** (attempt - 1))
-        return self._rng.uniform(0.0, cap)
+    def delay(self, attempt: int) -> float:
+        """The backoff wait after failed attempt ``attempt`` (1-based), drawn with ``rng``."""
+        return self.backoff.delay(attempt, self._rng)
 
     async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)``, retrying as configured."""
@@ -173,7 +170,7 @@ class Retry:
             else:
                 if self.retry_if_result is None or not self.retry_if_result(result):
                     return result
-                wait, error, last_result = self.backoff(attempt), None, result
+                wait, error, last_result = self.delay(attempt), None, result
             reason = self._give_up_reason(attempt, started, wait)
             if reason is not None:
                 raise RetriesExhausted(
@@ -189,7 +186,7 @@ class Retry:
         retry_after = _measured_retry_after(exc)
         if retry_after is not None:
             return retry_after if retry_after <= self.max_retry_after else None
-        return self.backoff(attempt)
+        return self.delay(attempt)
 
     def _give_up_reason(self, attempt: int, started: float, wait: float) -> str | None:
         if attempt >= self.attempts:
@@ -197,6 +194,34 @@ class Retry:
         if self.deadline is not None and self._clock() + wait - started > self.deadline:
             return "deadline"
         return None
+
+
+def _backoff(
+    backoff: Backoff | None,
+    *,
+    base: float | None,
+    multiplier: float | None,
+    max_wait: float | None,
+) -> Backoff:
+    if backoff is not None:
+        if (base, multiplier, max_wait) != (None, None, None):
+            raise ValueError("give Retry either backoff= or base/multiplier/max_wait, not both")
+        return backoff
+    default = Backoff()
+    return Backoff(
+        base=default.base if base is None else base,
+        multiplier=default.multiplier if multiplier is None else multiplier,
+        max=default.max if max_wait is None else max_wait,
+    )
+
+
+def _predicate(retry_on: RetryOn | None) -> Callable[[BaseException], bool]:
+    if retry_on is None:
+        return transient
+    if isinstance(retry_on, type | tuple):
+        types = retry_on
+        return lambda e: isinstance(e, types)
+    return retry_on
 
 
 def _measured_retry_after(exc: BaseException) -> float | None:

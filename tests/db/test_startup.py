@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from tenfold import Backoff
 from tenfold._errors import DatabaseUnavailable
 from tenfold._settings import DatabaseSettings
 from tenfold.db import Database
-from tenfold.db._engine import Endpoint, connect_with_backoff
+from tenfold.db._engine import Endpoint, connect_with_backoff, startup_backoff
 from tenfold.testing import PgCluster, allocate_port, release_port
 from tenfold.web import problem_for_exception
 
@@ -63,6 +64,12 @@ async def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     assert len(waits) == len(caps)
     for wait, cap in zip(waits, caps, strict=True):
         assert cap / 2 <= wait <= cap
+
+
+def test_startup_backoff_comes_from_the_settings() -> None:
+    """CONNECT_BACKOFF and CONNECT_BACKOFF_MAX become a doubling Backoff with equal jitter."""
+    settings = DatabaseSettings(connect_backoff=0.3, connect_backoff_max=2.0)
+    assert startup_backoff(settings) == Backoff(base=0.3, multiplier=2.0, max=2.0, jitter="equal")
 
 
 async def test_a_missing_database_is_not_retried(pg_cluster: PgCluster) -> None:

@@ -153,7 +153,7 @@ def test_shortest_policy_reads_as_written() -> None:
     policy = Policy(retry=Retry(base=0.1), timeout=Timeout(0.01))
     assert policy.retry is not None
     assert policy.timeout is not None
-    assert (policy.retry.name, policy.retry.base) == ("retry", 0.1)
+    assert (policy.retry.name, policy.retry.backoff.base) == ("retry", 0.1)
     assert (policy.timeout.name, policy.timeout.seconds) == ("timeout", 0.01)
 
 

@@ -7,7 +7,7 @@ import random
 import httpx
 import pytest
 
-from tenfold import DatabaseUnavailable, DependencyUnavailable
+from tenfold import Backoff, DatabaseUnavailable, DependencyUnavailable
 from tenfold.resilience import (
     BulkheadFull,
     CircuitOpen,
@@ -111,7 +111,7 @@ async def test_retry_on_predicate(clock: FakeClock) -> None:
 async def test_full_jitter_bounds(clock: FakeClock) -> None:
     """Each wait lies in [0, min(max_wait, base * multiplier ** (n - 1))]."""
     retry = make(clock, base=0.5, multiplier=2.0, max_wait=3.0, rng=random.Random(7))
-    waits = [retry.backoff(n) for n in range(1, 8) for _ in range(200)]
+    waits = [retry.delay(n) for n in range(1, 8) for _ in range(200)]
     caps = [min(3.0, 0.5 * 2 ** (n - 1)) for n in range(1, 8) for _ in range(200)]
     assert all(0.0 <= w <= cap for w, cap in zip(waits, caps, strict=True))
     # Full jitter spreads over the whole range, not just near the cap.
@@ -123,7 +123,31 @@ async def test_seeded_rng_is_reproducible(clock: FakeClock) -> None:
     """The same seed gives the same waits."""
     first = make(clock, rng=random.Random(1))
     second = make(clock, rng=random.Random(1))
-    assert [first.backoff(n) for n in range(1, 6)] == [second.backoff(n) for n in range(1, 6)]
+    assert [first.delay(n) for n in range(1, 6)] == [second.delay(n) for n in range(1, 6)]
+
+
+async def test_backoff_value_sets_the_waits(clock: FakeClock) -> None:
+    """A Backoff given as backoff= decides every wait; without jitter they are exact."""
+    _, fn = failing(3)
+    retry = make(clock, attempts=4, backoff=Backoff(base=0.5, multiplier=3.0, jitter="none"))
+    assert await retry.call(fn) == "ok"  # type: ignore[arg-type]
+    assert clock.slept == [0.5, 1.5, 4.5]
+
+
+def test_backoff_keywords_build_a_full_jitter_backoff() -> None:
+    """base, multiplier and max_wait build the Backoff; the defaults are 0.1, 2 and 10 s."""
+    assert Retry().backoff == Backoff(base=0.1, multiplier=2.0, max=10.0, jitter="full")
+    assert Retry(base=0.5, max_wait=3.0).backoff == Backoff(base=0.5, max=3.0)
+    assert repr(Retry("llm", base=0.5)) == (
+        "Retry('llm', attempts=3, backoff=Backoff(base=0.5, multiplier=2.0, max=10.0,"
+        " jitter='full'), deadline=None)"
+    )
+
+
+def test_backoff_and_its_keywords_do_not_mix() -> None:
+    """Giving both backoff= and base/multiplier/max_wait is refused when the Retry is built."""
+    with pytest.raises(ValueError, match="either backoff= or base"):
+        Retry(backoff=Backoff(), base=0.2)
 
 
 async def test_deadline_is_respected(clock: FakeClock) -> None:
