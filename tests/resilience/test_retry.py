@@ -195,6 +195,15 @@ async def test_a_class_default_retry_after_is_not_obeyed(clock: FakeClock) -> No
     assert all(w <= 0.1 * 2**n for n, w in enumerate(clock.slept))
 
 
+async def test_deadline_exceeded_waits_the_backoff_not_a_second(clock: FakeClock) -> None:
+    """An expired time limit is retried after jittered waits within base's cap, never 1.0 s."""
+    _, fn = failing(2, DeadlineExceeded("upstream", seconds=0.01))
+    assert await make(clock, base=0.1).call(fn) == "ok"  # type: ignore[arg-type]
+    assert len(clock.slept) == 2
+    assert clock.slept[0] <= 0.1
+    assert clock.slept[1] <= 0.2
+
+
 async def test_unexpected_errors_are_not_retried_by_default(clock: FakeClock) -> None:
     """A KeyError gets one attempt and propagates unchanged, without a wait."""
     error = KeyError("user_id")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -42,6 +44,20 @@ class PaymentDeclined(Exception):
 
 class LedgerCorrupt(Exception):
     """An internal failure whose message must never reach a client."""
+
+
+def test_web_imports_no_capability_package() -> None:
+    """tenfold.web loads without any capability package: they import it, never the reverse."""
+    code = (
+        "import sys, tenfold.web; "
+        "print(' '.join({m.split('.')[1] for m in sys.modules if m.startswith('tenfold.')}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    capabilities = {"cache", "db", "health", "idempotency", "ratelimit", "resilience"}
+    assert capabilities & set(loaded) == set()
+    assert "web" in loaded
 
 
 def test_registry_starts_from_the_core_table() -> None:
