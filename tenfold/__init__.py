@@ -1,8 +1,9 @@
 """tenfold: a service platform for web applications that must survive ten times their traffic.
 
 The top-level package is the kernel's public surface: the platform and its
-extensions, settings, the context that travels with work, the error tree and
-the FastAPI adapter. Each capability has its own sub-package (``tenfold.db``,
+extensions, settings, the context that travels with work, the error tree,
+``Backoff`` (the one formula for waiting before trying again) and the FastAPI
+adapter. Each capability has its own sub-package (``tenfold.db``,
 ``tenfold.cache``, ``tenfold.httpcache``, ``tenfold.ratelimit``,
 ``tenfold.idempotency``, ``tenfold.resilience``, ``tenfold.health``,
 ``tenfold.observability``, ``tenfold.web``, ``tenfold.testing``).
@@ -10,6 +11,7 @@ the FastAPI adapter. Each capability has its own sub-package (``tenfold.db``,
 
 from typing import TYPE_CHECKING, Any
 
+from tenfold._backoff import Backoff
 from tenfold._components import Component, ComponentGroup
 from tenfold._context import (
     ContextSnapshot,
@@ -99,6 +101,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AppSettings",
+    "Backoff",
     "BadRequest",
     "Build",
     "CacheSettings",

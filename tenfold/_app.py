@@ -37,7 +37,7 @@ import asyncio
 import gc
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -58,6 +58,7 @@ from tenfold.observability import (
 from tenfold.web import (
     Authenticate,
     AuthenticationMiddleware,
+    ProblemEntry,
     ProblemMiddleware,
     Slot,
     install_problem_handlers,
@@ -82,6 +83,7 @@ def create_app(
     middleware: Sequence[AppMiddleware] = (),
     authenticate: Authenticate | None = None,
     rate_limits: Any = None,
+    problems: Mapping[type[BaseException], ProblemEntry] | None = None,
     on_startup: Sequence[Callable[[Platform], Awaitable[None]]] = (),
     platform: Platform | None = None,
     title: str | None = None,
@@ -99,8 +101,10 @@ def create_app(
     as ``(slot, Middleware)``. ``authenticate`` resolves the principal of each
     request and WebSocket (see ``tenfold.web.AuthenticationMiddleware``).
     ``rate_limits`` (``tenfold.ratelimit.RateLimits``) adds code-defined
-    policies to those of TENFOLD_RATELIMIT__*. ``on_startup`` hooks run once
-    everything has started and receive the ``Platform``. ``platform`` serves
+    policies to those of TENFOLD_RATELIMIT__*. ``problems`` maps the
+    application's own exceptions to problem+json (``tenfold.web.Problem``); its
+    entries override tenfold's. ``on_startup`` hooks run once everything has
+    started and receive the ``Platform``. ``platform`` serves
     a platform built beforehand (``settings``, ``extensions``, ``components``
     and ``rate_limits`` must then be left out).
     """
@@ -117,6 +121,8 @@ def create_app(
         )
     elif settings is not None or extensions or components or rate_limits is not None:
         raise TypeError("create_app(platform=...) takes no settings, extensions or components")
+    for exc_type, entry in (problems or {}).items():
+        platform.problems.register(exc_type, entry)
     app = FastAPI(
         title=title or platform.settings.app.name,
         version=version,
@@ -130,7 +136,7 @@ def create_app(
     )
     app.state.tenfold = platform
     platform.tracing.instrument_app(app)
-    install_problem_handlers(app)
+    install_problem_handlers(app, platform.problems)
     app.include_router(health_router(platform.health, platform.lifecycle))
     metrics = platform.metrics
     if metrics is not None:
@@ -158,7 +164,7 @@ def _middleware(
             },
             "kernel",
         ),
-        SlotMiddleware(Slot.PROBLEM, ProblemMiddleware, {}, "kernel"),
+        SlotMiddleware(Slot.PROBLEM, ProblemMiddleware, {"problems": platform.problems}, "kernel"),
         SlotMiddleware(
             Slot.IN_FLIGHT, InFlightMiddleware, {"lifecycle": platform.lifecycle}, "kernel"
         ),

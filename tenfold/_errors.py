@@ -6,25 +6,27 @@ Every error tenfold raises on purpose is a ``TenfoldError``. Driver errors
 
     TenfoldError
     ├── ConfigurationError          a setting is missing or invalid (names it)
-    ├── DependencyUnavailable       a backing service cannot be reached  -> 503
+    ├── DependencyUnavailable       a backing service cannot be reached
     │   └── DatabaseUnavailable     no connection to the database could be had
     ├── DatabaseError               the database refused a statement
-    │   ├── IntegrityConflict       a constraint was violated             -> 409
-    │   └── QueryTimeout            statement_timeout or pool timeout hit -> 503
-    ├── ShuttingDown                the process is draining               -> 503
-    └── ProblemError                an HTTP-facing error with a status
-        ├── BadRequest                                                    -> 400
-        │   └── InvalidCursor       a pagination cursor failed its check  -> 400
-        ├── NotFound                                                      -> 404
-        └── Conflict                                                      -> 409
+    │   ├── IntegrityConflict       a constraint was violated
+    │   └── QueryTimeout            statement_timeout or pool timeout hit
+    ├── ShuttingDown                the process is draining
+    └── ProblemError                raised by application code to answer a request
+        ├── BadRequest
+        │   └── InvalidCursor       a pagination cursor failed its check
+        ├── NotFound
+        └── Conflict
 
-Each class carries the HTTP status and the RFC 9457 ``type`` / ``title`` that
-the problem+json handler renders, so the mapping lives with the error.
+Errors carry domain context only (``dependency``, ``retry_after``,
+``setting``...). What a client sees for each class (status, title, problem
+type, headers) is decided by ``tenfold.web.ProblemRegistry``, not here: the
+same errors are raised in workers and CLIs, where HTTP means nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 __all__ = [
     "BadRequest",
@@ -42,39 +44,18 @@ __all__ = [
     "TenfoldError",
 ]
 
-_TYPE_BASE = "https://tenfold.dev/problems/"
-
 
 class TenfoldError(Exception):
-    """Root of every error tenfold raises on purpose."""
-
-    status_code: ClassVar[int] = 500
-    title: ClassVar[str] = "Internal Server Error"
-    slug: ClassVar[str] = "internal"
-    #: Whether ``str(exc)`` is safe to show to a client. Internal errors are not.
-    expose_detail: ClassVar[bool] = False
+    """Root of every error tenfold raises on purpose. ``context`` holds details for logs."""
 
     def __init__(self, message: str = "", **context: Any) -> None:
-        super().__init__(message or self.title)
-        self.message = message or self.title
+        super().__init__(message)
+        self.message = message
         self.context = context
-
-    @property
-    def type_uri(self) -> str:
-        return _TYPE_BASE + self.slug
-
-    def problem_extensions(self) -> dict[str, Any]:
-        """Extra members for the problem+json body (never secrets)."""
-        return {}
-
-    def response_headers(self) -> dict[str, str]:
-        return {}
 
 
 class ConfigurationError(TenfoldError):
     """A setting is missing or invalid. ``setting`` is the environment variable."""
-
-    slug = "configuration"
 
     def __init__(self, message: str, *, setting: str | None = None) -> None:
         super().__init__(message, setting=setting)
@@ -82,30 +63,27 @@ class ConfigurationError(TenfoldError):
 
 
 class DependencyUnavailable(TenfoldError):
-    """A backing service (database, Redis, broker) cannot be reached right now."""
+    """A backing service (database, Redis, broker) cannot be reached right now.
 
-    status_code = 503
-    title = "Service Unavailable"
-    slug = "dependency-unavailable"
-    expose_detail = True
+    ``retry_after`` is a measured hint in seconds (a breaker's time to
+    half-open, a quota's reset, an upstream's ``Retry-After``), or None when
+    nobody knows; it is never a made-up default.
+    """
 
     def __init__(
-        self, message: str = "", *, dependency: str = "", retry_after: float | None = 1.0
+        self, message: str = "", *, dependency: str = "", retry_after: float | None = None
     ) -> None:
         super().__init__(message or f"{dependency or 'a dependency'} is unavailable")
         self.dependency = dependency
         self.retry_after = retry_after
 
-    def response_headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
-
 
 class DatabaseUnavailable(DependencyUnavailable):
-    slug = "database-unavailable"
+    """No connection to the ``role`` database could be had."""
 
-    def __init__(self, message: str = "", *, role: str = "primary", retry_after: float = 1.0):
+    def __init__(
+        self, message: str = "", *, role: str = "primary", retry_after: float | None = None
+    ) -> None:
         super().__init__(
             message or f"the {role} database is unavailable",
             dependency=f"database:{role}",
@@ -117,67 +95,42 @@ class DatabaseUnavailable(DependencyUnavailable):
 class DatabaseError(TenfoldError):
     """The database refused a statement. The driver's error is ``__cause__``."""
 
-    slug = "database-error"
-
 
 class IntegrityConflict(DatabaseError):
-    status_code = 409
-    title = "Conflict"
-    slug = "integrity-conflict"
-    expose_detail = True
+    """A unique, foreign key or exclusion constraint was violated."""
 
 
 class QueryTimeout(DatabaseError):
-    status_code = 503
-    title = "Service Unavailable"
-    slug = "query-timeout"
-    expose_detail = True
-
-    def response_headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}
+    """A statement or a pool checkout took longer than its timeout."""
 
 
 class ShuttingDown(TenfoldError):
-    status_code = 503
-    title = "Service Unavailable"
-    slug = "shutting-down"
-    expose_detail = True
-
-    def response_headers(self) -> dict[str, str]:
-        return {"Retry-After": "1", "Connection": "close"}
+    """The process is draining and takes no new work."""
 
 
 class ProblemError(TenfoldError):
-    """Raise from application code to answer with a problem+json response."""
+    """Raise from application code to answer with a problem+json response.
 
-    expose_detail = True
+    ``detail`` is shown to the client; ``extensions`` become extra members of
+    the problem body (never put secrets there).
+    """
 
     def __init__(self, detail: str = "", **extensions: Any) -> None:
-        super().__init__(detail or self.title)
+        super().__init__(detail)
         self.extensions = extensions
-
-    def problem_extensions(self) -> dict[str, Any]:
-        return dict(self.extensions)
 
 
 class BadRequest(ProblemError):
-    status_code = 400
-    title = "Bad Request"
-    slug = "bad-request"
+    """The request is wrong in a way the client can fix."""
 
 
 class InvalidCursor(BadRequest):
-    title = "Invalid Cursor"
-    slug = "invalid-cursor"
+    """A pagination cursor failed its integrity check or does not fit the listing."""
 
 
 class NotFound(ProblemError):
-    status_code = 404
-    title = "Not Found"
-    slug = "not-found"
+    """What the request names does not exist."""
 
 
 class Conflict(ProblemError):
-    status_code = 409
-    title = "Conflict"
-    slug = "conflict"
+    """The request conflicts with the current state of what it names."""

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from tenfold._settings import CoreSettings
     from tenfold.health import Check, HealthRegistry, Lifecycle
     from tenfold.observability import Metrics, Tracing
+    from tenfold.web import ProblemEntry, ProblemRegistry
 
 __all__ = ["Build", "Extension", "SlotMiddleware"]
 
@@ -207,6 +208,16 @@ class Build:
     def router(self, router: APIRouter) -> None:
         """Routes served when the platform serves HTTP."""
         self._platform._routers.append(router)
+
+    def problems(self, table: Mapping[type[BaseException], ProblemEntry]) -> None:
+        """How this capability's exceptions are answered over HTTP (``tenfold.web.Problem``)."""
+        for exc_type, entry in table.items():
+            self._platform.problems.register(exc_type, entry)
+
+    @property
+    def problem_registry(self) -> ProblemRegistry:
+        """The platform's registry, for middleware that renders problems itself."""
+        return self._platform.problems
 
     def on_started(self, hook: Callable[[Platform], Awaitable[None]]) -> None:
         """``await hook(platform)`` once every component has started."""

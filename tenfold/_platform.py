@@ -32,6 +32,7 @@ from tenfold._routes import RouteIndex
 from tenfold._settings import CoreSettings
 from tenfold.health import HealthRegistry, Lifecycle
 from tenfold.observability import Metrics, Tracing, configure_logging, get_logger, start_tracing
+from tenfold.web import ProblemRegistry
 
 if TYPE_CHECKING:
     import click
@@ -71,6 +72,8 @@ class Platform:
         self.health = HealthRegistry(settings.health)
         self.lifecycle = Lifecycle()
         self.tracing: Tracing = start_tracing(obs, span_exporter=self.options.get("span_exporter"))
+        #: How exceptions become problem+json: the core's, then each extension's table.
+        self.problems = ProblemRegistry()
         #: The app's routes, matched once per request and shared by every middleware.
         self.route_index = RouteIndex()
         self._components: list[Component] = []

@@ -11,9 +11,10 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from tenfold import DatabaseUnavailable, Platform, PlatformDep, Settings, create_app
+from tenfold import Conflict, DatabaseUnavailable, Platform, PlatformDep, Settings, create_app
 from tenfold.cache import cached
 from tenfold.httpcache import cache_response
+from tenfold.web import Problem
 
 
 def embedded(tmp_path: Path, **overrides: object) -> Settings:
@@ -219,3 +220,32 @@ async def test_startup_heap_is_frozen_while_serving(tmp_path: Path, enabled: boo
         frozen = gc.get_freeze_count()
     assert (frozen > 10_000) is enabled
     assert gc.get_freeze_count() == 0
+
+
+class OutOfStock(Conflict):
+    """An application's own error."""
+
+
+async def test_app_maps_its_own_errors(tmp_path: Path) -> None:
+    """create_app(problems=...) answers the app's exceptions, and may override tenfold's."""
+    router = APIRouter()
+
+    @router.get("/stock")
+    async def stock() -> None:
+        raise OutOfStock("none left")
+
+    @router.get("/busy")
+    async def busy() -> None:
+        raise DatabaseUnavailable()
+
+    problems = {
+        OutOfStock: Problem(409, "Out of Stock", type="https://shop.example/out-of-stock"),
+        DatabaseUnavailable: Problem(503, "Try Again Soon", expose_detail=True),
+    }
+    app = create_app(embedded(tmp_path), routers=[router], problems=problems, configure_logs=False)
+    async with serving(app) as client:
+        stock = (await client.get("/stock")).json()
+        assert (stock["status"], stock["type"]) == (409, "https://shop.example/out-of-stock")
+        busy = await client.get("/busy")
+        assert (busy.status_code, busy.json()["title"]) == (503, "Try Again Soon")
+        assert "retry-after" not in busy.headers

@@ -37,6 +37,7 @@ from tenfold.resilience import (
     ExternalClient,
     RedisUpstreamQuota,
     RetriesExhausted,
+    UpstreamError,
     UpstreamQuota,
 )
 from tenfold.testing import RedisServer
@@ -419,14 +420,16 @@ def test_upstream_overrides_are_validated(tmp_path: Path) -> None:
         platform.upstream("a")
 
 
-async def test_upstream_retries_upstream_failures_only(tmp_path: Path) -> None:
-    """A 503 is retried up to TENFOLD_UPSTREAM__RETRY_ATTEMPTS; a 404 is returned at once."""
+async def test_upstream_retries_transient_failures_only(tmp_path: Path) -> None:
+    """A 503 is retried up to TENFOLD_UPSTREAM__RETRY_ATTEMPTS; a 500 and a 404 are not."""
     seen: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request.url.path)
         if request.url.path == "/flaky" and seen.count("/flaky") == 1:
             return httpx.Response(503, headers={"Retry-After": "0"})
+        if request.url.path == "/broken":
+            return httpx.Response(500, headers={"Retry-After": "0"})
         return httpx.Response(404 if request.url.path == "/missing" else 200)
 
     settings = embedded(tmp_path, upstream={"retry_attempts": 2})
@@ -437,7 +440,14 @@ async def test_upstream_retries_upstream_failures_only(tmp_path: Path) -> None:
         )
         assert (await client.get("/flaky")).status_code == 200
         assert (await client.get("/missing")).status_code == 404
-    assert seen == ["/flaky", "/flaky", "/missing"]
+        with pytest.raises(UpstreamError) as broken:
+            await client.get("/broken")
+        assert broken.value.status_code == 500
+        calls = platform_of(app).upstreams.events.calls
+        assert (
+            calls[("svc", "failure")] == 2
+        )  # the first /flaky and /broken: the breaker counts both
+    assert seen == ["/flaky", "/flaky", "/missing", "/broken"]
 
 
 # -- Redis ----------------------------------------------------------------------

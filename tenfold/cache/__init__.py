@@ -7,6 +7,8 @@
     LocalLRU                 the L1: bounded by entries and bytes, TTL
     CacheBackend             the L2 contract; ``MemoryBackend`` and ``RedisBackend``
     CacheExtension           the platform extension (``TENFOLD_CACHE__*``)
+    PROBLEMS                 how ``CacheUnavailable`` (503) and ``CacheSerializationError``
+                             (500) are answered, for a ``tenfold.web.ProblemRegistry``
 
 HTTP response caching is its own package, ``tenfold.httpcache``.
 
@@ -17,7 +19,7 @@ from tenfold.cache._backend import CacheBackend, Subscription
 from tenfold.cache._binding import CacheDep, CacheMiddleware, current_cache, get_cache, use_cache
 from tenfold.cache._cache import Cache
 from tenfold.cache._decorator import CachedFunction, cached
-from tenfold.cache._errors import CacheSerializationError, CacheUnavailable
+from tenfold.cache._errors import PROBLEMS, CacheSerializationError, CacheUnavailable
 from tenfold.cache._extension import CacheExtension
 from tenfold.cache._keys import KeyPart, key, tag, tag_key
 from tenfold.cache._l1 import MISS, Entry, LocalLRU
@@ -29,6 +31,7 @@ from tenfold.cache._settings import DEFAULT_NAMESPACES, CacheSettings, Namespace
 __all__ = [
     "DEFAULT_NAMESPACES",
     "MISS",
+    "PROBLEMS",
     "Cache",
     "CacheBackend",
     "CacheDep",

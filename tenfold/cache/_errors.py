@@ -1,4 +1,4 @@
-"""Errors of the cache.
+"""Errors of the cache, and how a client sees them (``PROBLEMS``).
 
     TenfoldError
     ├── DependencyUnavailable
@@ -12,18 +12,19 @@ should be treated as a miss.
 
 from __future__ import annotations
 
-from tenfold._errors import DependencyUnavailable, TenfoldError
+from collections.abc import Mapping
 
-__all__ = ["CacheSerializationError", "CacheUnavailable"]
+from tenfold._errors import DependencyUnavailable, TenfoldError
+from tenfold.web import Problem, ProblemEntry, retry_after_header
+
+__all__ = ["PROBLEMS", "CacheSerializationError", "CacheUnavailable"]
 
 
 class CacheUnavailable(DependencyUnavailable):
     """The cache's backing store (Redis) failed; the driver's error is ``__cause__``."""
 
-    slug = "cache-unavailable"
-
     def __init__(
-        self, message: str = "", *, dependency: str = "redis", retry_after: float | None = 1.0
+        self, message: str = "", *, dependency: str = "redis", retry_after: float | None = None
     ) -> None:
         super().__init__(message, dependency=dependency, retry_after=retry_after)
 
@@ -31,4 +32,22 @@ class CacheUnavailable(DependencyUnavailable):
 class CacheSerializationError(TenfoldError):
     """A value could not be serialized, or stored bytes could not be read back."""
 
-    slug = "cache-serialization"
+
+_T = "https://tenfold.dev/problems/"
+
+#: The cache's errors as problem+json (``tenfold.web.ProblemRegistry`` table).
+PROBLEMS: Mapping[type[TenfoldError], ProblemEntry] = {
+    CacheUnavailable: Problem(
+        503,
+        "Service Unavailable",
+        type=_T + "cache-unavailable",
+        expose_detail=True,
+        headers=retry_after_header(),
+    ),
+    CacheSerializationError: Problem(
+        500,
+        "Internal Server Error",
+        type=_T + "cache-serialization",
+        expose_detail=False,
+    ),
+}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tenfold._extension import Build, Extension
 from tenfold.cache._binding import CacheMiddleware
 from tenfold.cache._cache import Cache
+from tenfold.cache._errors import PROBLEMS
 from tenfold.cache._settings import CacheSettings
 from tenfold.web import Slot
 
@@ -23,6 +24,7 @@ class CacheExtension(Extension):
     settings_model = CacheSettings
 
     def build(self, build: Build) -> None:
+        build.problems(PROBLEMS)
         cache = Cache(
             build.section, build.settings.redis, metrics=build.metrics, health=build.health
         )

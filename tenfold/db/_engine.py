@@ -23,12 +23,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import greenlet_spawn
 
+from tenfold._backoff import Backoff
 from tenfold._errors import DatabaseUnavailable, TenfoldError
 from tenfold.db._errors import is_connection_error, map_error, translate
 from tenfold.db._metrics import AcquireHistogram, PoolStats
 from tenfold.db._settings import DatabaseSettings
 
-__all__ = ["Endpoint", "ReplicaState", "build_engine", "connect_with_backoff", "safe_address"]
+__all__ = [
+    "Endpoint",
+    "ReplicaState",
+    "build_engine",
+    "connect_with_backoff",
+    "safe_address",
+    "startup_backoff",
+]
 
 Role = Literal["primary", "replica"]
 
@@ -315,17 +323,30 @@ class Endpoint:
             await self.probe_engine.dispose()
 
 
+def startup_backoff(settings: DatabaseSettings) -> Backoff:
+    """The waits between startup connects: ``CONNECT_BACKOFF`` doubled up to ``..._MAX``.
+
+    Equal jitter (the upper half of each window): workers restarting together
+    spread out, and none hammers a server that is still starting.
+    """
+    return Backoff(base=settings.connect_backoff, max=settings.connect_backoff_max, jitter="equal")
+
+
 async def connect_with_backoff(
-    endpoint: Endpoint, settings: DatabaseSettings, *, sleep: Any = asyncio.sleep
+    endpoint: Endpoint,
+    settings: DatabaseSettings,
+    *,
+    sleep: Any = asyncio.sleep,
+    rng: random.Random | None = None,
 ) -> None:
-    """Ping ``endpoint`` until it answers, backing off exponentially with jitter.
+    """Ping ``endpoint`` until it answers, waiting ``startup_backoff(settings)`` between tries.
 
     Gives up after ``connect_retries`` retries, or at once for an error that
     waiting cannot fix (bad password, missing database), with a message that
     names the server and the setting but never the password.
     """
     attempts = settings.connect_retries + 1
-    delay = settings.connect_backoff
+    backoff = startup_backoff(settings)
     last: TenfoldError | None = None
     attempt = 0
     for attempt in range(1, attempts + 1):
@@ -336,9 +357,7 @@ async def connect_with_backoff(
             last = exc
             if attempt == attempts or not _retryable(exc):
                 break
-        # Full jitter on the upper half: many workers restarting together spread out.
-        await sleep(delay * (0.5 + random.random() / 2))
-        delay = min(delay * 2, settings.connect_backoff_max)
+        await sleep(backoff.delay(attempt, rng))
     reason = last.context.get("reason", last.message) if last is not None else "unknown error"
     raise DatabaseUnavailable(
         f"could not connect to the {endpoint.role} database {endpoint.name} at "

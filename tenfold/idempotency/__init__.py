@@ -15,6 +15,7 @@
                              the storage table (add ``metadata`` to Alembic)
     IdempotencyKeyMissing (400), IdempotencyScopeMissing (401),
     IdempotencyKeyInFlight (409), IdempotencyKeyMismatch (422)
+    PROBLEMS                 how those are answered, for a ``tenfold.web.ProblemRegistry``
 
 See docs/idempotency.md.
 """
@@ -22,6 +23,7 @@ See docs/idempotency.md.
 from tenfold.idempotency._component import IdempotencyComponent
 from tenfold.idempotency._dependency import idempotency_key
 from tenfold.idempotency._errors import (
+    PROBLEMS,
     IdempotencyKeyInFlight,
     IdempotencyKeyMismatch,
     IdempotencyKeyMissing,
@@ -40,6 +42,7 @@ from tenfold.idempotency._stores import IdempotencyStore, MemoryStore, RedisStor
 from tenfold.idempotency._table import create_table, idempotency_table, metadata
 
 __all__ = [
+    "PROBLEMS",
     "REPLAYED_HEADER",
     "IdempotencyComponent",
     "IdempotencyConfig",

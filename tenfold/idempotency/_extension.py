@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tenfold._extension import Build, Extension
 from tenfold.idempotency._component import IdempotencyComponent
+from tenfold.idempotency._errors import PROBLEMS
 from tenfold.idempotency._settings import IdempotencySettings
 
 __all__ = ["IdempotencyExtension"]
@@ -17,6 +18,7 @@ class IdempotencyExtension(Extension):
     settings_model = IdempotencySettings
 
     def build(self, build: Build) -> None:
+        build.problems(PROBLEMS)
         component = IdempotencyComponent(build.section, build.settings.redis)
         build.provide(component, name="idempotency")
         build.component(component)

@@ -11,7 +11,9 @@ an app, to path prefixes or route templates, or to endpoints marked with
 ``@rate_limit``. ``hit_many`` decides several rules at once, all-or-nothing (100/minute *and*
 1000/day). ``RateLimitComponent`` builds an app's backend and policies from
 ``TENFOLD_RATELIMIT__*`` (``create_app`` does this; code-defined policies go in
-``RateLimits``). See ``docs/ratelimit.md`` for the algorithm and its guarantees.
+``RateLimits``). ``PROBLEMS`` says how ``RateLimited`` (429) and
+``RateLimiterUnavailable`` (503) are answered, for a
+``tenfold.web.ProblemRegistry``. See ``docs/ratelimit.md`` for the algorithm and its guarantees.
 """
 
 from tenfold.ratelimit._backend import LimiterBackend
@@ -20,7 +22,7 @@ from tenfold.ratelimit._component import (
     RateLimitComponent,
     RateLimits,
 )
-from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
+from tenfold.ratelimit._errors import PROBLEMS, RateLimited, RateLimiterUnavailable
 from tenfold.ratelimit._extension import RateLimitExtension
 from tenfold.ratelimit._gcra import Decision, decide
 from tenfold.ratelimit._keys import (
@@ -45,6 +47,7 @@ from tenfold.ratelimit._websocket import ConnectionLimiter
 __all__ = [
     "ALGORITHMS",
     "BEER_OLYMPICS",
+    "PROBLEMS",
     "ROUTE_TEMPLATE",
     "ConnectionLimiter",
     "Decision",

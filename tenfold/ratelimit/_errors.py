@@ -1,34 +1,33 @@
-"""Errors of the rate limiter.
+"""Errors of the rate limiter, and how a client sees them (``PROBLEMS``).
 
     TenfoldError
     ├── DependencyUnavailable
     │   └── RateLimiterUnavailable    Redis cannot be reached, timed out or refused a command
     └── ProblemError
-        └── RateLimited               a rule refused the request                  -> 429
+        └── RateLimited               a rule refused the request
 
 ``RateLimited`` carries the numbers a client needs (``retry_after``, ``limit``,
-``remaining``, ``reset``); its ``response_headers()`` give ``Retry-After``.
+``remaining``, ``reset``); its problem is a 429 with ``Retry-After`` in whole
+seconds, rounded up, and the body members ``retry_after`` and ``limit``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tenfold._errors import DependencyUnavailable, ProblemError
+from tenfold._errors import DependencyUnavailable, ProblemError, TenfoldError
+from tenfold.web import Problem, ProblemEntry, retry_after_header
 
 if TYPE_CHECKING:
     from tenfold.ratelimit._gcra import Decision
 
-__all__ = ["RateLimited", "RateLimiterUnavailable"]
+__all__ = ["PROBLEMS", "RateLimited", "RateLimiterUnavailable"]
 
 
 class RateLimited(ProblemError):
     """A rate limit refused the request; retry after ``retry_after`` seconds."""
-
-    status_code = 429
-    title = "Too Many Requests"
-    slug = "rate-limited"
 
     def __init__(
         self,
@@ -39,7 +38,7 @@ class RateLimited(ProblemError):
         remaining: int = 0,
         reset: float = 0.0,
     ) -> None:
-        super().__init__(detail or "rate limit exceeded", retry_after=_seconds(retry_after))
+        super().__init__(detail or "rate limit exceeded")
         self.retry_after = retry_after
         self.limit = limit
         self.remaining = remaining
@@ -56,20 +55,12 @@ class RateLimited(ProblemError):
             reset=decision.reset_after,
         )
 
-    def response_headers(self) -> dict[str, str]:
-        return {"Retry-After": str(_seconds(self.retry_after))}
-
-    def problem_extensions(self) -> dict[str, Any]:
-        return {**super().problem_extensions(), "limit": self.limit}
-
 
 class RateLimiterUnavailable(DependencyUnavailable):
     """The limiter's store (Redis) failed; the driver's error is ``__cause__``."""
 
-    slug = "rate-limiter-unavailable"
-
     def __init__(
-        self, message: str = "", *, dependency: str = "redis", retry_after: float | None = 1.0
+        self, message: str = "", *, dependency: str = "redis", retry_after: float | None = None
     ) -> None:
         super().__init__(message, dependency=dependency, retry_after=retry_after)
 
@@ -77,3 +68,32 @@ class RateLimiterUnavailable(DependencyUnavailable):
 def _seconds(delay: float) -> int:
     # Retry-After is whole seconds; rounding down would invite a retry that is refused again.
     return max(1, math.ceil(delay))
+
+
+def _retry_after(exc: RateLimited) -> dict[str, str]:
+    return {"Retry-After": str(_seconds(exc.retry_after))}
+
+
+def _members(exc: RateLimited) -> dict[str, Any]:
+    return {"retry_after": _seconds(exc.retry_after), "limit": exc.limit}
+
+
+_T = "https://tenfold.dev/problems/"
+
+#: The rate limiter's errors as problem+json (``tenfold.web.ProblemRegistry`` table).
+PROBLEMS: Mapping[type[TenfoldError], ProblemEntry] = {
+    RateLimited: Problem(
+        429,
+        "Too Many Requests",
+        type=_T + "rate-limited",
+        headers=_retry_after,
+        extensions=_members,
+    ),
+    RateLimiterUnavailable: Problem(
+        503,
+        "Service Unavailable",
+        type=_T + "rate-limiter-unavailable",
+        expose_detail=True,
+        headers=retry_after_header(),
+    ),
+}

@@ -6,6 +6,7 @@ from tenfold._extension import Build, Extension
 from tenfold.health import PROBE_PATHS
 from tenfold.ratelimit._backend import LimiterBackend
 from tenfold.ratelimit._component import RateLimitComponent, RateLimits
+from tenfold.ratelimit._errors import PROBLEMS
 from tenfold.ratelimit._middleware import RateLimitMiddleware
 from tenfold.ratelimit._settings import RateLimitSettings
 from tenfold.web import Slot
@@ -29,6 +30,7 @@ class RateLimitExtension(Extension):
         self.rate_limits = rate_limits
 
     def build(self, build: Build) -> None:
+        build.problems(PROBLEMS)
         component = RateLimitComponent(
             build.section, build.settings.redis, metrics=build.metrics, health=build.health
         )
@@ -44,5 +46,6 @@ class RateLimitExtension(Extension):
             backend=component.backend,
             stats=component.stats,
             index=build.route_index,
+            problems=build.problem_registry,
             **component.policies(code),
         )

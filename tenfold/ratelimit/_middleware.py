@@ -32,12 +32,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenfold._routes import RouteIndex
 from tenfold.observability import get_logger
 from tenfold.ratelimit._backend import LimiterBackend
-from tenfold.ratelimit._errors import RateLimited, RateLimiterUnavailable
+from tenfold.ratelimit._errors import PROBLEMS, RateLimited, RateLimiterUnavailable
 from tenfold.ratelimit._gcra import Decision
 from tenfold.ratelimit._keys import ROUTE_TEMPLATE, route_free
 from tenfold.ratelimit._policy import Policy, policies_of
 from tenfold.ratelimit._stats import RateLimitStats
-from tenfold.web import problem_for_exception
+from tenfold.web import ProblemRegistry, problem_for_exception
 
 __all__ = ["RateLimitMiddleware", "ratelimit_headers"]
 
@@ -58,8 +58,11 @@ class RateLimitMiddleware:
         stats: RateLimitStats | None = None,
         exempt: Collection[str] = (),
         index: RouteIndex | None = None,
+        problems: ProblemRegistry | None = None,
     ) -> None:
         self.app = app
+        #: How refusals are answered; the app's registry, or tenfold's core and ratelimit's.
+        self.problems = problems if problems is not None else ProblemRegistry(PROBLEMS)
         #: Paths (exact) never limited: health probes and metrics scrapes, say.
         self.exempt = frozenset(exempt)
         self.backend = backend
@@ -102,7 +105,7 @@ class RateLimitMiddleware:
                 if fail_open:
                     continue
                 self._label(scope)
-                await problem_for_exception(exc)(scope, receive, send)
+                await problem_for_exception(exc, self.problems)(scope, receive, send)
                 return
             decisions += found
             if not all(d.allowed for d in found):
@@ -133,7 +136,7 @@ class RateLimitMiddleware:
         send: Send,
     ) -> None:
         worst = max(refused, key=lambda d: d.retry_after)
-        response = problem_for_exception(RateLimited.from_decision(worst))
+        response = problem_for_exception(RateLimited.from_decision(worst), self.problems)
         response.headers.update(ratelimit_headers(decisions))
         self._label(scope)
         await response(scope, receive, send)

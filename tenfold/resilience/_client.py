@@ -2,7 +2,8 @@
 
 Each attempt (the ``Policy`` may retry) goes: quota reservation, request with
 the current context as headers (``X-Request-ID``, ``X-Correlation-ID``,
-``X-Causation-ID``, ``traceparent``; never the principal), then error mapping:
+``X-Causation-ID``, ``traceparent``; never the principal), then error mapping
+(the classes live in ``_errors.py``):
 
 DependencyUnavailable (tenfold._errors)
 ├── QuotaExhausted       the provider's quota would reject it; never sent
@@ -26,59 +27,17 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from tenfold._context import REQUEST_ID_HEADER, snapshot
-from tenfold._errors import DependencyUnavailable
+from tenfold.resilience._errors import (
+    QuotaExhausted,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from tenfold.resilience._fallback import Provider
 from tenfold.resilience._policy import Policy
-from tenfold.resilience._quota import QuotaExhausted, QuotaTracker, parse_retry_after
+from tenfold.resilience._quota import QuotaTracker, parse_retry_after
 
-__all__ = [
-    "ClientStats",
-    "ExternalClient",
-    "UpstreamError",
-    "UpstreamTimeout",
-    "UpstreamUnreachable",
-    "upstream_failure",
-]
-
-
-class UpstreamUnreachable(DependencyUnavailable):
-    """Connecting to or talking with the provider failed before a response."""
-
-    slug = "upstream-unreachable"
-
-    def __init__(self, provider: str, *, request: httpx.Request) -> None:
-        super().__init__(f"{provider!r} is unreachable", dependency=provider, retry_after=None)
-        self.provider = provider
-        self.request = request
-
-
-class UpstreamTimeout(DependencyUnavailable):
-    """The provider did not answer within the client's httpx timeout."""
-
-    slug = "upstream-timeout"
-
-    def __init__(self, provider: str, *, request: httpx.Request) -> None:
-        super().__init__(f"{provider!r} timed out", dependency=provider, retry_after=None)
-        self.provider = provider
-        self.request = request
-
-
-class UpstreamError(DependencyUnavailable):
-    """The provider answered 429 or 5xx; ``retry_after`` is its ``Retry-After``, if any."""
-
-    slug = "upstream-error"
-
-    def __init__(
-        self, provider: str, *, response: httpx.Response, retry_after: float | None
-    ) -> None:
-        super().__init__(
-            f"{provider!r} answered {response.status_code}",
-            dependency=provider,
-            retry_after=retry_after,
-        )
-        self.provider = provider
-        self.response = response
-        self.status_code = response.status_code
+__all__ = ["ClientStats", "ExternalClient", "upstream_failure"]
 
 
 def upstream_failure(exc: BaseException) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tenfold._extension import Build, Extension
+from tenfold.resilience._errors import PROBLEMS
 from tenfold.resilience._registry import UpstreamRegistry
 from tenfold.resilience._settings import UpstreamSettings
 
@@ -18,6 +19,7 @@ class UpstreamExtension(Extension):
     settings_model = UpstreamSettings
 
     def build(self, build: Build) -> None:
+        build.problems(PROBLEMS)
         registry = UpstreamRegistry(
             build.section, metrics=build.metrics, redis=build.settings.redis
         )

@@ -18,18 +18,18 @@ T = TypeVar("T")
 class Timeout:
     """Cancel a call after ``seconds`` and raise ``DeadlineExceeded`` (``asyncio.timeout``).
 
-    A ``TimeoutError`` raised by the call itself (not by this limit) passes
-    through unchanged.
+    ``name`` labels the ``DeadlineExceeded``. A ``TimeoutError`` raised by the
+    call itself (not by this limit) passes through unchanged.
     """
 
-    def __init__(self, name: str, seconds: float) -> None:
-        if seconds <= 0:
-            raise ValueError("seconds must be positive")
+    def __init__(self, seconds: float, *, name: str = "timeout") -> None:
+        if not isinstance(seconds, int | float) or seconds <= 0:
+            raise ValueError(f"seconds must be a positive number, got {seconds!r}")
         self.name = name
         self.seconds = seconds
 
     def __repr__(self) -> str:
-        return f"Timeout({self.name!r}, {self.seconds})"
+        return f"Timeout({self.seconds}, name={self.name!r})"
 
     async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         limit = asyncio.timeout(self.seconds)

@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from tenfold._errors import DependencyUnavailable
+from tenfold.resilience._errors import QuotaExhausted
 
-__all__ = ["QuotaExhausted", "QuotaTracker", "UpstreamQuota"]
+__all__ = ["QuotaTracker", "UpstreamQuota"]
 
 _STRAVA_PERIODS = (("15m", 900.0), ("daily", 86400.0))
 #: The windows a quota's ``limits`` may name: a quarter hour and a UTC day.
@@ -42,21 +42,6 @@ def check_limits(limits: Mapping[str, int] | None) -> dict[str, int]:
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"quota window {name!r} needs a positive limit, got {limit!r}")
     return found
-
-
-class QuotaExhausted(DependencyUnavailable):
-    """The upstream ``provider`` would reject the request; it was not sent."""
-
-    slug = "upstream-quota-exhausted"
-
-    def __init__(self, provider: str, *, window: str, retry_after: float) -> None:
-        super().__init__(
-            f"{provider!r} quota {window!r} is used up",
-            dependency=provider,
-            retry_after=max(0.0, retry_after),
-        )
-        self.provider = provider
-        self.window = window
 
 
 @runtime_checkable

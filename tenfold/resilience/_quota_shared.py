@@ -46,10 +46,10 @@ from tenfold._errors import ConfigurationError
 from tenfold._redis import REDIS_ERRORS, cluster_client, from_settings, standalone_client
 from tenfold._settings import RedisSettings
 from tenfold.observability import get_logger
+from tenfold.resilience._errors import QuotaExhausted, SharedQuotaUnavailable
 from tenfold.resilience._quota import (
     _STRAVA_PERIODS,
     PERIODS,
-    QuotaExhausted,
     UpstreamQuota,
     _ints,
     check_limits,
@@ -64,20 +64,9 @@ from tenfold.resilience._quota_scripts import (
     Script,
 )
 
-__all__ = ["RedisUpstreamQuota", "SharedQuotaUnavailable"]
+__all__ = ["RedisUpstreamQuota"]
 
 _log = get_logger("tenfold.resilience")
-
-
-class SharedQuotaUnavailable(QuotaExhausted):
-    """The shared quota's Redis failed and ``fail_open`` is off; the call was not sent."""
-
-    slug = "upstream-quota-unavailable"
-
-    def __init__(self, provider: str, *, retry_after: float) -> None:
-        super().__init__(provider, window="shared", retry_after=retry_after)
-        self.message = f"{provider!r} quota cannot be checked: its Redis is unavailable"
-        self.args = (self.message,)
 
 
 @dataclass(slots=True, frozen=True)

@@ -7,8 +7,9 @@ whose ``Policy`` comes from the settings (the defaults, then the provider's
     Retry(attempts, deadline)  ->  CircuitBreaker(count window)  ->  Bulkhead
 
 with httpx's ``Timeout(timeout, connect=connect_timeout)`` bounding each
-attempt. Only upstream failures (``upstream_failure``: 429/5xx, timeouts,
-unreachable) are retried or trip the breaker; a locally refused call is not.
+attempt. Transient upstream failures (``transient``: unreachable, timeouts,
+429/502/503/504) are retried; every upstream failure (``upstream_failure``,
+a 500 too) counts against the breaker; a locally refused call does neither.
 Every client shares the registry's ``ClientStats`` and ``ResilienceStats``,
 which are registered with the app's metrics while it runs, and ``stop()``
 closes every client.
@@ -36,7 +37,7 @@ from tenfold.resilience._limits import Bulkhead
 from tenfold.resilience._policy import Policy
 from tenfold.resilience._quota import QuotaTracker, UpstreamQuota
 from tenfold.resilience._quota_shared import RedisUpstreamQuota
-from tenfold.resilience._retry import Retry
+from tenfold.resilience._retry import Retry, transient
 from tenfold.resilience._settings import UpstreamPolicy, UpstreamSettings
 from tenfold.resilience._shared import RedisBreakerState
 
@@ -155,7 +156,8 @@ class UpstreamRegistry:
                 provider,
                 attempts=s.retry_attempts,
                 deadline=s.retry_deadline,
-                retry_on=upstream_failure,
+                # A 500 is the provider's bug: sending the same request again will not fix it.
+                retry_on=transient,
                 hooks=hooks,
             ),
             breaker=CircuitBreaker(

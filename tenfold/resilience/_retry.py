@@ -1,11 +1,19 @@
 """Retry with exponential backoff and full jitter, a deadline and Retry-After.
 
-The wait before attempt ``n + 1`` is ``uniform(0, min(max_wait, base *
-multiplier ** (n - 1)))`` (AWS "full jitter"). When the error carries a
-``retry_after`` (a 429/503 ``Retry-After``, a ``CircuitOpen``), that wait is
-used instead, unless it is above ``max_retry_after``: then retrying is
-pointless and the error is re-raised as it is. A wait that would end past the
-``deadline`` (seconds from the first attempt) is not taken.
+Only what ``retry_on`` selects is retried; by default that is ``transient``:
+connection errors, timeouts and a provider's 429/502/503/504. Retrying every
+exception would repeat bugs (a ``KeyError`` fails the same way each time) and
+hide them behind ``RetriesExhausted``.
+
+The wait before attempt ``n + 1`` comes from a ``tenfold.Backoff``, by
+default ``uniform(0, min(max_wait, base * multiplier ** (n - 1)))`` (AWS
+"full jitter"). A measured ``retry_after`` is
+used instead: the provider's ``Retry-After`` on an ``UpstreamError``, a
+breaker's time to half-open on a ``CircuitOpen``, a quota's reset on a
+``QuotaExhausted``; never an attribute that merely defaults to a number. Above
+``max_retry_after`` retrying is pointless and the error is re-raised as it is.
+A wait that would end past the ``deadline`` (seconds from the first attempt)
+is not taken.
 
 ``set_retries_active(False)`` turns retrying off process-wide (one attempt,
 errors raised unchanged) for tests; ``set_retries_active(True)`` resets it.
@@ -19,10 +27,21 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from tenfold.resilience._errors import CircuitOpen, RetriesExhausted
+import httpx
+
+from tenfold._backoff import Backoff
+from tenfold.resilience._errors import (
+    CircuitOpen,
+    DeadlineExceeded,
+    QuotaExhausted,
+    RetriesExhausted,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from tenfold.resilience._events import Hook, RetryScheduled, emit, log_event
 
-__all__ = ["Retry", "retries_active", "set_retries_active"]
+__all__ = ["Retry", "retries_active", "set_retries_active", "transient"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -43,12 +62,46 @@ def retries_active() -> bool:
     return _Switch.active
 
 
+#: The provider statuses that say "try again": too many requests, and a gateway or
+#: server that is down or overloaded for now. A 500 is a bug; repeating it costs twice.
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure that may pass by itself, so trying again can help.
+
+    True for a provider that was unreachable, timed out or answered 429, 502,
+    503 or 504; for a ``Timeout`` that expired (``DeadlineExceeded``); for
+    builtin ``TimeoutError`` and ``ConnectionError``; and for httpx's network,
+    timeout and remote protocol errors. False for everything else: local
+    refusals (``CircuitOpen``, ``BulkheadFull``, ``QuotaExhausted``) and bugs.
+
+    ``DatabaseUnavailable`` is deliberately not transient here: it can mean the
+    connection was lost during a commit whose outcome is unknown, so running
+    the call again could apply a write twice; the database layer already
+    reconnects and fails over by itself.
+    """
+    if isinstance(exc, UpstreamError):
+        return exc.status_code in TRANSIENT_STATUSES
+    if isinstance(exc, httpx.TransportError):
+        # A bad URL scheme or a request we built wrong fails the same way every time.
+        return not isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError)
+    return isinstance(
+        exc,
+        UpstreamUnreachable | UpstreamTimeout | DeadlineExceeded | TimeoutError | ConnectionError,
+    )
+
+
 class Retry:
     """Retry an async call; ``await retry.call(fn, *args)``.
 
-    ``retry_on`` selects the exceptions worth retrying (types or a predicate;
-    by default every ``Exception`` but ``CircuitOpen``: an open breaker ends
-    the retries at once, so a fallback chain moves on without waiting);
+    ``name`` labels events, logs and ``RetriesExhausted``. The waits come
+    from ``backoff`` (a ``tenfold.Backoff``; full jitter from 0.1 s, doubling,
+    at most 10 s), or from ``base``, ``multiplier`` and ``max_wait``, which
+    build one with full jitter; give one or the other. ``retry_on``
+    selects the exceptions worth retrying (types or a predicate); by default
+    (None) ``transient`` ones, so an open breaker (``CircuitOpen``) ends the
+    retries at once and a fallback chain moves on without waiting.
     ``retry_if_result`` asks for another attempt on a returned value.
     ``sleep``, ``clock`` and ``rng`` are injected so tests neither wait nor
     depend on chance.
@@ -56,12 +109,13 @@ class Retry:
 
     def __init__(
         self,
-        name: str,
+        name: str = "retry",
         *,
         attempts: int = 3,
-        base: float = 0.1,
-        multiplier: float = 2.0,
-        max_wait: float = 10.0,
+        backoff: Backoff | None = None,
+        base: float | None = None,
+        multiplier: float | None = None,
+        max_wait: float | None = None,
         deadline: float | None = None,
         retry_on: RetryOn | None = None,
         retry_if_result: Callable[[Any], bool] | None = None,
@@ -75,17 +129,9 @@ class Retry:
             raise ValueError("attempts must be at least 1")
         self.name = name
         self.attempts = attempts
-        self.base = base
-        self.multiplier = multiplier
-        self.max_wait = max_wait
+        self.backoff = _backoff(backoff, base=base, multiplier=multiplier, max_wait=max_wait)
         self.deadline = deadline
-        if retry_on is None:
-            self._should_retry: Callable[[BaseException], bool] = _not_circuit_open
-        elif isinstance(retry_on, type | tuple):
-            types = retry_on
-            self._should_retry = lambda e: isinstance(e, types)
-        else:
-            self._should_retry = retry_on
+        self._should_retry = _predicate(retry_on)
         self.retry_if_result = retry_if_result
         self.max_retry_after = max_retry_after
         self._sleep = sleep
@@ -95,14 +141,13 @@ class Retry:
 
     def __repr__(self) -> str:
         return (
-            f"Retry({self.name!r}, attempts={self.attempts}, base={self.base},"
-            f" max_wait={self.max_wait}, deadline={self.deadline})"
+            f"Retry({self.name!r}, attempts={self.attempts}, backoff={self.backoff!r},"
+            f" deadline={self.deadline})"
         )
 
-    def backoff(self, attempt: int) -> float:
-        """The full-jitter wait after failed attempt ``attempt`` (1-based)."""
-        cap = min(self.max_wait, self.base * self.multiplier ** (attempt - 1))
-        return self._rng.uniform(0.0, cap)
+    def delay(self, attempt: int) -> float:
+        """The backoff wait after failed attempt ``attempt`` (1-based), drawn with ``rng``."""
+        return self.backoff.delay(attempt, self._rng)
 
     async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)``, retrying as configured."""
@@ -125,7 +170,7 @@ class Retry:
             else:
                 if self.retry_if_result is None or not self.retry_if_result(result):
                     return result
-                wait, error, last_result = self.backoff(attempt), None, result
+                wait, error, last_result = self.delay(attempt), None, result
             reason = self._give_up_reason(attempt, started, wait)
             if reason is not None:
                 raise RetriesExhausted(
@@ -138,10 +183,10 @@ class Retry:
 
     def _wait_after(self, attempt: int, exc: BaseException) -> float | None:
         """The wait before the next attempt, or None when Retry-After is too far."""
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, int | float):
-            return float(retry_after) if retry_after <= self.max_retry_after else None
-        return self.backoff(attempt)
+        retry_after = _measured_retry_after(exc)
+        if retry_after is not None:
+            return retry_after if retry_after <= self.max_retry_after else None
+        return self.delay(attempt)
 
     def _give_up_reason(self, attempt: int, started: float, wait: float) -> str | None:
         if attempt >= self.attempts:
@@ -151,8 +196,39 @@ class Retry:
         return None
 
 
-def _not_circuit_open(exc: BaseException) -> bool:
-    return isinstance(exc, Exception) and not isinstance(exc, CircuitOpen)
+def _backoff(
+    backoff: Backoff | None,
+    *,
+    base: float | None,
+    multiplier: float | None,
+    max_wait: float | None,
+) -> Backoff:
+    if backoff is not None:
+        if (base, multiplier, max_wait) != (None, None, None):
+            raise ValueError("give Retry either backoff= or base/multiplier/max_wait, not both")
+        return backoff
+    default = Backoff()
+    return Backoff(
+        base=default.base if base is None else base,
+        multiplier=default.multiplier if multiplier is None else multiplier,
+        max=default.max if max_wait is None else max_wait,
+    )
+
+
+def _predicate(retry_on: RetryOn | None) -> Callable[[BaseException], bool]:
+    if retry_on is None:
+        return transient
+    if isinstance(retry_on, type | tuple):
+        types = retry_on
+        return lambda e: isinstance(e, types)
+    return retry_on
+
+
+def _measured_retry_after(exc: BaseException) -> float | None:
+    """A wait someone measured: the provider's Retry-After, a breaker's or a quota's."""
+    if not isinstance(exc, UpstreamError | CircuitOpen | QuotaExhausted):
+        return None
+    return None if exc.retry_after is None else float(exc.retry_after)
 
 
 def _describe(error: BaseException | None, result: Any) -> str:

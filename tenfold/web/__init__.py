@@ -1,7 +1,12 @@
 """HTTP-facing pieces shared by every tenfold app: RFC 9457 problem responses.
 
-- ``install_problem_handlers(app)``: HTTP errors (router 404/405 included),
-  validation errors (422 with the fields) and ``TenfoldError`` as problem+json.
+- ``ProblemRegistry``: which ``Problem`` (status, title, type, headers,
+  extra members) each exception class becomes, looked up along the MRO;
+  starts from ``CORE_PROBLEMS``, each capability package adds its
+  ``PROBLEMS``, and apps register their own.
+- ``install_problem_handlers(app, problems)``: HTTP errors (router 404/405
+  included), validation errors (422 with the fields) and the registered
+  exceptions as problem+json.
 - ``ProblemMiddleware``: any other exception becomes a 500 problem without a
   stack trace; the stack is logged with the request id.
 - ``problem_response(...)``: build one yourself.
@@ -23,15 +28,26 @@ from tenfold.web._problems import (
     problem_for_exception,
     problem_response,
 )
+from tenfold.web._registry import (
+    CORE_PROBLEMS,
+    Problem,
+    ProblemEntry,
+    ProblemRegistry,
+    retry_after_header,
+)
 from tenfold.web._slots import Slot
 
 __all__ = [
+    "CORE_PROBLEMS",
     "GENERIC_DETAIL",
     "PROBLEM_CONTENT_TYPE",
     "ROUTE_MATCH",
     "Authenticate",
     "AuthenticationMiddleware",
+    "Problem",
+    "ProblemEntry",
     "ProblemMiddleware",
+    "ProblemRegistry",
     "ProblemResponse",
     "RouteIndex",
     "RouteMatch",
@@ -39,4 +55,5 @@ __all__ = [
     "install_problem_handlers",
     "problem_for_exception",
     "problem_response",
+    "retry_after_header",
 ]

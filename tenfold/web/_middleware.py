@@ -12,6 +12,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenfold.web._problems import problem_for_exception
+from tenfold.web._registry import ProblemRegistry
 
 __all__ = ["ProblemMiddleware"]
 
@@ -19,14 +20,16 @@ __all__ = ["ProblemMiddleware"]
 class ProblemMiddleware:
     """Turns an exception raised below it into a problem+json response.
 
-    ``TenfoldError`` and ``HTTPException`` keep their status (they can come
-    from middleware, outside FastAPI's handlers); anything else is a 500 with
-    a generic detail while the stack goes to the log. If the response has
-    already started the exception is re-raised: the server must abort it.
+    ``HTTPException`` and the classes of ``problems`` (they can come from
+    middleware, outside FastAPI's handlers) keep their problem; anything else
+    is a 500 with a generic detail while the stack goes to the log. If the
+    response has already started the exception is re-raised: the server must
+    abort it.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, problems: ProblemRegistry | None = None) -> None:
         self.app = app
+        self.problems = problems
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,7 +46,7 @@ class ProblemMiddleware:
         try:
             await self.app(scope, receive, send_tracking)  # type: ignore[arg-type]
         except Exception as exc:
-            response = problem_for_exception(exc)
+            response = problem_for_exception(exc, self.problems)
             if started:
                 raise
             await response(scope, receive, send)

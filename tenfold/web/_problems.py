@@ -2,8 +2,8 @@
 
 Every body has ``type``, ``title``, ``status``, ``detail`` and ``request_id``;
 validation errors add ``errors: [{loc, msg, type}]`` (never the rejected
-input: it may be a password). The mapping from exception to status lives on
-the exception classes (``tenfold._errors``), not here.
+input: it may be a password). Which status, title, type and headers an
+exception gets is looked up in a ``ProblemRegistry`` (``_registry.py``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tenfold._context import current_request_id
-from tenfold._errors import TenfoldError
+from tenfold._errors import ProblemError, TenfoldError
 from tenfold.observability import get_logger, report_exception
+from tenfold.web._registry import Problem, ProblemRegistry
 
 __all__ = [
     "GENERIC_DETAIL",
@@ -41,6 +42,8 @@ _MEMBERS = frozenset({"type", "title", "status", "detail", "request_id"})
 _BODYLESS = frozenset({204, 205, 304})
 
 _log = get_logger("tenfold.web")
+# What a renderer knows when it is given no registry: the core tree only.
+_CORE = ProblemRegistry()
 
 
 class ProblemResponse(Response):
@@ -82,56 +85,72 @@ def problem_response(
     return ProblemResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
-def problem_for_exception(exc: Exception) -> Response:
+def problem_for_exception(exc: Exception, problems: ProblemRegistry | None = None) -> Response:
     """The problem response for any exception; unknown ones are a generic 500.
 
-    Logs what a client must not see: the stack of a 500 and of any internal
-    ``TenfoldError``, with the request id (the log processors add it).
+    ``problems`` decides what a ``TenfoldError`` (or any class registered
+    there) becomes; by default only tenfold's core tree is known. Logs what a
+    client must not see: the stack of a 500 and of any error whose detail is
+    not shown, with the request id (the log processors add it).
     """
-    if isinstance(exc, TenfoldError):
-        return _tenfold_problem(exc)
     if isinstance(exc, HTTPException):
         return _http_problem(exc)
     if isinstance(exc, RequestValidationError):
         return _validation_problem(exc)
+    problem = (problems if problems is not None else _CORE).lookup(exc)
+    if problem is not None:
+        return _mapped_problem(exc, problem)
     _log.error("unhandled_exception", error_type=type(exc).__name__, exc_info=exc)
     report_exception(exc)
     return problem_response(500, detail=GENERIC_DETAIL)
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Answer HTTP errors, validation errors and ``TenfoldError`` with problem+json.
+def install_problem_handlers(app: FastAPI, problems: ProblemRegistry | None = None) -> None:
+    """Answer HTTP errors, validation errors and the classes of ``problems`` with problem+json.
 
     Router 404/405 arrive here as ``HTTPException``. Exceptions of any other
     type are left to ``ProblemMiddleware`` (they must pass the exception
-    handlers to reach a layer that still has the request context).
+    handlers to reach a layer that still has the request context); so are
+    classes registered in ``problems`` after this call.
     """
-    app.add_exception_handler(HTTPException, _handle)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _handle)  # type: ignore[arg-type]
-    app.add_exception_handler(TenfoldError, _handle)  # type: ignore[arg-type]
+    registry = problems if problems is not None else _CORE
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        return problem_for_exception(exc, registry)
+
+    app.add_exception_handler(HTTPException, handle)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, handle)  # type: ignore[arg-type]
+    for exc_type in registry:
+        # A handler for Exception itself would run in Starlette's outermost layer, where
+        # the request context is gone; ProblemMiddleware answers those instead.
+        if exc_type not in (Exception, BaseException):
+            app.add_exception_handler(exc_type, handle)  # type: ignore[arg-type]
 
 
-async def _handle(request: Request, exc: Exception) -> Response:
-    return problem_for_exception(exc)
-
-
-def _tenfold_problem(exc: TenfoldError) -> Response:
-    status = exc.status_code
-    if exc.expose_detail:
-        detail = exc.message
+def _mapped_problem(exc: BaseException, problem: Problem[Any]) -> Response:
+    status = problem.status
+    if problem.shows_detail:
+        detail = (exc.message if isinstance(exc, TenfoldError) else str(exc)) or None
         if status >= 500:
-            _log.warning("service_unavailable", error_type=type(exc).__name__, detail=detail)
+            _log.warning(
+                "service_unavailable",
+                error_type=type(exc).__name__,
+                detail=detail or problem.title,
+            )
     else:
         detail = GENERIC_DETAIL
         _log.error("internal_error", error_type=type(exc).__name__, exc_info=exc)
         report_exception(exc)
+    extensions = dict(exc.extensions) if isinstance(exc, ProblemError) else {}
+    if problem.extensions is not None:
+        extensions.update(problem.extensions(exc))
     return problem_response(
         status,
-        title=exc.title,
+        title=problem.title,
         detail=detail,
-        type_=exc.type_uri,
-        headers=exc.response_headers(),
-        **exc.problem_extensions(),
+        type_=problem.type,
+        headers=problem.headers(exc) if problem.headers is not None else None,
+        **extensions,
     )
 
 

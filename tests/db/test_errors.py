@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from tenfold._errors import DatabaseError, IntegrityConflict, QueryTimeout
+from tenfold.web import problem_for_exception
 
 from .conftest import MakeDatabase
 
@@ -19,7 +20,7 @@ async def test_unique_violation_is_an_integrity_conflict(make_database: MakeData
     with pytest.raises(IntegrityConflict) as raised:
         async with db.session() as write:
             await write.execute(sa.text("INSERT INTO items VALUES (1, 'dup', 0)"))
-    assert raised.value.status_code == 409
+    assert problem_for_exception(raised.value).status_code == 409
     assert "items_pkey" not in str(raised.value)  # constraint names stay out of the client's view
     cause = raised.value.__cause__
     assert isinstance(cause, sa.exc.IntegrityError)
@@ -42,7 +43,7 @@ async def test_statement_timeout_is_a_query_timeout(make_database: MakeDatabase)
     with pytest.raises(QueryTimeout) as raised:
         async with db.session(readonly=True) as read:
             await read.execute(sa.text("SELECT pg_sleep(5)"))
-    assert raised.value.status_code == 503
+    assert problem_for_exception(raised.value).status_code == 503
 
 
 async def test_pool_timeout_is_a_query_timeout(make_database: MakeDatabase) -> None:
@@ -62,7 +63,7 @@ async def test_other_database_errors_are_database_errors(make_database: MakeData
         async with db.session(readonly=True) as read:
             await read.execute(sa.text("SELEC 1"))
     assert type(raised.value) is DatabaseError
-    assert raised.value.status_code == 500
+    assert problem_for_exception(raised.value).status_code == 500
 
 
 async def test_application_errors_pass_through_and_roll_back(make_database: MakeDatabase) -> None:

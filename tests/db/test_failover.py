@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from tenfold._errors import DatabaseUnavailable, TenfoldError
 from tenfold.db import ConsistencyMiddleware, DbSession
 from tenfold.testing import PgCluster, attach_platform
-from tenfold.web import install_problem_handlers
+from tenfold.web import install_problem_handlers, problem_for_exception
 
 from .conftest import MakeDatabase, in_recovery, wait_for
 
@@ -112,7 +112,7 @@ async def test_primary_loss_fails_fast_with_503_and_the_pool_recovers(
     try:
         with pytest.raises(DatabaseUnavailable) as raised:
             await asyncio.wait_for(_write(db), 30)
-        assert raised.value.status_code == 503
+        assert problem_for_exception(raised.value).status_code == 503
         response = await asyncio.wait_for(client.post("/notes"), 30)
         assert response.status_code == 503
         assert response.headers["content-type"].startswith("application/problem+json")

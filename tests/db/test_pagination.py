@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from tenfold._errors import BadRequest, InvalidCursor
 from tenfold.db import Cursor, CursorCodec, Database, Paginator
+from tenfold.web import problem_for_exception
 
 from .conftest import MakeDatabase
 from .test_loader import Item
@@ -95,7 +96,7 @@ async def test_a_tampered_cursor_raises_invalid_cursor(db: Database) -> None:
         for bad in (flipped, forged, other_listing, "garbage!", "x" * 5000, cursor + "=="):
             with pytest.raises(InvalidCursor) as raised:
                 await pager.page(read, sa.select(Item), cursor=bad)
-            assert raised.value.status_code == 400
+            assert problem_for_exception(raised.value).status_code == 400
 
 
 def test_cursor_values_keep_their_types() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from tenfold import DatabaseSettings
+from tenfold import Backoff, DatabaseSettings
 from tenfold._errors import DatabaseUnavailable
 from tenfold.db import Database
-from tenfold.db._engine import Endpoint, connect_with_backoff
+from tenfold.db._engine import Endpoint, connect_with_backoff, startup_backoff
 from tenfold.testing import PgCluster, allocate_port, release_port
+from tenfold.web import problem_for_exception
 
 
 def _closed_port_settings(port: int, **kw: object) -> DatabaseSettings:
@@ -37,7 +38,7 @@ async def test_startup_gives_up_with_a_clear_error_against_a_closed_port() -> No
     assert "TENFOLD_DB__URL" in message
     assert "after 3 attempt(s)" in message
     assert "s3cret-pw" not in message
-    assert raised.value.status_code == 503
+    assert problem_for_exception(raised.value).status_code == 503
 
 
 async def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
@@ -62,6 +63,12 @@ async def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     assert len(waits) == len(caps)
     for wait, cap in zip(waits, caps, strict=True):
         assert cap / 2 <= wait <= cap
+
+
+def test_startup_backoff_comes_from_the_settings() -> None:
+    """CONNECT_BACKOFF and CONNECT_BACKOFF_MAX become a doubling Backoff with equal jitter."""
+    settings = DatabaseSettings(connect_backoff=0.3, connect_backoff_max=2.0)
+    assert startup_backoff(settings) == Backoff(base=0.3, multiplier=2.0, max=2.0, jitter="equal")
 
 
 async def test_a_missing_database_is_not_retried(pg_cluster: PgCluster) -> None:

@@ -20,9 +20,9 @@ from pydantic import BaseModel, SecretStr
 
 from tenfold import DatabaseSettings, set_principal
 from tenfold.db import Database
-from tenfold.idempotency import IdempotentRoute, IdempotentSession, create_table
+from tenfold.idempotency import PROBLEMS, IdempotentRoute, IdempotentSession, create_table
 from tenfold.testing import attach_platform
-from tenfold.web import install_problem_handlers
+from tenfold.web import ProblemRegistry, install_problem_handlers
 
 GATE = Path(os.environ["TF_IDEM_TEST_GATE"])
 db = Database(DatabaseSettings(url=SecretStr(os.environ["TF_IDEM_TEST_DB"]), pool_timeout=2.0))
@@ -42,7 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPI(lifespan=lifespan)
 attach_platform(app, db)
-install_problem_handlers(app)
+install_problem_handlers(app, ProblemRegistry(PROBLEMS))
 router = APIRouter(route_class=IdempotentRoute)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenfold import DatabaseSettings, set_principal
 from tenfold.db import Database
 from tenfold.idempotency import (
+    PROBLEMS,
     IdempotencyConfig,
     IdempotentRoute,
     IdempotentSession,
@@ -23,7 +24,7 @@ from tenfold.idempotency import (
     idempotent_session,
 )
 from tenfold.testing import ManualClock, attach_platform
-from tenfold.web import install_problem_handlers
+from tenfold.web import ProblemRegistry, install_problem_handlers
 
 CLOCK = ManualClock()
 ShortSession = Annotated[
@@ -57,7 +58,7 @@ async def short(body: dict[str, str], session: ShortSession) -> dict[str, int]:
 def _app(db: Database) -> FastAPI:
     app = FastAPI()
     attach_platform(app, db)
-    install_problem_handlers(app)
+    install_problem_handlers(app, ProblemRegistry(PROBLEMS))
     app.include_router(router)
 
     @app.middleware("http")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 
 from tenfold import set_principal
 from tenfold.idempotency import (
+    PROBLEMS,
     IdempotencyConfig,
     IdempotencyKeyInFlight,
     IdempotencyKeyMismatch,
@@ -24,7 +25,7 @@ from tenfold.idempotency import (
     idempotency_key,
 )
 from tenfold.testing import RedisServer
-from tenfold.web import install_problem_handlers
+from tenfold.web import ProblemRegistry, install_problem_handlers
 
 RESPONSE = StoredResponse(201, (("content-type", "application/json"),), b'{"id":1}')
 
@@ -103,7 +104,7 @@ def _app(store: IdempotencyStore) -> tuple[FastAPI, list[int]]:
         return {"call": len(calls)}
 
     app = FastAPI()
-    install_problem_handlers(app)
+    install_problem_handlers(app, ProblemRegistry(PROBLEMS))
     app.include_router(router)
 
     @app.middleware("http")

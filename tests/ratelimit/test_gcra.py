@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tenfold.ratelimit import Decision, MemoryBackend, Rate, RateLimited, Rule, decide
-from tenfold.web import problem_for_exception
+from tenfold.ratelimit import PROBLEMS, Decision, MemoryBackend, Rate, RateLimited, Rule, decide
+from tenfold.web import ProblemRegistry, problem_for_exception
 
 from .conftest import FakeClock
 
@@ -84,15 +84,20 @@ async def test_sweep_forgets_rested_keys(clock: FakeClock) -> None:
 def test_rate_limited_carries_the_numbers() -> None:
     """RateLimited is a 429 with Retry-After in whole seconds, rounded up."""
     error = RateLimited.from_decision(Decision(False, 100, 0, 1.2, 60.0))
-    assert error.status_code == 429
     assert (error.retry_after, error.limit, error.remaining, error.reset) == (1.2, 100, 0, 60.0)
-    assert error.response_headers() == {"Retry-After": "2"}
-    assert error.problem_extensions() == {"retry_after": 2, "limit": 100}
+    problem = ProblemRegistry(PROBLEMS).lookup(error)
+    assert problem is not None
+    assert problem.status == 429
+    assert problem.headers is not None
+    assert problem.headers(error) == {"Retry-After": "2"}
+    assert problem.extensions is not None
+    assert problem.extensions(error) == {"retry_after": 2, "limit": 100}
 
 
 def test_rate_limited_renders_as_problem_json() -> None:
     """tenfold.web renders RateLimited as a 429 problem+json with Retry-After."""
-    response = problem_for_exception(RateLimited(retry_after=0.3, limit=10))
+    error = RateLimited(retry_after=0.3, limit=10)
+    response = problem_for_exception(error, ProblemRegistry(PROBLEMS))
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "1"
     assert response.headers["Content-Type"].startswith("application/problem+json")

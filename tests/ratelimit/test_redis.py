@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tenfold.ratelimit import Rate, RateLimiterUnavailable, RedisBackend, Rule
+from tenfold.ratelimit import PROBLEMS, Rate, RateLimiterUnavailable, RedisBackend, Rule
 from tenfold.testing import RedisServer
+from tenfold.web import ProblemRegistry
 
 WORKER = Path(__file__).with_name("_hit_worker.py")
 DAY = 86_400.0
@@ -144,6 +145,8 @@ async def test_stopped_redis_is_unavailable_quickly(redis_server: RedisServer, n
     with pytest.raises(RateLimiterUnavailable) as caught:
         await backend.hit(ns, rule)
     assert time.monotonic() - started < 1.0
-    assert caught.value.status_code == 503
+    problem = ProblemRegistry(PROBLEMS).lookup(caught.value)
+    assert problem is not None
+    assert problem.status == 503
     assert caught.value.__cause__ is not None
     await backend.aclose()

@@ -9,9 +9,11 @@ import random
 import pytest
 
 from tenfold.resilience import (
+    PROBLEMS,
     CircuitBreaker,
     CircuitOpen,
     CountWindow,
+    DeadlineExceeded,
     FallbackChain,
     NoProviderAvailable,
     Policy,
@@ -20,6 +22,7 @@ from tenfold.resilience import (
     Retry,
     Timeout,
 )
+from tenfold.web import ProblemRegistry, problem_for_exception
 
 from .conftest import FakeClock
 
@@ -117,11 +120,41 @@ async def test_timeout_is_inside_the_retry(clock: FakeClock) -> None:
 
     policy = Policy(
         retry=Retry("a", sleep=clock.sleep, clock=clock, hooks=(), rng=random.Random(0)),
-        timeout=Timeout("a", 0.01),
+        timeout=Timeout(0.01, name="a"),
     )
     async with asyncio.timeout(BOUND):
         assert await policy.call(stalls_once) == "ok"
     assert attempts == 2
+
+
+async def test_expired_time_limits_are_retried_within_the_jitter_cap(clock: FakeClock) -> None:
+    """Each DeadlineExceeded is retried after a jittered wait within the backoff cap, not 1 s."""
+    attempts = 0
+
+    async def stalls() -> None:
+        nonlocal attempts
+        attempts += 1
+        await asyncio.sleep(3600)
+
+    retry = Retry(base=0.1, sleep=clock.sleep, clock=clock, rng=random.Random(0), hooks=())
+    policy = Policy(retry=retry, timeout=Timeout(0.01))
+    async with asyncio.timeout(BOUND):
+        with pytest.raises(RetriesExhausted) as info:
+            await policy.call(stalls)
+    assert isinstance(info.value.__cause__, DeadlineExceeded)
+    assert attempts == 3
+    assert len(clock.slept) == 2
+    assert clock.slept[0] <= 0.1
+    assert clock.slept[1] <= 0.2
+
+
+def test_shortest_policy_reads_as_written() -> None:
+    """Retry needs no name and Timeout takes its seconds first."""
+    policy = Policy(retry=Retry(base=0.1), timeout=Timeout(0.01))
+    assert policy.retry is not None
+    assert policy.timeout is not None
+    assert (policy.retry.name, policy.retry.backoff.base) == ("retry", 0.1)
+    assert (policy.timeout.name, policy.timeout.seconds) == ("timeout", 0.01)
 
 
 async def test_fallback_skips_open_provider_without_awaiting_its_timeout(
@@ -139,7 +172,7 @@ async def test_fallback_skips_open_provider_without_awaiting_its_timeout(
     async def provider_b(prompt: str) -> str:
         return f"b:{prompt}"
 
-    a = Policy(breaker=breaker(clock, "a"), timeout=Timeout("a", 0.01))
+    a = Policy(breaker=breaker(clock, "a"), timeout=Timeout(0.01, name="a"))
     chain = FallbackChain("llm", [Provider("a", provider_a, a), Provider("b", provider_b)])
     async with asyncio.timeout(BOUND):
         assert await chain.call("hi") == "b:hi"  # A timed out once
@@ -168,5 +201,6 @@ async def test_fallback_reports_every_error_when_all_fail(clock: FakeClock) -> N
 async def test_retries_exhausted_is_a_503() -> None:
     """Resilience errors are DependencyUnavailable: 503 with Retry-After."""
     error = RetriesExhausted("a", attempts=3, reason="attempts")
-    assert error.status_code == 503
-    assert error.response_headers() == {"Retry-After": "1"}
+    response = problem_for_exception(error, ProblemRegistry(PROBLEMS))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"

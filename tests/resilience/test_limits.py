@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tenfold.resilience import Bulkhead, BulkheadFull, DeadlineExceeded, Event, Timeout
+from tenfold.resilience import PROBLEMS, Bulkhead, BulkheadFull, DeadlineExceeded, Event, Timeout
+from tenfold.web import ProblemRegistry, problem_for_exception
 
 BOUND = 5.0
 
@@ -14,9 +15,9 @@ BOUND = 5.0
 async def test_timeout_raises_deadline_exceeded() -> None:
     """A call longer than the limit is cancelled and DeadlineExceeded raised from TimeoutError."""
     with pytest.raises(DeadlineExceeded) as info:
-        await Timeout("slow", 0.01).call(asyncio.sleep, 3600)
+        await Timeout(0.01, name="slow").call(asyncio.sleep, 3600)
     assert isinstance(info.value.__cause__, TimeoutError)
-    assert info.value.status_code == 503
+    assert problem_for_exception(info.value, ProblemRegistry(PROBLEMS)).status_code == 503
 
 
 async def test_timeout_passes_inner_timeout_error_through() -> None:
@@ -26,7 +27,7 @@ async def test_timeout_passes_inner_timeout_error_through() -> None:
         raise TimeoutError("inner")
 
     with pytest.raises(TimeoutError, match="inner"):
-        await Timeout("t", 60).call(own_timeout)
+        await Timeout(60, name="t").call(own_timeout)
 
 
 async def test_bulkhead_rejects_past_the_queue() -> None:
