@@ -14,13 +14,13 @@ DependencyUnavailable (tenfold._errors)
 
 ``PROBLEMS`` answers each with a 503 problem (``Retry-After`` from
 ``retry_after``, 1 s by default), except that the ``Upstream*`` errors send
-``Retry-After`` only when the provider gave one, and an ``UpstreamError``
-passes on the provider's own status.
+``Retry-After`` only when the provider gave one. An ``UpstreamError`` is a 503
+whatever the provider answered: its 429 limits us, not our client, and its
+500 is a failing dependency, not our client's fault.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -175,14 +175,6 @@ def _unavailable(slug: str, *, default_retry_after: float | None = 1.0) -> Probl
 _UPSTREAM_ERROR = _unavailable("upstream-error", default_retry_after=None)
 
 
-def _upstream_error(exc: UpstreamError) -> Problem[Any]:
-    # The provider's own status is passed on (a 429 stays a 429, a 502 a 502), as it
-    # always has been; one outside the problem range becomes the 503.
-    if not 400 <= exc.status_code <= 599:
-        return _UPSTREAM_ERROR
-    return dataclasses.replace(_UPSTREAM_ERROR, status=exc.status_code)
-
-
 #: The resilience errors as problem+json (``tenfold.web.ProblemRegistry`` table).
 PROBLEMS: Mapping[type[TenfoldError], ProblemEntry] = {
     CircuitOpen: _unavailable("circuit-open"),
@@ -195,5 +187,7 @@ PROBLEMS: Mapping[type[TenfoldError], ProblemEntry] = {
     # Nobody knows when an unreachable or failing provider is back, unless it said so.
     UpstreamUnreachable: _unavailable("upstream-unreachable", default_retry_after=None),
     UpstreamTimeout: _unavailable("upstream-timeout", default_retry_after=None),
-    UpstreamError: _upstream_error,
+    # A failing provider is our dependency failing: 503 whatever it answered (its 429 is
+    # not a limit on our client, its 500 not our bug), with its Retry-After if it gave one.
+    UpstreamError: _unavailable("upstream-error", default_retry_after=None),
 }

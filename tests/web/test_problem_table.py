@@ -428,28 +428,29 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
         [(b"content-length", b"151"), (b"content-type", b"application/problem+json")],
         b'{"type":"https://tenfold.dev/problems/upstream-error","title":"Service Unavailable","status":503,"detail":"\'strava\' answered 503","request_id":"req-1"}',
     ),
+    # A failing provider is a 503 from us, whatever it answered (its Retry-After kept).
     "upstream-500": (
-        500,
+        503,
         [(b"content-length", b"151"), (b"content-type", b"application/problem+json")],
-        b'{"type":"https://tenfold.dev/problems/upstream-error","title":"Service Unavailable","status":500,"detail":"\'strava\' answered 500","request_id":"req-1"}',
+        b'{"type":"https://tenfold.dev/problems/upstream-error","title":"Service Unavailable","status":503,"detail":"\'strava\' answered 500","request_id":"req-1"}',
     ),
     "upstream-502-hint": (
-        502,
+        503,
         [
             (b"retry-after", b"60"),
             (b"content-length", b"151"),
             (b"content-type", b"application/problem+json"),
         ],
-        b'{"type":"https://tenfold.dev/problems/upstream-error","title":"Service Unavailable","status":502,"detail":"\'strava\' answered 502","request_id":"req-1"}',
+        b'{"type":"https://tenfold.dev/problems/upstream-error","title":"Service Unavailable","status":503,"detail":"\'strava\' answered 502","request_id":"req-1"}',
     ),
     "upstream-429-hint": (
-        429,
+        503,
         [
             (b"retry-after", b"3"),
             (b"content-length", b"151"),
             (b"content-type", b"application/problem+json"),
         ],
-        b'{"type":"https://tenfold.dev/problems/upstream-error","title":"Service Unavailable","status":429,"detail":"\'strava\' answered 429","request_id":"req-1"}',
+        b'{"type":"https://tenfold.dev/problems/upstream-error","title":"Service Unavailable","status":503,"detail":"\'strava\' answered 429","request_id":"req-1"}',
     ),
 }
 
