@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from tenfold._settings import CoreSettings
     from tenfold.health import Check, HealthRegistry, Lifecycle
     from tenfold.observability import Metrics, Tracing
+    from tenfold.redis import RedisHub
     from tenfold.web import ProblemEntry, ProblemRegistry
 
 __all__ = ["Build", "Extension", "SlotMiddleware"]
@@ -138,6 +139,13 @@ class Build:
     @property
     def tracing(self) -> Tracing:
         return self._platform.tracing
+
+    @property
+    def redis(self) -> RedisHub | None:
+        """The process's ``RedisHub`` (one client, one pub/sub connection), or None when
+        ``TENFOLD_REDIS__*`` is unset. Build Redis-backed parts on it, never a client of
+        their own."""
+        return self._platform.redis
 
     @property
     def route_index(self) -> RouteIndex:

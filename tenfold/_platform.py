@@ -32,6 +32,8 @@ from tenfold._routes import RouteIndex
 from tenfold._settings import CoreSettings
 from tenfold.health import HealthRegistry, Lifecycle
 from tenfold.observability import Metrics, Tracing, configure_logging, get_logger, start_tracing
+from tenfold.redis import PROBLEMS as REDIS_PROBLEMS
+from tenfold.redis import RedisHub
 from tenfold.web import ProblemRegistry
 
 if TYPE_CHECKING:
@@ -72,11 +74,18 @@ class Platform:
         self.health = HealthRegistry(settings.health)
         self.lifecycle = Lifecycle()
         self.tracing: Tracing = start_tracing(obs, span_exporter=self.options.get("span_exporter"))
+        #: The process's Redis (None when TENFOLD_REDIS__* is unset): one client, one pub/sub.
+        self.redis: RedisHub | None = None
         #: How exceptions become problem+json: the core's, then each extension's table.
-        self.problems = ProblemRegistry()
+        self.problems = ProblemRegistry(REDIS_PROBLEMS)
+        if settings.redis.enabled:
+            self.redis = RedisHub.from_settings(settings.redis)
+            self._provide(self.redis, RedisHub, "kernel")
+            # Not critical: each capability says what a Redis outage means for it.
+            self.health.register("redis", self.redis.check, critical=False)
         #: The app's routes, matched once per request and shared by every middleware.
         self.route_index = RouteIndex()
-        self._components: list[Component] = []
+        self._components: list[Component] = [self.redis] if self.redis is not None else []
         self._middleware: list[SlotMiddleware] = []
         self._routers: list[APIRouter] = []
         self._on_started: list[Callable[[Platform], Awaitable[None]]] = []
@@ -216,7 +225,8 @@ class Platform:
 
     @property
     def components(self) -> ComponentGroup:
-        """The ordered group this platform starts: tracing, extensions', the app's."""
+        """The ordered group this platform starts: tracing, the Redis hub, the extensions'
+        components, the app's."""
         if self._group is None:
             self._group = ComponentGroup([self.tracing, *self._components])
         return self._group

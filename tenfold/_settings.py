@@ -78,7 +78,10 @@ def json_or_text(value: Any) -> Any:
 
 
 class RedisSettings(SettingsSection):
-    """Redis, standalone or Cluster (`TENFOLD_REDIS__*`). Unset: in-process."""
+    """Redis, standalone or Cluster (`TENFOLD_REDIS__*`). Unset: in-process.
+
+    One hub per process uses it: one command pool, one pub/sub connection.
+    """
 
     url: SecretStr | None = Field(None, description="redis:// URL of a standalone server.")
     cluster_nodes: list[str] = Field(
@@ -86,7 +89,17 @@ class RedisSettings(SettingsSection):
     )
     socket_timeout: float = Field(0.25, gt=0, description="Seconds per Redis command.")
     connect_timeout: float = Field(1.0, gt=0)
-    max_connections: int = Field(64, ge=1)
+    max_connections: int = Field(
+        64, ge=1, description="Commands in flight at once (the process's one pool, per node)."
+    )
+    health_interval: float = Field(
+        0.5,
+        gt=0,
+        description="Seconds of pub/sub silence before a PING proves the connection.",
+    )
+    reconnect_backoff: float = Field(
+        1.0, gt=0, description="Max seconds between reconnects of the pub/sub connection."
+    )
 
     @field_validator("url")
     @classmethod

@@ -27,33 +27,21 @@ runs the same tests against each):
   nobody holds the key's lock (the holder gave up, failed or its lock
   expired) or ``timeout`` passed. Waiters are woken by a notification (Redis
   pub/sub, or an in-process future), never by polling.
-* ``subscribe`` yields every message published on the channel after the
-  subscription is confirmed (``await sub.ready()``), and raises
-  ``CacheUnavailable`` when the connection is lost: the caller resubscribes
-  and must assume it missed messages meanwhile.
+* ``listen(channel, listener)`` delivers every message published on the
+  channel after the listener's ``on_live``; ``on_lost`` says the connection
+  is gone (messages are missed until the next ``on_live``, after which the
+  listener must assume it missed some). The backend reconnects by itself; see
+  ``tenfold._bus``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["CacheBackend", "Subscription"]
+from tenfold._bus import Listener, Subscription
 
-
-@runtime_checkable
-class Subscription(Protocol):
-    """What ``subscribe`` returns: an async iterator of messages with a readiness handshake."""
-
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
-
-    async def __anext__(self) -> bytes: ...
-
-    async def ready(self) -> None:
-        """Return once the subscription is live; messages published after this are delivered."""
-        ...
-
-    async def aclose(self) -> None: ...
+__all__ = ["CacheBackend"]
 
 
 @runtime_checkable
@@ -105,7 +93,7 @@ class CacheBackend(Protocol):
 
     async def publish(self, channel: str, message: bytes) -> None: ...
 
-    def subscribe(self, channel: str) -> Subscription: ...
+    def listen(self, channel: str, listener: Listener) -> Subscription: ...
 
     async def ping(self) -> None: ...
 

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenfold._settings import RedisSettings
 from tenfold.cache._backend import CacheBackend
-from tenfold.cache._breaker import Breaker
 from tenfold.cache._errors import CacheUnavailable
 from tenfold.cache._flight import Filler
 from tenfold.cache._invalidation import InvalidationBus
@@ -34,6 +33,9 @@ from tenfold.cache._metrics import CacheStats
 from tenfold.cache._serde import MsgpackSerializer, OrjsonSerializer, PickleSerializer, Serializer
 from tenfold.cache._settings import CacheSettings
 from tenfold.observability import get_logger
+from tenfold.redis import RedisHub
+from tenfold.resilience._breaker import CircuitBreaker, CountWindow
+from tenfold.resilience._events import StateChanged
 
 if TYPE_CHECKING:
     from tenfold.cache._cache import Cache
@@ -74,20 +76,30 @@ class CacheComponent:
         wall_clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
         backend: CacheBackend | None = None,
+        hub: RedisHub | None = None,
     ) -> None:
         """``backend`` replaces the one ``redis`` describes (tests, custom stores); the cache
-        closes it on ``stop()``. ``clock``/``wall_clock``/``rng`` are for tests."""
+        closes it on ``stop()``. ``hub`` is the process's ``RedisHub`` (the platform's):
+        L2 and the invalidation channel run on it; without one the cache makes its own.
+        ``clock``/``wall_clock``/``rng`` are for tests."""
         self.settings = settings if settings is not None else CacheSettings()
         self.redis_settings = redis if redis is not None else RedisSettings()
         s = self.settings
         self._metrics = metrics
         self._health = health
         self.stats = CacheStats(getattr(metrics, "namespace", "tenfold"), gauges=self._gauges)
-        self._breaker = Breaker(
-            failures=s.breaker_failures,
-            reset_after=s.breaker_reset,
+        # N consecutive failures open it: the last N calls all failed. One trial when
+        # half-open; no per-call events (a hook sees only state changes).
+        self._breaker = CircuitBreaker(
+            "cache.redis",
+            failure_rate=1.0,
+            window=CountWindow(s.breaker_failures),
+            minimum_calls=s.breaker_failures,
+            open_for=s.breaker_reset,
+            half_open_probes=1,
+            slow_call_seconds=float("inf"),
             clock=clock,
-            on_close=self._breaker_closed,
+            hooks=(self._breaker_changed,),
         )
         self._levels = Levels(
             l1=LocalLRU(max_entries=s.l1_max_entries, max_bytes=s.l1_max_bytes, clock=clock),
@@ -101,6 +113,7 @@ class CacheComponent:
         )
         self._filler = Filler(self._levels, lock_ttl=s.lock_ttl, rng=rng)
         self._backend = backend
+        self._hub = hub
         self._namespaces: dict[str, Namespace] = {}
         self.origin = uuid.uuid4().hex[:12]
         self.invalidation: InvalidationBus | None = None
@@ -126,7 +139,7 @@ class CacheComponent:
         return self._levels.l1
 
     @property
-    def breaker(self) -> Breaker:
+    def breaker(self) -> CircuitBreaker:
         return self._breaker
 
     # -- lifecycle ------------------------------------------------------------
@@ -144,7 +157,6 @@ class CacheComponent:
                 backend,
                 channel=self.settings.invalidation_channel,
                 origin=self.origin,
-                reconnect_backoff=self.settings.reconnect_backoff,
             )
             await self.invalidation.start(wait=max(1.0, 10 * self.settings.redis_timeout))
         self._register()
@@ -157,12 +169,15 @@ class CacheComponent:
         from tenfold.cache._redis import RedisBackend
 
         r, s = self.redis_settings, self.settings
+        # Each command is bounded by redis_timeout, connecting included: a blackholed server
+        # must not cost each request a full connect timeout.
+        if self._hub is not None:
+            return RedisBackend(self._hub, timeout=s.redis_timeout)
         options: dict[str, Any] = {
             "socket_timeout": s.redis_timeout,
-            # A blackholed server must not cost each request a full connect timeout.
             "connect_timeout": min(r.connect_timeout, 5 * s.redis_timeout),
             "max_connections": r.max_connections,
-            "health_interval": s.health_interval,
+            "health_interval": r.health_interval,
         }
         if r.cluster_nodes:
             return RedisBackend.from_cluster(r.cluster_nodes, **options)
@@ -233,9 +248,13 @@ class CacheComponent:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _breaker_closed(self) -> None:
-        _log.info("cache_redis_recovered")
-        self._recovered.set()
+    def _breaker_changed(self, event: object) -> None:
+        if isinstance(event, StateChanged):
+            if event.current == "open":
+                _log.warning("cache_redis_breaker_open", failures=self.settings.breaker_failures)
+            elif event.current == "closed":
+                _log.info("cache_redis_recovered")
+                self._recovered.set()
 
     # -- warming --------------------------------------------------------------
 

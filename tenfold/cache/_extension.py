@@ -26,7 +26,11 @@ class CacheExtension(Extension):
     def build(self, build: Build) -> None:
         build.problems(PROBLEMS)
         cache = Cache(
-            build.section, build.settings.redis, metrics=build.metrics, health=build.health
+            build.section,
+            build.settings.redis,
+            metrics=build.metrics,
+            health=build.health,
+            hub=build.redis,
         )
         build.provide(cache, name="cache")
         build.component(cache)

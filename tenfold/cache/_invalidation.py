@@ -12,11 +12,12 @@ An instance applies its own invalidations to its L1 before publishing, and
 skips its own messages on receipt.
 
 Pub/sub is at-most-once: a message published while a subscriber is
-disconnected is lost to it. So the subscription never reconnects silently
-(``RedisSubscription`` raises ``CacheUnavailable`` on any error, and on
-silence that a PING cannot break within ``health_interval``), and on every
-loss *and* every (re)connection L1 is cleared: nothing older than the gap is
-ever served. While down, new L1 entries live at most ``degraded_l1_ttl``.
+disconnected is lost to it. So the connection never reconnects silently (the
+backend's bus reports every loss, including silence a PING cannot break
+within its health interval), and on every loss *and* every (re)connection L1
+is cleared: nothing older than the gap is ever served. While down, new L1
+entries live at most ``degraded_l1_ttl``. The bus reconnects by itself; this
+object only listens (``on_live``/``on_message``/``on_lost``).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from typing import Any
 
 import orjson
 
-from tenfold.cache._backend import CacheBackend, Subscription
-from tenfold.cache._errors import CacheUnavailable
+from tenfold._bus import Subscription
+from tenfold.cache._backend import CacheBackend
 from tenfold.cache._levels import Levels
 from tenfold.observability import get_logger
 
@@ -50,16 +51,14 @@ class InvalidationBus:
         *,
         channel: str,
         origin: str,
-        reconnect_backoff: float = 1.0,
     ) -> None:
         self.levels = levels
         self.backend = backend
         self.channel = channel
         self.origin = origin
-        self.reconnect_backoff = reconnect_backoff
         self._seq = itertools.count(1)
-        self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
+        self._subscription: Subscription | None = None
+        self._attempted = asyncio.Event()
         #: Messages applied from other instances, and the last few (origin, seq, lag seconds).
         self.applied = 0
         self.recent: deque[tuple[str, int, float]] = deque(maxlen=256)
@@ -73,17 +72,16 @@ class InvalidationBus:
         return self.levels.channel_live
 
     async def start(self, wait: float) -> None:
-        """Start listening; wait up to ``wait`` s for the first subscription to be confirmed."""
-        self._task = asyncio.create_task(self._listen(), name="tenfold.cache invalidation")
+        """Start listening; wait up to ``wait`` s for the first attempt to connect to end."""
+        self._attempted.clear()
+        self._subscription = self.backend.listen(self.channel, self)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), wait)
+            await asyncio.wait_for(self._attempted.wait(), wait)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
 
     async def publish(self, keys: Sequence[str], tags: Sequence[str]) -> int:
         """Tell the other instances; returns this message's sequence number."""
@@ -92,52 +90,42 @@ class InvalidationBus:
         await self.levels.l2(self.backend.publish, self.channel, orjson.dumps(message))
         return seq
 
-    async def _listen(self) -> None:
-        failures = 0
-        while True:
-            subscription = self.backend.subscribe(self.channel)
-            try:
-                await subscription.ready()
-                self._went_live()
-                failures = 0
-                await self._consume(subscription)
-            except CacheUnavailable as exc:
-                self._went_down(exc)
-                failures += 1
-            finally:
-                await subscription.aclose()
-            # Backoff between reconnects (not a poll for data: nothing is read meanwhile).
-            await asyncio.sleep(min(self.reconnect_backoff, 0.05 * 2 ** min(failures, 10)))
+    # -- Listener --------------------------------------------------------------
 
-    async def _consume(self, subscription: Subscription) -> None:
-        async for raw in subscription:
-            try:
-                message: dict[str, Any] = orjson.loads(raw)
-                origin, seq, sent = message["o"], message["s"], message["t"]
-                keys, tags = message.get("k") or (), message.get("g") or ()
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                _log.warning("cache_invalidation_unreadable", channel=self.channel)
-                continue
-            if origin == self.origin:
-                continue
-            self.levels.drop_remote(keys, tags)
-            lag = max(0.0, self.levels.wall() - sent)
-            self.applied += 1
-            self.recent.append((origin, seq, lag))
-            stats = self.levels.stats
-            stats.invalidations_received += 1
-            stats.invalidation_lag.observe(lag)
+    def on_message(self, channel: str, raw: bytes) -> None:
+        try:
+            message: dict[str, Any] = orjson.loads(raw)
+            origin, seq, sent = message["o"], message["s"], message["t"]
+            keys, tags = message.get("k") or (), message.get("g") or ()
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            _log.warning("cache_invalidation_unreadable", channel=self.channel)
+            return
+        if origin == self.origin:
+            return
+        self.levels.drop_remote(keys, tags)
+        lag = max(0.0, self.levels.wall() - sent)
+        self.applied += 1
+        self.recent.append((origin, seq, lag))
+        stats = self.levels.stats
+        stats.invalidations_received += 1
+        stats.invalidation_lag.observe(lag)
+
+    def on_live(self, channel: str) -> None:
+        self._went_live()
+
+    def on_lost(self, channel: str, reason: str) -> None:
+        self._went_down(reason)
 
     def _went_live(self) -> None:
         self.connections += 1
         self.levels.channel_changed(live=True)
-        self._connected.set()
+        self._attempted.set()
         if self.connections > 1:
             _log.info("cache_invalidation_reconnected", channel=self.channel)
 
-    def _went_down(self, exc: BaseException) -> None:
-        self._connected.set()  # start() waits for the first attempt, not for success
+    def _went_down(self, reason: str) -> None:
+        self._attempted.set()  # start() waits for the first attempt, not for success
         if self.levels.channel_live:
             # Entries filled while already down are newer than the disconnect: keep those.
             self.levels.channel_changed(live=False)
-            _log.warning("cache_invalidation_lost", channel=self.channel, error=str(exc))
+            _log.warning("cache_invalidation_lost", channel=self.channel, error=reason)

@@ -24,12 +24,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from tenfold.cache._backend import CacheBackend
-from tenfold.cache._breaker import Breaker
 from tenfold.cache._envelope import Envelope, LocalVersions, pack, unpack
 from tenfold.cache._errors import CacheUnavailable
 from tenfold.cache._l1 import LocalLRU
 from tenfold.cache._metrics import CacheStats, NamespaceStats
 from tenfold.cache._serde import Serializer
+from tenfold.resilience._breaker import CircuitBreaker
+from tenfold.resilience._errors import CircuitOpen
 
 __all__ = ["NEGATIVE", "Levels", "Namespace", "Read"]
 
@@ -98,7 +99,7 @@ class Levels:
         *,
         l1: LocalLRU,
         serializer: Serializer,
-        breaker: Breaker,
+        breaker: CircuitBreaker,
         stats: CacheStats,
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
@@ -130,15 +131,21 @@ class Levels:
 
     async def l2(self, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """``await call(...)`` on the backend through the breaker; raises CacheUnavailable."""
-        if not self.breaker.allow():
-            raise CacheUnavailable("redis circuit breaker is open")
+        breaker = self.breaker
+        try:
+            ticket = breaker.acquire()
+        except CircuitOpen as exc:
+            raise CacheUnavailable("redis circuit breaker is open") from exc
         try:
             result = await call(*args, **kwargs)
-        except CacheUnavailable:
-            self.breaker.failure()
+        except CacheUnavailable as exc:
+            breaker.record(ticket, 0.0, exc)
             self.stats.redis_errors += 1
             raise
-        self.breaker.success()
+        except BaseException:
+            breaker.release(ticket)  # cancelled: neither a success nor a failure
+            raise
+        breaker.record(ticket, 0.0, None)
         return result
 
     async def read(self, key: str, tags: Sequence[str]) -> Read:

@@ -13,14 +13,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
+from tenfold._bus import Listener, LocalBus, Subscription
 from tenfold.cache._errors import CacheUnavailable
 
 __all__ = ["MemoryBackend"]
 
 _NEVER = float("inf")
 _SWEEP_EVERY = 1024
-_ENDED = object()  # subscription closed by its owner
-_LOST = object()  # backend closed under the subscription
 
 
 class MemoryBackend:
@@ -44,7 +43,7 @@ class MemoryBackend:
         self._locks: dict[str, tuple[int, float]] = {}
         self._fence = 0  # one counter for all keys: monotonic per key a fortiori
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self._channels: dict[str, set[_MemorySubscription]] = {}
+        self._bus = LocalBus()
         self._writes = 0
         self._closed = False
 
@@ -217,21 +216,10 @@ class MemoryBackend:
 
     async def publish(self, channel: str, message: bytes) -> None:
         self._check_open()
-        for subscription in tuple(self._channels.get(channel, ())):
-            subscription.deliver(message)
+        await self._bus.publish(channel, message)
 
-    def subscribe(self, channel: str) -> _MemorySubscription:
-        self._check_open()
-        subscription = _MemorySubscription(self, channel)
-        self._channels.setdefault(channel, set()).add(subscription)
-        return subscription
-
-    def _unsubscribe(self, subscription: _MemorySubscription) -> None:
-        subs = self._channels.get(subscription.channel)
-        if subs is not None:
-            subs.discard(subscription)
-            if not subs:
-                del self._channels[subscription.channel]
+    def listen(self, channel: str, listener: Listener) -> Subscription:
+        return self._bus.listen(channel, listener)
 
     async def ping(self) -> None:
         self._check_open()
@@ -243,43 +231,5 @@ class MemoryBackend:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
-        for subs in list(self._channels.values()):
-            for sub in list(subs):
-                sub.deliver(_LOST)
-
-
-class _MemorySubscription:
-    """Messages published on one channel of a MemoryBackend, from creation on."""
-
-    def __init__(self, backend: MemoryBackend, channel: str) -> None:
-        self.channel = channel
-        self._backend = backend
-        self._queue: asyncio.Queue[bytes | object] = asyncio.Queue()
-        self._closed = False
-
-    def deliver(self, message: bytes | object) -> None:
-        self._queue.put_nowait(message)
-
-    async def ready(self) -> None:
-        """Live from creation: nothing to wait for."""
-        self._backend._check_open()
-
-    def __aiter__(self) -> _MemorySubscription:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._closed:
-            raise StopAsyncIteration
-        message = await self._queue.get()
-        if message is _ENDED:
-            raise StopAsyncIteration
-        if message is _LOST:  # the backend closed: the bus is gone, like a lost connection
-            self._closed = True
-            raise CacheUnavailable("the memory backend closed", dependency="memory")
-        return message  # type: ignore[return-value]
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._backend._unsubscribe(self)
-            self.deliver(_ENDED)
+        # The bus is gone, like a lost connection: every listener hears of it.
+        self._bus.close("the memory backend closed")

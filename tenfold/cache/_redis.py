@@ -18,15 +18,19 @@ no stale fill can land in between. Fencing tokens are seeded from Redis
 
 Waiters (``wait_for``) are woken through one pub/sub channel (``tf:notify``,
 message = entry name) that a set/fill publishes to while the key is locked,
-and unlock always does. Each process holds one subscriber connection for it,
-so a thousand waiters cost one socket, not a thousand polls. On Cluster the
-classic PUBLISH reaches every node, so the subscriber may sit on any node.
+and unlock always does; a thousand waiters cost one channel, not a thousand
+polls. On Cluster the classic PUBLISH reaches every node, so the subscriber
+may sit on any node.
 
+The backend runs on a ``RedisHub`` (the process's one client, in-flight bound
+and pub/sub connection); ``from_url``, ``from_cluster`` and ``from_settings``
+make a hub of its own. ``timeout`` bounds each command more tightly than the
+hub's socket timeout, so a slow Redis costs a cache read at most that long.
 Every driver error becomes ``CacheUnavailable`` (``raise ... from exc``).
 Commands retry once, without backoff, only on a connection error (a stale
-pooled socket after a Redis restart), never on a timeout; pub/sub connections
-never retry, so a lost subscription is always reported, never silently
-resumed with a gap.
+pooled socket after a Redis restart), never on a timeout; the pub/sub
+connection never retries on its own, so a lost subscription is always
+reported (``on_lost``), never silently resumed with a gap.
 """
 
 from __future__ import annotations
@@ -35,28 +39,19 @@ import asyncio
 import contextlib
 import hashlib
 import math
-import random
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from tenfold._redis import (
-    REDIS_ERRORS,
-    cluster_seeds,
-    connection_options,
-    from_settings,
-    hash_tag,
-)
+from tenfold._bus import Listener, Subscription
 from tenfold._settings import RedisSettings
 from tenfold.cache._errors import CacheUnavailable
 from tenfold.cache._keys import tag_key
-from tenfold.cache._redis_conn import Notifier, RedisSubscription, Slots
+from tenfold.cache._notifier import Notifier
+from tenfold.redis import REDIS_ERRORS, RedisHub, RedisUnavailable, hash_tag, split_hub_options
 
 __all__ = ["RedisBackend"]
 
@@ -118,126 +113,92 @@ def _version(raw: Any) -> int:
     return 0 if raw is None else int(raw)
 
 
-def _timeouts(connection: dict[str, Any]) -> dict[str, Any]:
-    return {k: connection[k] for k in ("socket_timeout", "socket_connect_timeout")}
+def _unavailable(what: str, exc: BaseException) -> CacheUnavailable:
+    if isinstance(exc, RedisUnavailable):
+        return CacheUnavailable(exc.message)
+    # The class only: the driver's text names the server's host and port.
+    return CacheUnavailable(f"redis {what} failed ({type(exc).__name__})")
 
 
 class RedisBackend:
-    """A ``CacheBackend`` on Redis: ``from_url``, ``from_cluster`` or ``from_settings``.
+    """A ``CacheBackend`` on a ``RedisHub``: the platform's, or one ``from_url``,
+    ``from_cluster`` or ``from_settings`` makes (closed with this backend).
 
-    At most ``max_connections`` commands are in flight; callers beyond that wait
-    up to ``pool_timeout`` for a slot (``Slots``), then get ``CacheUnavailable``.
+    Commands take one of the hub's in-flight slots (callers beyond the bound
+    wait up to its ``pool_timeout``, then get ``CacheUnavailable``); ``timeout``
+    (None: the hub's socket timeout) bounds each one.
     """
 
     def __init__(
         self,
-        client: aioredis.Redis | RedisCluster,
+        hub: RedisHub,
         *,
-        max_connections: int = 64,
-        pool_timeout: float = 0.25,
-        pubsub_options: dict[str, Any] | None = None,
+        timeout: float | None = None,
         notify_channel: str = NOTIFY_CHANNEL,
         version_ttl: float = 86_400.0,
         fence_ttl: float = 86_400.0,
-        health_interval: float = 1.0,
+        owns_hub: bool = False,
     ) -> None:
-        self._client = client
-        self.cluster = isinstance(client, RedisCluster)
-        self.name = "redis-cluster" if self.cluster else "redis"
-        self._slots = Slots(max_connections, pool_timeout)
-        # redis-py 8.1's async RedisCluster breaks connections when several commands race
-        # its lazy first initialize(); so the first caller initializes, under a lock.
-        self._initialized = not self.cluster
-        self._init_lock = asyncio.Lock()
-        self._pubsub_options = dict(pubsub_options or {})
+        self.hub = hub
+        self._client = hub.client
+        self.cluster = hub.cluster
+        self.name = hub.kind
+        self.timeout = timeout
+        self._slots = hub.slots
+        self._owns_hub = owns_hub
         self.notify_channel = notify_channel
         self._version_ms = _ms(version_ttl)
         self._fence_ms = _ms(fence_ttl)
-        self.health_interval = health_interval
-        self._notifier = Notifier(lambda: self.subscribe(notify_channel))
+        self._notifier = Notifier(self.listen, notify_channel)
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.name}>"
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        socket_timeout: float = 0.25,
-        connect_timeout: float = 1.0,
-        max_connections: int = 64,
-        pool_timeout: float | None = None,
-        **backend_options: Any,
-    ) -> RedisBackend:
-        """A backend on the standalone server at ``url`` (redis://, rediss://, unix://).
+    def from_url(cls, url: str, **options: Any) -> RedisBackend:
+        """A backend on a hub of its own for the standalone server at ``url``.
 
-        ``pool_timeout`` bounds the wait for a free connection (default: socket_timeout);
-        ``backend_options`` are ``RedisBackend``'s keyword arguments.
+        ``options`` are ``RedisHub.from_url``'s (``socket_timeout``,
+        ``connect_timeout``, ``max_connections``, ``pool_timeout``,
+        ``health_interval``) and ``__init__``'s.
         """
-        connection = connection_options(socket_timeout, connect_timeout, max_connections)
-        return cls(
-            aioredis.Redis.from_url(url, **connection),
-            max_connections=max_connections,
-            pool_timeout=socket_timeout if pool_timeout is None else pool_timeout,
-            pubsub_options={"url": url, **_timeouts(connection)},
-            **backend_options,
-        )
+        hub_options, own = split_hub_options(options)
+        return cls(RedisHub.from_url(url, **hub_options), owns_hub=True, **own)
 
     @classmethod
-    def from_cluster(
-        cls,
-        nodes: Sequence[str],
-        *,
-        socket_timeout: float = 0.25,
-        connect_timeout: float = 1.0,
-        max_connections: int = 64,
-        pool_timeout: float | None = None,
-        **backend_options: Any,
-    ) -> RedisBackend:
-        """A backend on the Redis Cluster reachable through any of ``nodes`` (``host:port``);
-        the options are those of ``from_url`` (``max_connections`` is per node)."""
-        seeds = cluster_seeds(nodes)
-        connection = connection_options(socket_timeout, connect_timeout, max_connections)
-        return cls(
-            RedisCluster(startup_nodes=seeds, **connection),
-            max_connections=max_connections,
-            pool_timeout=socket_timeout if pool_timeout is None else pool_timeout,
-            pubsub_options=_timeouts(connection),
-            **backend_options,
-        )
+    def from_cluster(cls, nodes: Sequence[str], **options: Any) -> RedisBackend:
+        """A backend on a hub of its own for the Cluster reachable through ``nodes``
+        (``host:port``); the options are those of ``from_url``."""
+        hub_options, own = split_hub_options(options)
+        return cls(RedisHub.from_cluster(nodes, **hub_options), owns_hub=True, **own)
 
     @classmethod
     def from_settings(cls, settings: RedisSettings, **options: Any) -> RedisBackend:
-        """The backend ``TENFOLD_REDIS__*`` describes (Cluster when cluster_nodes is set)."""
-        return from_settings(
-            settings,
-            what="the Redis cache backend",
-            from_url=cls.from_url,
-            from_cluster=cls.from_cluster,
-            **options,
-        )
+        """A backend on a hub of its own for the Redis ``TENFOLD_REDIS__*`` describes."""
+        hub_options, own = split_hub_options(options)
+        return cls(RedisHub.from_settings(settings, **hub_options), owns_hub=True, **own)
 
     # -- plumbing -------------------------------------------------------------
 
     async def _call(self, what: str, command: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """``await command(*args)`` within the in-flight bound, driver errors mapped."""
-        if not self._slots.take():
-            await self._slots.wait(what)
+        slots = self._slots
         try:
-            if not self._initialized:
-                await self._initialize()
-            return await command(*args)
+            if not slots.take():
+                await slots.wait(what)
+        except RedisUnavailable as exc:
+            raise CacheUnavailable(exc.message) from exc
+        try:
+            if not self.hub.initialized:
+                await self.hub.initialize()
+            if self.timeout is None:
+                return await command(*args)
+            async with asyncio.timeout(self.timeout):
+                return await command(*args)
         except REDIS_ERRORS as exc:
-            raise CacheUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
+            raise _unavailable(what, exc) from exc
         finally:
-            self._slots.give()
-
-    async def _initialize(self) -> None:
-        async with self._init_lock:
-            if not self._initialized:
-                await self._client.initialize()  # type: ignore[union-attr]
-                self._initialized = True
+            slots.give()
 
     async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
@@ -257,29 +218,27 @@ class RedisBackend:
             return await self._client.mget_nonatomic(names)  # type: ignore[union-attr]
         return await self._client.mget(names)
 
-    async def _pubsub_client(self) -> aioredis.Redis:
-        # No retries: a reconnect would resubscribe silently and hide the messages lost meanwhile.
-        options = {**self._pubsub_options, "retry": Retry(NoBackoff(), 0)}
-        if not self.cluster:
-            return aioredis.Redis.from_url(options.pop("url"), **options)
-        await self._call("CLUSTER SLOTS", self._initialize)
-        node = random.choice(self._client.get_primaries())  # type: ignore[union-attr]
-        return aioredis.Redis(host=node.host, port=node.port, **options)
-
     # -- entries --------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
         # _call inlined: this is the L2 hit path.
-        if not self._slots.take():
-            await self._slots.wait("GET")
+        slots = self._slots
+        if not slots.take():
+            try:
+                await slots.wait("GET")
+            except RedisUnavailable as exc:
+                raise CacheUnavailable(exc.message) from exc
         try:
-            if not self._initialized:
-                await self._initialize()
-            return await self._client.get(_entry(key))
+            if not self.hub.initialized:
+                await self.hub.initialize()
+            if self.timeout is None:
+                return await self._client.get(_entry(key))  # type: ignore[no-any-return]
+            async with asyncio.timeout(self.timeout):
+                return await self._client.get(_entry(key))  # type: ignore[no-any-return]
         except REDIS_ERRORS as exc:
-            raise CacheUnavailable(f"redis GET failed: {type(exc).__name__}: {exc}") from exc
+            raise _unavailable("GET", exc) from exc
         finally:
-            self._slots.give()
+            slots.give()
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return await self._call("MGET", self._mget, [_entry(k) for k in keys])
@@ -410,8 +369,9 @@ class RedisBackend:
     async def publish(self, channel: str, message: bytes) -> None:
         await self._call("PUBLISH", self._client.publish, channel, message)
 
-    def subscribe(self, channel: str) -> RedisSubscription:
-        return RedisSubscription(self._pubsub_client, channel, self.health_interval)
+    def listen(self, channel: str, listener: Listener) -> Subscription:
+        """``listener`` on ``channel``, over the hub's one pub/sub connection."""
+        return self.hub.pubsub.listen(channel, listener)
 
     async def ping(self) -> None:
         if self.cluster:
@@ -423,8 +383,7 @@ class RedisBackend:
         await self._client.ping(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[call-arg]
 
     async def aclose(self) -> None:
-        """Release waiters, drop the wake-up subscription, close every connection."""
+        """Release waiters and drop the wake-up channel; close the hub if this backend made it."""
         await self._notifier.aclose()
-        # A connection that fails while closing leaves nothing to recover or report.
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self._client.aclose()
+        if self._owns_hub:
+            await self.hub.aclose()

@@ -109,12 +109,6 @@ class CacheSettings(BaseModel):
         gt=0,
         description="Max L1 lifetime (s) of entries filled while the invalidation channel is down.",
     )
-    reconnect_backoff: float = Field(
-        1.0, gt=0, description="Max seconds between reconnects of the invalidation channel."
-    )
-    health_interval: float = Field(
-        0.5, gt=0, description="Seconds of pub/sub silence before a PING proves the channel."
-    )
     warm_check_interval: float | None = Field(
         30.0, gt=0, description="Seconds between checks that L2 was emptied (then warmers rerun)."
     )

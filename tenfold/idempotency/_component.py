@@ -9,15 +9,12 @@ Redis connection for it.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
-
 from tenfold._errors import ConfigurationError
-from tenfold._redis import cluster_client, from_settings, standalone_client
 from tenfold._settings import RedisSettings
 from tenfold.idempotency._session import IdempotencyConfig
 from tenfold.idempotency._settings import IdempotencySettings
 from tenfold.idempotency._stores import IdempotencyStore, MemoryStore, RedisStore
+from tenfold.redis import RedisHub
 
 __all__ = ["IdempotencyComponent"]
 
@@ -26,7 +23,8 @@ class IdempotencyComponent:
     """``config`` and ``store`` of an app (a tenfold Component named ``idempotency``).
 
     ``store`` replaces the one the settings describe; the component does not
-    close a store it was given.
+    close a store it was given. ``hub`` is the process's ``RedisHub`` (the
+    platform's); without one a Redis store makes its own on first use.
     """
 
     name = "idempotency"
@@ -37,6 +35,7 @@ class IdempotencyComponent:
         redis: RedisSettings | None = None,
         *,
         store: IdempotencyStore | None = None,
+        hub: RedisHub | None = None,
     ) -> None:
         self.settings = s = settings if settings is not None else IdempotencySettings()
         self.redis_settings = redis if redis is not None else RedisSettings()
@@ -53,7 +52,8 @@ class IdempotencyComponent:
             )
         self.kind = kind if store is None else "custom"
         self._store = store
-        self._client: aioredis.Redis | RedisCluster | None = None
+        self._hub = hub
+        self._own_hub: RedisHub | None = None
 
     def __repr__(self) -> str:
         return f"<IdempotencyComponent store={self.kind} header={self.config.header!r}>"
@@ -63,8 +63,10 @@ class IdempotencyComponent:
         """The store of ``idempotency_key()`` routes that were not given one."""
         if self._store is None:
             if self.kind == "redis":
-                self._client = _redis_client(self.redis_settings)
-                self._store = RedisStore(self._client, prefix=self.settings.prefix)  # type: ignore[arg-type]
+                hub = self._hub
+                if hub is None:
+                    hub = self._own_hub = RedisHub.from_settings(self.redis_settings)
+                self._store = RedisStore(hub.client, prefix=self.settings.prefix)  # type: ignore[arg-type]
             else:
                 self._store = MemoryStore()
         return self._store
@@ -73,16 +75,7 @@ class IdempotencyComponent:
         return None
 
     async def stop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+        hub, self._own_hub = self._own_hub, None
+        if hub is not None:
             self._store = None
-            await client.aclose()
-
-
-def _redis_client(settings: RedisSettings) -> aioredis.Redis | RedisCluster:
-    return from_settings(
-        settings,
-        what="the idempotency store",
-        from_url=standalone_client,
-        from_cluster=cluster_client,
-    )
+            await hub.aclose()

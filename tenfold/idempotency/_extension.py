@@ -19,6 +19,6 @@ class IdempotencyExtension(Extension):
 
     def build(self, build: Build) -> None:
         build.problems(PROBLEMS)
-        component = IdempotencyComponent(build.section, build.settings.redis)
+        component = IdempotencyComponent(build.section, build.settings.redis, hub=build.redis)
         build.provide(component, name="idempotency")
         build.component(component)

@@ -30,6 +30,7 @@ from tenfold.ratelimit._policy import Policy
 from tenfold.ratelimit._redis import RedisBackend
 from tenfold.ratelimit._settings import RateLimitSettings
 from tenfold.ratelimit._stats import RateLimitStats
+from tenfold.redis import RedisHub
 
 if TYPE_CHECKING:
     from tenfold.health import HealthRegistry
@@ -60,7 +61,8 @@ class RateLimitComponent:
 
     ``backend`` replaces the one the settings describe (tests, custom stores);
     it is still wrapped in ``LeasedBackend`` in lease mode and closed on
-    ``stop()``.
+    ``stop()``. ``hub`` is the process's ``RedisHub`` (the platform's); without
+    one a Redis backend makes its own.
     """
 
     name = "ratelimit"
@@ -73,9 +75,11 @@ class RateLimitComponent:
         metrics: Metrics | None = None,
         health: HealthRegistry | None = None,
         backend: LimiterBackend | None = None,
+        hub: RedisHub | None = None,
     ) -> None:
         self.settings = settings if settings is not None else RateLimitSettings()
         self.redis_settings = redis if redis is not None else RedisSettings()
+        self._hub = hub
         self._metrics = metrics
         self._health = health
         self.stats = RateLimitStats(getattr(metrics, "namespace", "tenfold"))
@@ -104,6 +108,8 @@ class RateLimitComponent:
                 "TENFOLD_REDIS__CLUSTER_NODES",
                 setting="TENFOLD_RATELIMIT__BACKEND",
             )
+        if self._hub is not None:
+            return RedisBackend(self._hub, prefix=self.settings.prefix)
         return RedisBackend.from_settings(self.redis_settings, prefix=self.settings.prefix)
 
     def key(self) -> KeyFunc:

@@ -32,7 +32,11 @@ class RateLimitExtension(Extension):
     def build(self, build: Build) -> None:
         build.problems(PROBLEMS)
         component = RateLimitComponent(
-            build.section, build.settings.redis, metrics=build.metrics, health=build.health
+            build.section,
+            build.settings.redis,
+            metrics=build.metrics,
+            health=build.health,
+            hub=build.redis,
         )
         build.provide(component)
         build.provide(component.backend, kind=LimiterBackend, name="ratelimit")

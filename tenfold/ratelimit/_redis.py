@@ -1,6 +1,6 @@
 """``RedisBackend``: GCRA or a sliding-window log in one atomic Lua call per decision.
 
-Standalone Redis or Cluster.
+Standalone Redis or Cluster, through the process's ``RedisHub``.
 
 The script reads the server's ``TIME``, so the clocks of the instances that
 share a limit never matter. It decides every rule of a call, writes the new
@@ -30,18 +30,14 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
-
 from tenfold._errors import ConfigurationError
-from tenfold._redis import REDIS_ERRORS, cluster_client, from_settings, hash_tag, standalone_client
 from tenfold._settings import RedisSettings
 from tenfold.ratelimit._backend import check_request
-from tenfold.ratelimit._batch import ScriptBatcher
 from tenfold.ratelimit._errors import RateLimiterUnavailable
 from tenfold.ratelimit._gcra import SLACK, Decision, check_cost, outcome, to_decision
 from tenfold.ratelimit._rule import Rule
 from tenfold.ratelimit._window import WindowState, settle
+from tenfold.redis import RedisHub, RedisUnavailable, hash_tag
 
 __all__ = ["RedisBackend"]
 
@@ -128,82 +124,55 @@ def _spec(rule: Rule) -> _Spec:
 
 
 class RedisBackend:
-    """A ``LimiterBackend`` on Redis: ``from_url``, ``from_cluster`` or ``from_settings``.
+    """A ``LimiterBackend`` on a ``RedisHub``: the platform's, or one made by ``from_url``,
+    ``from_cluster`` or ``from_settings`` (closed with this backend).
 
-    At most ``max_connections`` round trips (a lone decision or a pipeline of
-    coalesced ones) are in flight; callers beyond that wait up to
-    ``pool_timeout`` seconds, then get ``RateLimiterUnavailable``.
-    ``round_trips`` counts the commands and pipelines sent.
+    Decisions go through the hub's script batcher, within its in-flight bound;
+    a Redis failure is ``RateLimiterUnavailable``. ``round_trips`` counts the
+    commands and pipelines sent on the hub.
     """
 
-    def __init__(
-        self,
-        client: aioredis.Redis | RedisCluster,
-        *,
-        prefix: str = "tf:rl:",
-        max_connections: int = 64,
-        pool_timeout: float = 0.25,
-    ) -> None:
+    def __init__(self, hub: RedisHub, *, prefix: str = "tf:rl:", owns_hub: bool = False) -> None:
         if "{" in prefix or "}" in prefix:
             raise ConfigurationError(f"the rate-limit key prefix {prefix!r} must not hold braces")
-        self._client = client
-        self.cluster = isinstance(client, RedisCluster)
-        self.name = "redis-cluster" if self.cluster else "redis"
+        self.hub = hub
+        self.cluster = hub.cluster
+        self.name = hub.kind
         self.prefix = prefix
-        self._batcher = ScriptBatcher(
-            client, max_connections=max_connections, pool_timeout=pool_timeout
-        )
+        self._owns_hub = owns_hub
+        self._batcher = hub.scripts
         self._specs: dict[Rule, _Spec] = {}
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.name} prefix={self.prefix!r}>"
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        socket_timeout: float = 0.25,
-        connect_timeout: float = 1.0,
-        max_connections: int = 64,
-        **options: Any,
-    ) -> RedisBackend:
-        """A backend on the standalone server at ``url``; ``options`` are ``__init__``'s."""
-        client = standalone_client(url, socket_timeout, connect_timeout, max_connections)
-        return cls(client, max_connections=max_connections, **options)
+    def from_url(cls, url: str, *, prefix: str = "tf:rl:", **hub_options: Any) -> RedisBackend:
+        """A backend on a hub of its own for the standalone server at ``url``;
+        ``hub_options`` are ``RedisHub.from_url``'s (``socket_timeout``...)."""
+        return cls(RedisHub.from_url(url, **hub_options), prefix=prefix, owns_hub=True)
 
     @classmethod
     def from_cluster(
-        cls,
-        nodes: Sequence[str],
-        *,
-        socket_timeout: float = 0.25,
-        connect_timeout: float = 1.0,
-        max_connections: int = 64,
-        **options: Any,
+        cls, nodes: Sequence[str], *, prefix: str = "tf:rl:", **hub_options: Any
     ) -> RedisBackend:
-        """A backend on the Redis Cluster reachable through any of ``nodes`` (``host:port``)."""
-        client = cluster_client(nodes, socket_timeout, connect_timeout, max_connections)
-        return cls(client, max_connections=max_connections, **options)
+        """A backend on a hub of its own for the Cluster reachable through ``nodes``."""
+        return cls(RedisHub.from_cluster(nodes, **hub_options), prefix=prefix, owns_hub=True)
 
     @classmethod
-    def from_settings(cls, settings: RedisSettings, **options: Any) -> RedisBackend:
-        """The backend ``TENFOLD_REDIS__*`` describes (Cluster when cluster_nodes is set)."""
-        return from_settings(
-            settings,
-            what="the Redis rate limiter",
-            from_url=cls.from_url,
-            from_cluster=cls.from_cluster,
-            **options,
-        )
+    def from_settings(
+        cls, settings: RedisSettings, *, prefix: str = "tf:rl:", **hub_options: Any
+    ) -> RedisBackend:
+        """A backend on a hub of its own for the Redis ``TENFOLD_REDIS__*`` describes."""
+        hub = RedisHub.from_settings(settings, **hub_options)
+        return cls(hub, prefix=prefix, owns_hub=True)
 
     async def ping(self) -> None:
         """Raise ``RateLimiterUnavailable`` unless Redis answers (the readiness check)."""
         try:
-            await self._batcher.ensure_initialized()
-            await self._client.ping()
-        except REDIS_ERRORS as exc:
-            raise RateLimiterUnavailable(f"redis PING failed: {type(exc).__name__}: {exc}") from exc
+            await self.hub.ping()
+        except RedisUnavailable as exc:
+            raise RateLimiterUnavailable(exc.message) from exc
 
     def storage_key(self, key: str, rule: Rule) -> str:
         """The Redis key holding ``key``'s TAT under ``rule``."""
@@ -271,14 +240,18 @@ class RedisBackend:
         script: str = _GCRA,
         sha: str | bytes = _GCRA_SHA_BYTES,
     ) -> Any:
-        return await self._batcher.eval(names, args, script, sha)
+        try:
+            return await self._batcher.eval(names, args, script, sha)
+        except RedisUnavailable as exc:  # each caller gets its own instance
+            raise RateLimiterUnavailable(exc.message) from exc
 
     @property
     def round_trips(self) -> int:
-        """Commands and pipelines sent so far."""
+        """Commands and pipelines sent so far (on the hub, by every user of its batcher)."""
         return self._batcher.round_trips
 
     async def aclose(self) -> None:
-        """Wait for the pipelines in flight, then close the client's connections."""
+        """Wait for the pipelines in flight; close the hub if this backend made it."""
         await self._batcher.drain()
-        await self._client.aclose()
+        if self._owns_hub:
+            await self.hub.aclose()

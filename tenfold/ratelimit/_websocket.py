@@ -32,9 +32,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
-from tenfold._redis import hash_tag
 from tenfold.ratelimit._backend import LimiterBackend
 from tenfold.ratelimit._redis import RedisBackend
+from tenfold.redis import hash_tag
 
 __all__ = ["ConnectionLimiter"]
 

@@ -185,8 +185,9 @@ class CircuitBreaker:
         """Count the outcome of an admitted call (``error`` None for success)."""
         failed = error is not None and self._is_failure(error)
         slow = seconds >= self.slow_call_seconds
-        outcome = ("slow_" if slow else "") + ("failure" if failed else "success")
-        emit(self.hooks, CallFinished(self.name, outcome, seconds))
+        if self.hooks:
+            outcome = ("slow_" if slow else "") + ("failure" if failed else "success")
+            emit(self.hooks, CallFinished(self.name, outcome, seconds))
         if ticket != self._generation:
             return
         self._window.add(self._clock(), failed, slow)

@@ -21,7 +21,7 @@ class UpstreamExtension(Extension):
     def build(self, build: Build) -> None:
         build.problems(PROBLEMS)
         registry = UpstreamRegistry(
-            build.section, metrics=build.metrics, redis=build.settings.redis
+            build.section, metrics=build.metrics, redis=build.settings.redis, hub=build.redis
         )
         build.provide(registry, name="upstreams")
         build.expose("upstream", registry.client)

@@ -31,21 +31,18 @@ answers again. Without ``fail_open`` a call is refused
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from tenfold._errors import ConfigurationError
-from tenfold._redis import REDIS_ERRORS, cluster_client, from_settings, standalone_client
 from tenfold._settings import RedisSettings
 from tenfold.observability import get_logger
+from tenfold.redis import REDIS_ERRORS, RedisHub
 from tenfold.resilience._errors import QuotaExhausted, SharedQuotaUnavailable
 from tenfold.resilience._quota import (
     _STRAVA_PERIODS,
@@ -86,15 +83,15 @@ class RedisUpstreamQuota:
     windows; None (the default) uses Redis ``TIME``, one clock for every
     instance. ``sleep`` is the wait for refusals shorter than ``max_wait``.
     After a Redis failure the next ``retry_interval`` seconds skip Redis, so a
-    slow Redis costs one timeout per interval, not one per call. The client
-    given to ``__init__`` stays the caller's; those built by ``from_url``,
-    ``from_cluster`` and ``from_settings`` are closed by ``aclose()``.
+    slow Redis costs one timeout per interval, not one per call. It runs on a
+    ``RedisHub`` (the platform's); the hubs ``from_url``, ``from_cluster`` and
+    ``from_settings`` make are closed by ``aclose()``.
     """
 
     def __init__(
         self,
         provider: str,
-        client: aioredis.Redis | RedisCluster,
+        hub: RedisHub,
         *,
         prefix: str = "tf:quota:",
         limits: Mapping[str, int] | None = None,
@@ -103,7 +100,7 @@ class RedisUpstreamQuota:
         retry_interval: float = 1.0,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-        owns_client: bool = False,
+        owns_hub: bool = False,
     ) -> None:
         if not provider or "{" in provider or "}" in provider:
             raise ConfigurationError(
@@ -114,8 +111,9 @@ class RedisUpstreamQuota:
         self.max_wait = max_wait
         self.fail_open = fail_open
         self.retry_interval = retry_interval
-        self._client = client
-        self._owns_client = owns_client
+        self.hub = hub
+        self._client = hub.client
+        self._owns_hub = owns_hub
         self._clock = clock
         self._sleep = sleep
         base = f"{prefix}{{{provider}}}:"
@@ -127,8 +125,6 @@ class RedisUpstreamQuota:
         # Known limits, taught to Redis before this instance's first reservation.
         self._seed = _configured(check_limits(limits))
         self._known: dict[str, _Known] = {}
-        self._initialized = not isinstance(client, RedisCluster)
-        self._init_lock = asyncio.Lock()
         self._skip_redis_until = 0.0
         self._last_error: BaseException | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -143,56 +139,30 @@ class RedisUpstreamQuota:
         return f"RedisUpstreamQuota({self.provider!r}, {where}, remaining={self.remaining()})"
 
     @classmethod
-    def from_url(
-        cls,
-        provider: str,
-        url: str,
-        *,
-        socket_timeout: float = 0.25,
-        connect_timeout: float = 1.0,
-        max_connections: int = 16,
-        **options: Any,
-    ) -> RedisUpstreamQuota:
-        """``provider``'s quota on the standalone server at ``url`` (options: ``__init__``'s)."""
-        client = standalone_client(url, socket_timeout, connect_timeout, max_connections)
-        return cls(provider, client, owns_client=True, **options)
+    def from_url(cls, provider: str, url: str, **options: Any) -> RedisUpstreamQuota:
+        """``provider``'s quota on a hub of its own for the standalone server at ``url``."""
+        return cls(provider, RedisHub.from_url(url), owns_hub=True, **options)
 
     @classmethod
     def from_cluster(
-        cls,
-        provider: str,
-        nodes: Sequence[str],
-        *,
-        socket_timeout: float = 0.25,
-        connect_timeout: float = 1.0,
-        max_connections: int = 16,
-        **options: Any,
+        cls, provider: str, nodes: Sequence[str], **options: Any
     ) -> RedisUpstreamQuota:
-        """``provider``'s quota on the Redis Cluster reachable through ``nodes`` (``host:port``)."""
-        client = cluster_client(nodes, socket_timeout, connect_timeout, max_connections)
-        return cls(provider, client, owns_client=True, **options)
+        """``provider``'s quota on a hub of its own for the Cluster reachable through ``nodes``."""
+        return cls(provider, RedisHub.from_cluster(nodes), owns_hub=True, **options)
 
     @classmethod
     def from_settings(
         cls, provider: str, settings: RedisSettings, **options: Any
     ) -> RedisUpstreamQuota:
-        """``provider``'s quota on the Redis ``TENFOLD_REDIS__*`` describes."""
-        return from_settings(
-            settings,
-            what=f"the shared quota of {provider!r}",
-            from_url=lambda url, **kw: cls.from_url(provider, url, **kw),
-            from_cluster=lambda nodes, **kw: cls.from_cluster(provider, nodes, **kw),
-            **options,
-        )
+        """``provider``'s quota on a hub of its own for the Redis ``TENFOLD_REDIS__*`` describes."""
+        return cls(provider, RedisHub.from_settings(settings), owns_hub=True, **options)
 
     async def aclose(self) -> None:
-        """Finish lessons still being sent (from ``record``), then close an owned client."""
+        """Finish lessons still being sent (from ``record``), then close an owned hub."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._owns_client:
-            # A connection failing while closing leaves nothing to recover or report.
-            with contextlib.suppress(*REDIS_ERRORS):
-                await self._client.aclose()
+        if self._owns_hub:
+            await self.hub.aclose()
 
     # -- the UpstreamQuota interface ------------------------------------------
 
@@ -279,8 +249,8 @@ class RedisUpstreamQuota:
     async def _eval(self, script: Script, *args: Any) -> Any:
         now_ms = -1 if self._clock is None else int(self._clock() * 1000)
         argv = (now_ms, MARGIN_MS, *args)
-        if not self._initialized:
-            await self._initialize()
+        if not self.hub.initialized:
+            await self.hub.initialize()
         try:
             result = await self._client.evalsha(script.sha, len(self._keys), *self._keys, *argv)  # type: ignore[no-untyped-call]
         except NoScriptError:  # a restarted (or new) node: EVAL runs it and caches it
@@ -289,14 +259,6 @@ class RedisUpstreamQuota:
             self.degraded = False
             _log.info("quota_shared_redis_back", provider=self.provider)
         return result
-
-    async def _initialize(self) -> None:
-        # redis-py's async RedisCluster breaks connections when commands race its lazy
-        # first initialize(); so the first caller initializes, under a lock.
-        async with self._init_lock:
-            if not self._initialized:
-                await self._client.initialize()  # type: ignore[union-attr]
-                self._initialized = True
 
     def _failed(self, exc: BaseException) -> None:
         self.redis_errors += 1

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, TypedDict, Unpack
 import httpx
 
 from tenfold._settings import RedisSettings
+from tenfold.redis import RedisHub
 from tenfold.resilience._breaker import CircuitBreaker, CountWindow
 from tenfold.resilience._client import ClientStats, ExternalClient, upstream_failure
 from tenfold.resilience._events import ResilienceStats, log_event
@@ -77,13 +78,17 @@ class UpstreamRegistry:
         *,
         metrics: Metrics | None = None,
         redis: RedisSettings | None = None,
+        hub: RedisHub | None = None,
     ) -> None:
         self.settings = settings if settings is not None else UpstreamSettings()
         self._metrics = metrics
-        share = self.settings.shared and redis is not None and redis.enabled
-        self._redis = redis if share else None
+        share = self.settings.shared and (hub is not None or (redis is not None and redis.enabled))
+        self._own_hub: RedisHub | None = None
+        if share and hub is None:
+            hub = self._own_hub = RedisHub.from_settings(redis)  # type: ignore[arg-type]
+        self._hub = hub if share else None
         #: Breaker opens and closes shared with the other instances (None: per process).
-        self.breaker_state = RedisBreakerState.from_settings(redis) if share else None  # type: ignore[arg-type]
+        self.breaker_state = RedisBreakerState(self._hub) if self._hub is not None else None
         self._quotas: list[RedisUpstreamQuota] = []
         namespace = getattr(metrics, "namespace", "tenfold")
         #: Requests by provider and outcome, and quotas: shared by every client.
@@ -179,9 +184,9 @@ class UpstreamRegistry:
         )
 
     def _quota(self, provider: str, limits: dict[str, int]) -> QuotaTracker:
-        if self._redis is None:
+        if self._hub is None:
             return UpstreamQuota(provider, limits=limits)
-        shared = RedisUpstreamQuota.from_settings(provider, self._redis, limits=limits)
+        shared = RedisUpstreamQuota(provider, self._hub, limits=limits)
         self._quotas.append(shared)
         return shared
 
@@ -204,6 +209,8 @@ class UpstreamRegistry:
                 await quota.aclose()
             if self.breaker_state is not None:
                 await self.breaker_state.stop()
+            if self._own_hub is not None:
+                await self._own_hub.aclose()
         finally:
             if self._metrics is not None and self._registered:
                 self._metrics.unregister_collector(self.stats)

@@ -13,10 +13,13 @@ any node. Messages carry the *milliseconds left*, not a deadline, and the key
 expires on Redis's own clock: no two hosts' wall clocks are ever compared.
 
 Breakers never wait for Redis. A transition is queued (``announce``) and a
-writer task sends it; a listener task applies the others' messages straight
-into the local breakers, so a call through a breaker reads only its own
-attributes. Redis errors are logged and counted (``redis_errors``), never
-raised to a caller: without Redis every breaker keeps working on local state.
+writer task sends it; the process's one pub/sub connection (the hub's
+``PubSub``) delivers the others' messages straight into the local breakers,
+so a call through a breaker reads only its own attributes. Each time the
+subscription becomes live (first, and after any reconnection) the open
+breakers are read back: what was published meanwhile was missed. Redis
+errors are logged and counted (``redis_errors``), never raised to a caller:
+without Redis every breaker keeps working on local state.
 
 Ordering: Redis orders the writes of all instances on one channel. A message
 about X that arrives while this instance's own later transition of X is still
@@ -39,12 +42,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 
-from tenfold._redis import REDIS_ERRORS, cluster_client, from_settings, standalone_client
+from tenfold._bus import Subscription
 from tenfold._settings import RedisSettings
 from tenfold.observability import get_logger
+from tenfold.redis import REDIS_ERRORS, RedisHub, split_hub_options
 
 if TYPE_CHECKING:
     from tenfold.resilience._breaker import CircuitBreaker
@@ -64,10 +66,6 @@ return redis.call('PUBLISH', ARGV[3], ARGV[4])
 _READ = -1
 
 
-class _Lost(Exception):
-    """The subscription went silent and did not answer a PING in time."""
-
-
 class RedisBreakerState:
     """Opens and closes of same-named breakers, shared by every instance on one Redis.
 
@@ -77,35 +75,30 @@ class RedisBreakerState:
     (``<prefix>events``). ``start()`` waits up to ``start_timeout`` seconds for
     the first subscription and the read of the open breakers, so an instance
     starting late refuses calls to an upstream the others already gave up on.
-    A subscription that is silent for ``health_interval`` seconds is PINGed,
-    and dropped if the PING goes unanswered as long again. The client given
-    to ``__init__`` stays the caller's; the ones ``from_url``, ``from_cluster``
-    and ``from_settings`` build are closed by ``stop()``.
+    It runs on a ``RedisHub`` (the platform's); the hubs ``from_url``,
+    ``from_cluster`` and ``from_settings`` make are closed by ``stop()``.
     """
 
     def __init__(
         self,
-        client: aioredis.Redis | RedisCluster,
+        hub: RedisHub,
         *,
         prefix: str = "tf:cb:",
         name: str = "breaker-state",
         start_timeout: float = 1.0,
-        health_interval: float = 1.0,
-        reconnect_backoff: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        owns_client: bool = False,
+        owns_hub: bool = False,
     ) -> None:
-        self._client = client
-        self.cluster = isinstance(client, RedisCluster)
+        self.hub = hub
+        self._client = hub.client
+        self.cluster = hub.cluster
         self.prefix = prefix
         self.channel = prefix + "events"
         self.name = name
         self.origin = uuid.uuid4().hex[:16]
         self.start_timeout = start_timeout
-        self.health_interval = health_interval
-        self.reconnect_backoff = reconnect_backoff
         self._clock = clock
-        self._owns_client = owns_client
+        self._owns_hub = owns_hub
         self._breakers: dict[str, weakref.WeakSet[CircuitBreaker]] = {}
         #: The local copy: breaker name -> when (on ``clock``) the shared open period ends.
         self.open_until: dict[str, float] = {}
@@ -117,12 +110,12 @@ class RedisBreakerState:
         self._seq = itertools.count(1)
         self._wake = asyncio.Event()
         self._attempted = asyncio.Event()
-        self._init_lock = asyncio.Lock()
-        self._initialized = not self.cluster
-        self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: Subscription | None = None
+        self._writer: asyncio.Task[None] | None = None
         self._stopping = False
         self.live = False
         self._outage = False
+        self._read_back = False
         #: Redis failures (writes, reads, lost subscriptions), messages applied, subscriptions.
         self.redis_errors = 0
         self.applied = 0
@@ -135,43 +128,26 @@ class RedisBreakerState:
         )
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        socket_timeout: float = 0.25,
-        connect_timeout: float = 1.0,
-        max_connections: int = 8,
-        **options: Any,
-    ) -> RedisBreakerState:
-        """Shared state on the standalone server at ``url``; ``options`` are ``__init__``'s."""
-        client = standalone_client(url, socket_timeout, connect_timeout, max_connections)
-        return cls(client, owns_client=True, **options)
+    def from_url(cls, url: str, **options: Any) -> RedisBreakerState:
+        """Shared state on a hub of its own for the standalone server at ``url``.
+
+        ``options`` are ``__init__``'s and ``RedisHub.from_url``'s (``health_interval``,
+        ``socket_timeout``...); ``reconnect_backoff`` caps the wait between reconnects.
+        """
+        hub_options, own = split_hub_options(options)
+        return cls(RedisHub.from_url(url, **hub_options), owns_hub=True, **own)
 
     @classmethod
-    def from_cluster(
-        cls,
-        nodes: Sequence[str],
-        *,
-        socket_timeout: float = 0.25,
-        connect_timeout: float = 1.0,
-        max_connections: int = 8,
-        **options: Any,
-    ) -> RedisBreakerState:
-        """Shared state on the Redis Cluster reachable through any of ``nodes`` (``host:port``)."""
-        client = cluster_client(nodes, socket_timeout, connect_timeout, max_connections)
-        return cls(client, owns_client=True, **options)
+    def from_cluster(cls, nodes: Sequence[str], **options: Any) -> RedisBreakerState:
+        """Shared state on a hub of its own for the Cluster reachable through ``nodes``."""
+        hub_options, own = split_hub_options(options)
+        return cls(RedisHub.from_cluster(nodes, **hub_options), owns_hub=True, **own)
 
     @classmethod
     def from_settings(cls, settings: RedisSettings, **options: Any) -> RedisBreakerState:
-        """The shared state on the Redis ``TENFOLD_REDIS__*`` describes."""
-        return from_settings(
-            settings,
-            what="the shared circuit-breaker state",
-            from_url=cls.from_url,
-            from_cluster=cls.from_cluster,
-            **options,
-        )
+        """The shared state on a hub of its own for the Redis ``TENFOLD_REDIS__*`` describes."""
+        hub_options, own = split_hub_options(options)
+        return cls(RedisHub.from_settings(settings, **hub_options), owns_hub=True, **own)
 
     # -- the breakers' side (sync: never waits for Redis) ---------------------
 
@@ -203,35 +179,33 @@ class RedisBreakerState:
     # -- lifetime --------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe and start writing; returns once subscribed or after ``start_timeout``."""
-        if self._tasks:
+        """Subscribe and start writing; returns once live (breakers read) or after
+        ``start_timeout``."""
+        if self._writer is not None:
             return
+        self._stopping = False
         self._attempted.clear()
-        self._tasks = [
-            asyncio.create_task(self._listen(), name=f"tenfold.resilience {self.name} listener"),
-            asyncio.create_task(self._write(), name=f"tenfold.resilience {self.name} writer"),
-        ]
+        self._writer = asyncio.create_task(
+            self._write(), name=f"tenfold.resilience {self.name} writer"
+        )
+        self._subscription = self.hub.pubsub.listen(self.channel, self)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._attempted.wait(), self.start_timeout)
 
     async def stop(self) -> None:
         """Stop listening and writing (unwritten transitions are dropped)."""
-        tasks, self._tasks = self._tasks, []
         self._stopping = True
-        for task in tasks:
-            # A cancellation that lands inside redis-py's own read timeout can be swallowed
-            # (the task then reads on): cancel until the task has ended.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait([task], timeout=0.1)
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                task.result()
-        self._stopping = False
+                await writer
         self.live = False
-        if self._owns_client:
-            # A connection that fails while closing leaves nothing to recover or report.
-            with contextlib.suppress(*REDIS_ERRORS):
-                await self._client.aclose()
+        if self._owns_hub:
+            await self.hub.aclose()
 
     async def __aenter__(self) -> RedisBreakerState:
         await self.start()
@@ -250,14 +224,6 @@ class RedisBreakerState:
     def _key(self, name: str) -> str:
         return self.prefix + name
 
-    async def _initialize(self) -> None:
-        # redis-py's async RedisCluster breaks connections when commands race its lazy first
-        # initialize(); the listener and the writer would, so the first one initializes.
-        async with self._init_lock:
-            if not self._initialized:
-                await self._client.initialize()  # type: ignore[union-attr]
-                self._initialized = True
-
     def _failed(self, what: str, exc: BaseException) -> None:
         self.redis_errors += 1
         _log.warning("circuit_shared_redis_error", what=what, error=f"{type(exc).__name__}: {exc}")
@@ -271,7 +237,7 @@ class RedisBreakerState:
                 entry = self._outbox.pop(name)
                 self._writing = name
                 try:
-                    await self._initialize()
+                    await self.hub.initialize()
                     if entry == _READ:
                         await self._read([name])
                     else:
@@ -282,6 +248,10 @@ class RedisBreakerState:
                         del self._unconfirmed[name]  # no echo will come
                 finally:
                     self._writing = None
+            if self._read_back:  # the read-back after a (re)subscription is done
+                self._read_back = False
+                self.live = True
+                self._attempted.set()
 
     async def _send(self, name: str, seq: int, deadline: float | None) -> None:
         ms = 0
@@ -309,68 +279,33 @@ class RedisBreakerState:
         """Whether our own transition of ``name`` is later than anything Redis sent so far."""
         return name in self._unconfirmed
 
-    async def _listen(self) -> None:
-        failures = 0
-        while not self._stopping:
-            pubsub = None
-            try:
-                await self._initialize()
-                pubsub = self._client.pubsub()
-                await pubsub.subscribe(self.channel)
-                failures = 0
-                await self._consume(pubsub)
-            except (*REDIS_ERRORS, _Lost) as exc:
-                failures += 1
-                self._went_down(exc)
-            finally:
-                if pubsub is not None:
-                    with contextlib.suppress(*REDIS_ERRORS):
-                        await pubsub.aclose()
-            # Backoff between reconnects (not a poll for data: nothing is read meanwhile).
-            await asyncio.sleep(min(self.reconnect_backoff, 0.05 * 2 ** min(failures, 10)))
+    # -- the listener's side (the hub's pub/sub calls these) ---------------------
 
-    async def _consume(self, pubsub: Any) -> None:
-        loop = asyncio.get_running_loop()
-        ping_sent: float | None = None
-        while not self._stopping:
-            message = await pubsub.get_message(timeout=self.health_interval)
-            if message is None:
-                # Silence: prove the connection is alive. A blackholed socket never errors.
-                if ping_sent is None:
-                    ping_sent = loop.time()
-                    await pubsub.ping()
-                elif loop.time() - ping_sent >= self.health_interval:
-                    raise _Lost(f"no answer to PING within {self.health_interval} s")
-                continue
-            kind = message["type"]
-            if kind == "subscribe":
-                # The first confirmation, or redis-py reconnected and subscribed again on its
-                # own: either way messages may have been missed, so read the keys.
-                await self._went_live()
-            elif kind == "pong":
-                ping_sent = None
-            elif kind == "message":
-                self._receive(message["data"])
-
-    async def _went_live(self) -> None:
+    def on_live(self, channel: str) -> None:
+        """Subscribed (again): messages may have been missed, so read every breaker back."""
         self.connections += 1
         # Our transitions written while we were not listening will never echo back.
         for name in [n for n in self._unconfirmed if n not in self._outbox and n != self._writing]:
             del self._unconfirmed[name]
-        await self._read(list(self._breakers))
-        self.live = True
+        for name in self._breakers:
+            self._outbox.setdefault(name, _READ)
+        self._read_back = True
         if self._outage:
             self._outage = False
             _log.info("circuit_shared_reconnected", channel=self.channel)
-        self._attempted.set()
+        self._wake.set()
 
-    def _went_down(self, exc: BaseException) -> None:
+    def on_message(self, channel: str, data: bytes) -> None:
+        self._receive(data)
+
+    def on_lost(self, channel: str, reason: str) -> None:
         self._attempted.set()  # start() waits for the first attempt, not for success
         if self._outage:
             self.redis_errors += 1  # still down: counted, logged once per outage
         else:
             self._outage = True
-            self._failed("subscribe", exc)
+            self.redis_errors += 1
+            _log.warning("circuit_shared_redis_error", what="subscribe", error=reason)
         self.live = False
 
     def _receive(self, raw: bytes) -> None:

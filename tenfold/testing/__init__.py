@@ -65,7 +65,7 @@ Helpers
 ``attach_platform(app, *objects)``
     a platform (no extensions) providing objects a test built, for apps wired
     by hand; ``ManualClock`` for injected time; ``allocate_port`` for a free
-    loopback port.
+    loopback port; ``RecordingListener`` records what a bus tells a listener.
 
 Break-helpers that need the process (stop, kill, pause, ...) raise
 ``NotManaged`` on external servers; inside a test that becomes a skip.
@@ -73,6 +73,7 @@ Break-helpers that need the process (stop, kill, pause, ...) raise
 
 from tenfold.testing._clock import ManualClock
 from tenfold.testing._errors import HarnessError, MissingBinary, NotManaged
+from tenfold.testing._listener import RecordingListener
 from tenfold.testing._pgbouncer import PgBouncer
 from tenfold.testing._pgcluster import PgCluster
 from tenfold.testing._platform import attach_platform
@@ -90,6 +91,7 @@ __all__ = [
     "PgBouncer",
     "PgCluster",
     "PgServer",
+    "RecordingListener",
     "RedisCluster",
     "RedisServer",
     "allocate_port",

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import redis
 
-from tenfold.cache._backend import CacheBackend, Subscription
+from tenfold.cache._backend import CacheBackend
 from tenfold.cache._errors import CacheUnavailable
 from tenfold.cache._keys import key, tag_key
 from tenfold.cache._memory import MemoryBackend
 from tenfold.cache._redis import RedisBackend
-from tenfold.testing import RedisCluster, RedisServer
+from tenfold.testing import RecordingListener, RedisCluster, RedisServer
 
 # Generous bounds: they only turn a hang into a failure, they measure nothing.
 BOUND = 10.0
@@ -36,8 +36,9 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def next_message(subscription: Subscription) -> bytes:
-    return await asyncio.wait_for(anext(subscription), BOUND)
+def listening(backend: CacheBackend, channel: str) -> tuple[Any, RecordingListener]:
+    listener = RecordingListener()
+    return backend.listen(channel, listener), listener
 
 
 class BackendContract:
@@ -285,29 +286,38 @@ class BackendContract:
         with pytest.raises(CacheUnavailable):
             await asyncio.wait_for(waiter, BOUND)
 
-    async def test_publish_reaches_every_subscriber(self, backend: CacheBackend, k) -> None:
-        """Each live subscription of a channel receives each message, in order."""
+    async def test_publish_reaches_every_listener(self, backend: CacheBackend, k) -> None:
+        """Each live listener of a channel receives each message, in order, after on_live."""
         channel = k("channel")
-        subs = [backend.subscribe(channel) for _ in range(2)]
+        pairs = [listening(backend, channel) for _ in range(2)]
         try:
-            for sub in subs:
-                await sub.ready()
+            for sub, listener in pairs:
+                assert await sub.wait_live(BOUND)
+                assert await listener.next() == ("live", channel)
             await backend.publish(channel, b"one")
             await backend.publish(channel, b"two")
             await backend.publish(k("other"), b"not for us")
-            for sub in subs:
-                assert [await next_message(sub), await next_message(sub)] == [b"one", b"two"]
+            for _, listener in pairs:
+                assert await listener.next() == ("message", channel, b"one")
+                assert await listener.next() == ("message", channel, b"two")
         finally:
-            for sub in subs:
-                await sub.aclose()
+            for sub, _ in pairs:
+                sub.close()
 
-    async def test_closed_subscription_stops_iterating(self, backend: CacheBackend, k) -> None:
-        """After aclose the subscription ends iteration instead of blocking."""
-        sub = backend.subscribe(k("channel"))
-        await sub.ready()
-        await sub.aclose()
-        with pytest.raises(StopAsyncIteration):
-            await asyncio.wait_for(anext(sub), BOUND)
+    async def test_closed_subscription_gets_nothing_more(self, backend: CacheBackend, k) -> None:
+        """After close() a listener receives no message, while others still do."""
+        channel = k("channel")
+        (closed, gone), (open_, kept) = listening(backend, channel), listening(backend, channel)
+        try:
+            assert await closed.wait_live(BOUND)
+            assert await open_.wait_live(BOUND)
+            closed.close()
+            assert not closed.live
+            await backend.publish(channel, b"after")
+            assert (await kept.next_kind("message"))[2] == b"after"
+            assert gone.messages() == []
+        finally:
+            open_.close()
 
     async def test_ping(self, backend: CacheBackend) -> None:
         """ping succeeds on a healthy backend."""
@@ -326,14 +336,15 @@ class TestMemoryBackend(BackendContract):
         await backend.aclose()
 
     async def test_closed_backend_is_unavailable(self) -> None:
-        """After aclose every call raises CacheUnavailable and subscriptions end with it."""
+        """After aclose every call raises CacheUnavailable and listeners hear of the loss."""
         backend = MemoryBackend()
-        sub = backend.subscribe("c")
+        sub, listener = listening(backend, "c")
+        assert await sub.wait_live(BOUND)
         await backend.aclose()
         with pytest.raises(CacheUnavailable):
             await backend.get("k")
-        with pytest.raises(CacheUnavailable):
-            await anext(sub)
+        assert (await listener.next_kind("lost"))[1] == "c"
+        assert not sub.live
 
     async def test_max_entries_evicts_least_recently_used(self) -> None:
         """With max_entries the least recently read entry goes first."""
@@ -381,16 +392,16 @@ class SharedStoreContract(BackendContract):
 
     async def test_publish_crosses_instances(self, make_backend, k) -> None:
         """A message published by one instance reaches a subscriber of another."""
-        publisher, listener = make_backend(), make_backend()
-        sub = listener.subscribe(k("bus"))
+        publisher, receiver = make_backend(), make_backend()
+        sub, listener = listening(receiver, k("bus"))
         try:
-            await sub.ready()
+            assert await sub.wait_live(BOUND)
             await publisher.publish(k("bus"), b"invalidate")
-            assert await next_message(sub) == b"invalidate"
+            assert (await listener.next_kind("message"))[2] == b"invalidate"
         finally:
-            await sub.aclose()
+            sub.close()
             await publisher.aclose()
-            await listener.aclose()
+            await receiver.aclose()
 
 
 def _redis_backend(server: RedisServer, **options: Any) -> RedisBackend:
@@ -421,13 +432,16 @@ class TestRedisBackend(SharedStoreContract):
                 backend.try_lock("k", 1),
                 backend.bump_tags(["t"]),
                 backend.ping(),
-                backend.wait_for("k", 60),
             ]
             for call in calls:
                 with pytest.raises(CacheUnavailable) as caught:
                     await asyncio.wait_for(call, BOUND)
                 assert caught.value.dependency == "redis"
                 assert isinstance(caught.value.__cause__, redis.RedisError | OSError)
+                assert "127.0.0.1" not in str(caught.value)  # never the server's address
+            # A waiter cannot listen for the wake-up without the server: unavailable too.
+            with pytest.raises(CacheUnavailable):
+                await asyncio.wait_for(backend.wait_for("k", 60), BOUND)
             await asyncio.to_thread(redis_server.start)
             await backend.set("k", b"back", 60)
             assert await backend.get("k") == b"back"
@@ -463,32 +477,37 @@ class TestRedisBackend(SharedStoreContract):
             redis_server.resume()
             await backend.aclose()
 
-    async def test_subscription_reports_lost_connection(self, redis_server: RedisServer):
-        """A subscription whose server goes away raises CacheUnavailable instead of hanging."""
-        backend = _redis_backend(redis_server, health_interval=0.2)
-        sub = backend.subscribe("tf:test:lost")
+    async def test_lost_connection_is_reported_then_resubscribed(
+        self, redis_server: RedisServer
+    ) -> None:
+        """A listener whose server goes away gets on_lost, then on_live again once it is back."""
+        backend = _redis_backend(redis_server, health_interval=0.2, reconnect_backoff=0.1)
+        sub, listener = listening(backend, "tf:test:lost")
         try:
-            await sub.ready()
-            pending = asyncio.create_task(anext(sub))
+            assert await sub.wait_live(BOUND)
             await asyncio.to_thread(redis_server.stop)
-            with pytest.raises(CacheUnavailable):
-                await asyncio.wait_for(pending, BOUND)
+            await listener.next_kind("lost")
+            assert not sub.live
+            await asyncio.to_thread(redis_server.start)
+            await listener.next_kind("live")  # the read-back hook: messages may have been missed
+            await backend.publish("tf:test:lost", b"after")
+            assert (await listener.next_kind("message"))[2] == b"after"
         finally:
-            await sub.aclose()
+            sub.close()
             await backend.aclose()
 
-    async def test_subscription_detects_silent_server(self, redis_server: RedisServer):
+    async def test_silent_server_is_detected(self, redis_server: RedisServer) -> None:
         """A server that stops answering (SIGSTOP) is noticed by the PING health check."""
         backend = _redis_backend(redis_server, health_interval=0.1)
-        sub = backend.subscribe("tf:test:silent")
+        sub, listener = listening(backend, "tf:test:silent")
         try:
-            await sub.ready()
+            assert await sub.wait_live(BOUND)
             redis_server.pause()
-            with pytest.raises(CacheUnavailable, match="PING"):
-                await asyncio.wait_for(anext(sub), BOUND)
+            lost = await listener.next_kind("lost")
+            assert "PING" in str(lost[2])
         finally:
             redis_server.resume()
-            await sub.aclose()
+            sub.close()
             await backend.aclose()
 
     async def test_waiters_fail_when_wakeup_channel_is_lost(self, redis_server: RedisServer):

@@ -21,10 +21,13 @@ SETTINGS = CacheSettings(
     redis_timeout=0.1,
     breaker_failures=3,
     breaker_reset=5.0,
-    health_interval=0.2,
-    reconnect_backoff=0.1,
     warm_check_interval=None,
 )
+
+
+def redis_at(url: str) -> RedisSettings:
+    """A quickly-probed pub/sub connection that reconnects fast."""
+    return RedisSettings(url=url, health_interval=0.2, reconnect_backoff=0.1)
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ async def cache(
     redis_server: RedisServer, clock: FakeClock, health: HealthRegistry
 ) -> AsyncIterator[Cache]:
     """A Redis-backed cache whose breaker runs on the fake clock."""
-    c = Cache(SETTINGS, RedisSettings(url=redis_server.url), health=health, clock=clock.monotonic)
+    c = Cache(SETTINGS, redis_at(redis_server.url), health=health, clock=clock.monotonic)
     await c.start()
     yield c
     await c.stop()
@@ -134,7 +137,7 @@ async def test_invalidation_during_outage_is_replayed(
 ) -> None:
     """A delete that cannot reach Redis is applied locally, queued, and replayed once Redis
     answers again, so the old value does not come back from L2."""
-    other = Cache(SETTINGS, RedisSettings(url=redis_server.url))
+    other = Cache(SETTINGS, redis_at(redis_server.url))
     await other.start()
     try:
         k = cache.key("profile", uuid.uuid4().hex)
@@ -156,7 +159,7 @@ async def test_start_with_redis_unreachable_degrades() -> None:
     """A cache started while Redis is unreachable works L1-only and reports degraded."""
     port = allocate_port()
     health = HealthRegistry(HealthSettings(cache_ttl=0))
-    cache = Cache(SETTINGS, RedisSettings(url=f"redis://127.0.0.1:{port}"), health=health)
+    cache = Cache(SETTINGS, redis_at(f"redis://127.0.0.1:{port}"), health=health)
     try:
         await cache.start()
         loads = 0

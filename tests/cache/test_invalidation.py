@@ -27,8 +27,9 @@ APP_DIR = Path(__file__).parent
 @pytest.fixture
 async def pair(redis_server: RedisServer) -> AsyncIterator[tuple[Cache, Cache]]:
     """Two instances on one Redis, each with its own L1."""
-    settings = CacheSettings(health_interval=0.2, reconnect_backoff=0.1, warm_check_interval=None)
-    caches = [Cache(settings, RedisSettings(url=redis_server.url)) for _ in range(2)]
+    settings = CacheSettings(warm_check_interval=None)
+    redis = RedisSettings(url=redis_server.url, health_interval=0.2, reconnect_backoff=0.1)
+    caches = [Cache(settings, redis) for _ in range(2)]
     for cache in caches:
         await cache.start()
     yield caches[0], caches[1]

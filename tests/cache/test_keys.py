@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from tenfold._redis import hash_tag
 from tenfold.cache._keys import key, tag, tag_key
+from tenfold.redis import hash_tag
 
 HOSTILE_TEXT = st.one_of(
     st.text(),

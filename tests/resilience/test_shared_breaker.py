@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from tenfold import RedisSettings
 from tenfold._components import Component
+from tenfold.redis import RedisHub
 from tenfold.resilience import (
     CircuitBreaker,
     CircuitOpen,
@@ -327,11 +328,11 @@ async def test_start_without_redis_does_not_raise(prefix: str) -> None:
         await eventually(lambda: state.redis_errors >= 2, "the failed write to be counted")
 
 
-async def test_from_client_and_settings(redis_server: RedisServer, prefix: str) -> None:
-    """The state accepts a caller's client (left open) or TENFOLD_REDIS__* settings."""
-    client = aioredis.Redis.from_url(redis_server.url)
+async def test_from_hub_and_settings(redis_server: RedisServer, prefix: str) -> None:
+    """The state runs on a caller's hub (left open) or on TENFOLD_REDIS__* settings."""
+    hub = RedisHub.from_url(redis_server.url)
     try:
-        async with RedisBreakerState(client, prefix=prefix, start_timeout=BOUND) as mine:
+        async with RedisBreakerState(hub, prefix=prefix, start_timeout=BOUND) as mine:
             settings = RedisSettings(url=redis_server.url)  # type: ignore[arg-type]
             async with RedisBreakerState.from_settings(
                 settings, prefix=prefix, start_timeout=BOUND
@@ -341,14 +342,14 @@ async def test_from_client_and_settings(redis_server: RedisServer, prefix: str) 
                 a, b = make(mine, FakeClock()), make(other, FakeClock())
                 await fail_n(a, 4)
                 await eventually(lambda: b.state == "open", "B to follow A's open")
-        assert await client.ping()
+        await hub.ping()  # still the caller's, still open
     finally:
-        await client.aclose()
+        await hub.aclose()
 
 
 def test_is_a_component() -> None:
     """The state fits the platform's Component protocol."""
-    state = RedisBreakerState(aioredis.Redis(), name="breakers")
+    state = RedisBreakerState(RedisHub.from_url("redis://127.0.0.1:1"), name="breakers")
     assert isinstance(state, Component)
     assert state.name == "breakers"
 

@@ -34,6 +34,7 @@ from tenfold import (
     cache,
     idempotency,
     ratelimit,
+    redis,
     resilience,
     restore,
 )
@@ -45,6 +46,7 @@ from tenfold.idempotency import (
     IdempotencyScopeMissing,
 )
 from tenfold.ratelimit import RateLimited, RateLimiterUnavailable
+from tenfold.redis import RedisUnavailable
 from tenfold.resilience import (
     BulkheadFull,
     CircuitOpen,
@@ -96,6 +98,7 @@ CLASSES: dict[type[TenfoldError], tuple[int, str, str, bool]] = {
     UpstreamUnreachable: (503, _UNAVAILABLE, _T + "upstream-unreachable", True),
     UpstreamTimeout: (503, _UNAVAILABLE, _T + "upstream-timeout", True),
     UpstreamError: (503, _UNAVAILABLE, _T + "upstream-error", True),
+    RedisUnavailable: (503, _UNAVAILABLE, _T + "redis-unavailable", True),
 }
 
 _REQUEST = httpx.Request("GET", "http://upstream.test/v1")
@@ -154,6 +157,7 @@ SAMPLES: dict[str, Callable[[], Exception]] = {
     "upstream-502-hint": lambda: UpstreamError(
         "strava", response=_upstream_response(502), retry_after=59.5
     ),
+    "redis": lambda: RedisUnavailable("redis EVALSHA failed (ConnectionError)"),
     "upstream-429-hint": lambda: UpstreamError(
         "strava", response=_upstream_response(429), retry_after=3.0
     ),
@@ -428,6 +432,15 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
         [(b"content-length", b"151"), (b"content-type", b"application/problem+json")],
         b'{"type":"https://tenfold.dev/problems/upstream-error","title":"Service Unavailable","status":503,"detail":"\'strava\' answered 503","request_id":"req-1"}',
     ),
+    "redis": (
+        503,
+        [
+            (b"retry-after", b"1"),
+            (b"content-length", b"171"),
+            (b"content-type", b"application/problem+json"),
+        ],
+        b'{"type":"https://tenfold.dev/problems/redis-unavailable","title":"Service Unavailable","status":503,"detail":"redis EVALSHA failed (ConnectionError)","request_id":"req-1"}',
+    ),
     # A failing provider is a 503 from us, whatever it answered (its Retry-After kept).
     "upstream-500": (
         503,
@@ -479,7 +492,7 @@ def tenfold_error_classes() -> set[type[TenfoldError]]:
 
 #: What ``create_app`` assembles: the core table and every capability's.
 PROBLEMS = ProblemRegistry(
-    cache.PROBLEMS, idempotency.PROBLEMS, ratelimit.PROBLEMS, resilience.PROBLEMS
+    redis.PROBLEMS, cache.PROBLEMS, idempotency.PROBLEMS, ratelimit.PROBLEMS, resilience.PROBLEMS
 )
 
 

@@ -4,21 +4,22 @@ The first call of an iteration yields once; calls made meanwhile join it; a
 lone call is sent as a plain ``EVALSHA``, two or more as one pipeline
 (``transaction=False``) of at most ``MAX_BATCH``. Each script stays one atomic
 call; see docs/ratelimit.md ("Coalescing") for latency, failures and
-cancellation.
+cancellation. A hub has one (``hub.scripts``), shared by whatever runs scripts
+on it; each round trip takes one of the hub's in-flight slots.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from tenfold._redis import REDIS_ERRORS
-from tenfold.ratelimit._errors import RateLimiterUnavailable
+from tenfold.redis._clients import REDIS_ERRORS, unavailable
+
+if TYPE_CHECKING:
+    from tenfold.redis._hub import RedisHub
 
 __all__ = ["MAX_BATCH", "ScriptBatcher"]
 
@@ -29,41 +30,17 @@ MAX_BATCH = 128
 _Call = tuple["asyncio.Future[Any]", str | bytes, str, Sequence[str], Sequence[Any]]
 
 
-def _unavailable(error: BaseException) -> RateLimiterUnavailable:
-    """A new ``RateLimiterUnavailable`` for one caller (each raises its own instance)."""
-    if isinstance(error, RateLimiterUnavailable):
-        exc = RateLimiterUnavailable(str(error))
-        exc.__cause__ = error.__cause__
-    else:
-        exc = RateLimiterUnavailable(
-            f"redis rate-limit script failed: {type(error).__name__}: {error}"
-        )
-        exc.__cause__ = error
-    return exc
-
-
 class ScriptBatcher:
-    """Coalesces script calls on ``client``; at most ``max_connections`` round trips in flight.
+    """Coalesces script calls on ``hub``'s client, within the hub's in-flight bound.
 
-    Callers past the bound wait up to ``pool_timeout`` seconds, then get
-    ``RateLimiterUnavailable``; every Redis error reaches each caller as its own
-    ``RateLimiterUnavailable``. ``round_trips`` counts commands and pipelines sent.
+    Every Redis failure reaches each caller as its own ``RedisUnavailable``
+    (the driver's error is ``__cause__``). ``round_trips`` counts commands and
+    pipelines sent.
     """
 
-    def __init__(
-        self,
-        client: aioredis.Redis | RedisCluster,
-        *,
-        max_connections: int = 64,
-        pool_timeout: float = 0.25,
-    ) -> None:
-        self._client = client
-        self._bound = asyncio.Semaphore(max_connections)
-        self._pool_timeout = pool_timeout
-        # redis-py 8.1's async RedisCluster breaks connections when several commands race
-        # its lazy first initialize(); so the first caller initializes, under a lock.
-        self._initialized = not isinstance(client, RedisCluster)
-        self._init_lock = asyncio.Lock()
+    def __init__(self, hub: RedisHub) -> None:
+        self._hub = hub
+        self._client = hub.client
         self._open: list[_Call] | None = None  # the batch callers of this iteration join
         self._batches: set[asyncio.Task[None]] = set()
         self.round_trips = 0
@@ -110,24 +87,17 @@ class ScriptBatcher:
         task.add_done_callback(self._batches.discard)
 
     async def _acquire(self) -> None:
-        if not self._bound.locked():
-            await self._bound.acquire()  # free: no timer to arm
-            return
-        try:
-            async with asyncio.timeout(self._pool_timeout):
-                await self._bound.acquire()
-        except TimeoutError as exc:
-            raise RateLimiterUnavailable(
-                f"redis EVALSHA: no free connection within {self._pool_timeout} s"
-            ) from exc
+        slots = self._hub.slots
+        if not slots.take():
+            await slots.wait("EVALSHA")
 
     async def _eval_alone(
         self, names: Sequence[str], args: Sequence[Any], script: str, sha: str | bytes
     ) -> Any:
         await self._acquire()
         try:
-            if not self._initialized:
-                await self._initialize()
+            if not self._hub.initialized:
+                await self._hub.initialize()
             self.round_trips += 1
             try:
                 return await self._client.evalsha(sha, len(names), *names, *args)  # type: ignore[no-untyped-call]
@@ -135,9 +105,9 @@ class ScriptBatcher:
                 self.round_trips += 1
                 return await self._client.eval(script, len(names), *names, *args)  # type: ignore[no-untyped-call]
         except REDIS_ERRORS as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable("EVALSHA", exc) from exc
         finally:
-            self._bound.release()
+            self._hub.slots.give()
 
     async def _run(self, batch: list[_Call]) -> None:
         """Send ``batch`` as one pipeline; hand each caller its reply or its error."""
@@ -147,7 +117,7 @@ class ScriptBatcher:
             return
         try:
             replies: list[Any] = await self._send(batch)
-        except (RateLimiterUnavailable, *REDIS_ERRORS) as exc:
+        except REDIS_ERRORS as exc:
             replies = [exc] * len(batch)
         except asyncio.CancelledError:  # the loop is closing
             for future, *_ in batch:
@@ -162,15 +132,15 @@ class ScriptBatcher:
             if future.done():  # its caller was cancelled
                 continue
             if isinstance(reply, BaseException):
-                future.set_exception(_unavailable(reply))
+                future.set_exception(unavailable("EVALSHA", reply))
             else:
                 future.set_result(reply)
 
     async def _send(self, batch: list[_Call]) -> list[Any]:
         await self._acquire()
         try:
-            if not self._initialized:
-                await self._initialize()
+            if not self._hub.initialized:
+                await self._hub.initialize()
             replies = await self._pipeline(batch, "EVALSHA")
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:  # a restarted (or new) node: EVAL runs those and caches the script
@@ -179,7 +149,7 @@ class ScriptBatcher:
                     replies[i] = reply
             return replies
         finally:
-            self._bound.release()
+            self._hub.slots.give()
 
     async def _pipeline(self, batch: list[_Call], command: str) -> list[Any]:
         """One round trip; a failed call's reply is its exception."""
@@ -190,17 +160,6 @@ class ScriptBatcher:
             pipe.execute_command(command, sha if by_sha else script, len(names), *names, *args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
-
-    async def ensure_initialized(self) -> None:
-        """Initialize a Cluster client once (standalone clients need nothing)."""
-        if not self._initialized:
-            await self._initialize()
-
-    async def _initialize(self) -> None:
-        async with self._init_lock:
-            if not self._initialized:
-                await self._client.initialize()  # type: ignore[union-attr]
-                self._initialized = True
 
     async def drain(self) -> None:
         """Wait for the pipelines in flight."""
