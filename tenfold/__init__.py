@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from tenfold._app import create_app
     from tenfold._builtins import Settings
     from tenfold._extension import Build, Extension
-    from tenfold._platform import Platform, PlatformDep, Use, get_platform
+    from tenfold._platform import Platform, PlatformDep, Use, get_platform, platform_of
     from tenfold.cache import CacheSettings
     from tenfold.db import DatabaseSettings, ShardSettings
     from tenfold.idempotency import IdempotencySettings
@@ -77,6 +77,7 @@ _LAZY = {
     "PlatformDep": "tenfold._platform",
     "Use": "tenfold._platform",
     "get_platform": "tenfold._platform",
+    "platform_of": "tenfold._platform",
     "Slot": "tenfold.web",
     "CacheSettings": "tenfold.cache",
     "DatabaseSettings": "tenfold.db",
@@ -148,6 +149,7 @@ __all__ = [
     "current_traceparent",
     "current_user_id",
     "get_platform",
+    "platform_of",
     "restore",
     "set_principal",
     "snapshot",

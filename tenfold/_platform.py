@@ -160,8 +160,9 @@ class Platform:
         if found is None:
             have = ", ".join(sorted(k.__name__ for k in self._provided)) or "nothing"
             raise ConfigurationError(
-                f"this platform provides no {getattr(kind, '__name__', kind)}: open it with the "
-                f"extension that does (it provides: {have})"
+                f"this platform provides no {getattr(kind, '__name__', kind)} (yet): add the "
+                "extension that provides it, and from another extension's build() list it in "
+                f"`requires` so it is built first (provided so far: {have})"
             )
         return found
 
@@ -238,11 +239,19 @@ class Platform:
     # -- lifetime -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every component in order (a failure stops those already started)."""
+        """Start every component in order, then run the ``on_started`` hooks.
+
+        A component that fails to start stops those already started; a hook that
+        fails stops them all. Either way the error propagates and nothing is left open.
+        """
         await self.components.start()
         self.started = True
-        for hook in self._on_started:
-            await hook(self)
+        try:
+            for hook in self._on_started:
+                await hook(self)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         """Stop the started components in reverse order."""

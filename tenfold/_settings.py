@@ -190,12 +190,16 @@ class CoreSettings(BaseSettings):
     Build instances with ``load()`` to get errors that name the variable.
     """
 
+    # Unknown top-level sections are ignored, in the environment and in .env alike: they
+    # belong to an extension this process does not load (a worker without the web app's
+    # extensions, the CLI without --app). A misspelt key inside a known section is still
+    # an error naming it, since every section forbids extra keys.
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=ENV_DELIMITER,
         env_file=".env",
         env_file_encoding="utf-8",
-        extra="forbid",
+        extra="ignore",
         frozen=True,
         validate_default=True,
     )

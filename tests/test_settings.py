@@ -99,3 +99,13 @@ def test_settings_are_frozen() -> None:
     settings = Settings.load()
     with pytest.raises(ValidationError, match="frozen"):
         settings.db.pool_size = 3  # type: ignore[misc]
+
+
+def test_an_unknown_section_in_dotenv_is_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A .env line for a section no loaded extension has (a worker's, an app's) is not an error,
+    while a misspelt key inside a known section still is."""
+    (tmp_path / ".env").write_text("TENFOLD_AUDIT__SINK=kafka\nTENFOLD_DB__POOL_SIZE=3\n")
+    assert Settings.load().db.pool_size == 3
+    (tmp_path / ".env").write_text("TENFOLD_DB__POOLSIZE=3\n")
+    with pytest.raises(ConfigurationError, match="TENFOLD_DB__POOLSIZE"):
+        Settings.load()

@@ -1,81 +1,69 @@
 """``tenfold check``: validate settings, then reach every configured dependency.
 
-It builds the same components the app would, starts them with no startup
-retries, and prints the readiness report, so what it says is what ``/ready``
-would say on a fresh instance.
+It opens the same platform the app would (its extensions included, with
+``--app``), without startup retries, and prints every readiness check, so
+what it says is what ``/ready`` would say on a fresh instance. Unlike
+``/ready`` it is strict: any failing check, critical or not, exits 1, since
+a configured dependency that cannot be reached is worth knowing about before
+a deploy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenfold._errors import TenfoldError
-from tenfold._settings import CoreSettings, HealthSettings
-from tenfold.db import Database
-from tenfold.health import HealthRegistry
 
-__all__ = ["run_checks"]
+if TYPE_CHECKING:
+    from tenfold._platform import Platform
+
+__all__ = ["run_checks", "without_retries"]
 
 _MARK = {"ok": "ok  ", "degraded": "WARN", "failing": "FAIL"}
 
 
-async def run_checks(
-    settings: CoreSettings, *, check_timeout: float, echo: Callable[[str], Any]
-) -> bool:
-    """Print one line per dependency; return whether the instance would be ready."""
-    echo(f"settings: ok ({settings.profile} profile)")
-    health = HealthRegistry(HealthSettings(check_timeout=check_timeout, cache_ttl=0))
-    db_settings = settings.section("db").model_copy(
-        update={
-            "connect_retries": 0,
-            "connect_timeout": min(check_timeout, settings.section("db").connect_timeout),
-        }
+def without_retries(platform: Platform, check_timeout: float) -> Platform:
+    """A copy of ``platform`` (same extensions) that connects once, within ``check_timeout``."""
+    from tenfold._platform import Platform
+
+    settings = platform.settings
+    update: dict[str, Any] = {
+        "health": settings.health.model_copy(
+            update={"check_timeout": check_timeout, "cache_ttl": 0}
+        )
+    }
+    db = getattr(settings, "db", None)
+    if db is not None and hasattr(db, "connect_retries"):
+        update["db"] = db.model_copy(
+            update={"connect_retries": 0, "connect_timeout": min(check_timeout, db.connect_timeout)}
+        )
+    return Platform.build(
+        settings.model_copy(update=update),
+        extensions=platform.extensions,
+        builtins=False,
+        configure_logs=False,
     )
-    database = Database(db_settings, health=health)
+
+
+async def run_checks(platform: Platform, *, echo: Callable[[str], Any]) -> bool:
+    """Start ``platform``, print one line per readiness check; return whether all pass."""
+    echo(f"settings: ok ({platform.settings.profile} profile)")
     try:
-        await database.start()
+        await platform.start()
     except TenfoldError as exc:
-        echo(f"FAIL database: {exc}")
+        echo(f"FAIL startup: {exc}")
         return False
     try:
-        report = await health.report()
+        report = await platform.health.report()
     finally:
-        await database.stop()
+        await platform.stop()
     ok = True
     for name, result in report.checks.items():
         status = result.get("status", "failing")
         detail = ", ".join(f"{k}={v}" for k, v in result.items() if k not in ("status", "critical"))
-        echo(f"{_MARK.get(status, 'FAIL')} {name}: {detail}")
-        ok = ok and not (status == "failing" and result.get("critical", True))
-    if settings.redis.enabled:
-        ok = await _check_redis(settings, check_timeout, echo) and ok
+        label = name if result.get("critical", True) else f"{name} (not critical)"
+        echo(f"{_MARK.get(status, 'FAIL')} {label}: {detail}")
+        ok = ok and status == "ok"
     echo(f"overall: {report.status if ok else 'failing'}")
     return ok
-
-
-async def _check_redis(
-    settings: CoreSettings, check_timeout: float, echo: Callable[[str], Any]
-) -> bool:
-    from redis.asyncio import Redis, RedisCluster
-    from redis.exceptions import RedisError
-
-    cfg = settings.redis
-    try:
-        if cfg.cluster_nodes:
-            host, _, port = cfg.cluster_nodes[0].rpartition(":")
-            client: Any = RedisCluster(host=host, port=int(port), socket_timeout=check_timeout)
-            await client.initialize()
-            info = await client.cluster_info()
-            state = info.get("cluster_state") if isinstance(info, dict) else info
-            echo(f"ok   redis cluster: {len(client.get_nodes())} nodes, state={state}")
-        else:
-            assert cfg.url is not None
-            client = Redis.from_url(cfg.url.get_secret_value(), socket_timeout=check_timeout)
-            await client.ping()
-            echo(f"ok   redis: {client.connection_pool.connection_kwargs.get('host')}")
-        await client.aclose()
-        return True
-    except (RedisError, OSError) as exc:
-        echo(f"FAIL redis: {type(exc).__name__}: {exc}")
-        return False

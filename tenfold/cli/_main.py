@@ -108,10 +108,12 @@ def run(
     from tenfold.cli._serve import serve
 
     root = target_of(ctx)
-    # The server process imports the app itself; here only the settings are needed.
-    settings = Target().settings()
+    app_path = app_path or root.app_path or "apps.hello.main:app"
+    # The app's settings (its extensions' sections included), so a bad value ends here with
+    # the variable's name; the server's process then imports the app itself.
+    settings = Target(app_path, app_dir).settings()
     serve(
-        app_path or root.app_path or "apps.hello.main:app",
+        app_path,
         settings,
         host=host or settings.host,
         port=settings.port if port is None else port,
@@ -134,10 +136,10 @@ def check(ctx: click.Context, timeout: float) -> None:
     """Validate settings and test connectivity to every configured dependency."""
     import asyncio
 
-    from tenfold.cli._check import run_checks
+    from tenfold.cli._check import run_checks, without_retries
 
-    settings = target_of(ctx).settings()
-    ok = asyncio.run(run_checks(settings, check_timeout=timeout, echo=click.echo))
+    platform = without_retries(target_of(ctx).platform(), timeout)
+    ok = asyncio.run(run_checks(platform, echo=click.echo))
     sys.exit(0 if ok else 1)
 
 

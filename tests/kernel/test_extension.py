@@ -20,6 +20,8 @@ from .audit_ext import JOURNAL, AuditExtension, AuditLog, AuditMiddleware, Audit
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
+HERE = Path(__file__).resolve().parent
+
 
 async def test_settings_section_is_read_from_its_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     """TENFOLD_AUDIT__* fill the extension's section; the built-in sections are still there."""
@@ -128,6 +130,24 @@ def test_cli_command_runs_with_the_platform_started(clean_env: Path) -> None:
     bad = runner.invoke(cli, ["--app", app, "audit"], env={"TENFOLD_AUDIT__MAX_EVENTS": "x"})
     assert bad.exit_code == 2
     assert "TENFOLD_AUDIT__MAX_EVENTS" in bad.output
+    # `run` reads the app's settings (its extensions' sections too) before serving.
+    env = {"TENFOLD_AUDIT__MAX_EVENTS": "x"}
+    served = runner.invoke(cli, ["run", "--app", app, "--app-dir", str(HERE.parent)], env=env)
+    assert served.exit_code == 2
+    assert "TENFOLD_AUDIT__MAX_EVENTS" in served.output
+
+
+def test_check_reports_the_extension_checks(clean_env: Path) -> None:
+    """`tenfold --app ... check` opens the app's platform: its extensions' checks are reported."""
+    runner = CliRunner()
+    app = "kernel.audit_app:make_app()"
+    ok = runner.invoke(cli, ["--app", app, "check"], catch_exceptions=False)
+    assert ok.exit_code == 0, ok.output
+    assert "ok   audit.sink (not critical): " in ok.output
+    assert "ok   db.primary" in ok.output
+    failing = runner.invoke(cli, ["--app", app, "check"], env={"TENFOLD_AUDIT__HEALTHY": "false"})
+    assert failing.exit_code == 1  # strict: a non-critical failure fails the check too
+    assert "FAIL audit.sink (not critical): " in failing.output
 
 
 def test_builtin_cli_without_app_has_no_audit() -> None:

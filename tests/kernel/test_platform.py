@@ -141,3 +141,25 @@ async def test_a_failing_start_stops_what_started(pg_cluster: Any) -> None:
         assert not platform.started
     finally:
         release_port(port)
+
+
+async def test_a_failing_started_hook_stops_everything() -> None:
+    """An on_started hook that raises leaves no component running: all are stopped."""
+    from tenfold import Build, Extension
+
+    class Broken(Extension):
+        name = "broken"
+
+        def build(self, build: Build) -> None:
+            async def explode(platform: Platform) -> None:
+                raise RuntimeError("hook failed")
+
+            build.on_started(explode)
+
+    platform = Platform.build(extensions=[Broken()], configure_logs=False)
+    with pytest.raises(RuntimeError, match="hook failed"):
+        await platform.start()
+    assert not platform.started
+    assert platform.get(Database).router.primary.engine.pool.checkedout() == 0
+    # Stopped, not merely abandoned: the group holds nothing started.
+    assert platform.components._started == []
