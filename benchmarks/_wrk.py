@@ -139,8 +139,12 @@ def uvicorn_server(
     ready_path: str = "/",
     extra_args: Sequence[str] = (),
     startup_timeout: float = 30.0,
+    cwd: Path | None = None,
 ) -> Iterator[Server]:
-    """Serve ``module:attr`` with one uvicorn worker; yields the running ``Server``."""
+    """Serve ``module:attr`` with one uvicorn worker; yields the running ``Server``.
+
+    ``cwd`` (default: the repository) comes first on the server's import path.
+    """
     port = free_port()
     args = [
         sys.executable,
@@ -164,12 +168,19 @@ def uvicorn_server(
         *extra_args,
     ]
     child_env = {**os.environ, **(env or {})}
+    # A PYTHONPATH given in ``env`` comes first (another checkout of tenfold to compare).
     child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p
+        p
+        for p in (
+            (env or {}).get("PYTHONPATH", ""),
+            str(REPO_ROOT),
+            os.environ.get("PYTHONPATH", ""),
+        )
+        if p
     )
     proc = subprocess.Popen(
         args,
-        cwd=REPO_ROOT,
+        cwd=cwd or REPO_ROOT,
         env=child_env,
         stdout=stdout,
         stderr=subprocess.PIPE,
