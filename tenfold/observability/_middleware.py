@@ -54,42 +54,53 @@ _METHODS = frozenset(
 _INFO = logging.INFO
 
 
-def _incoming(scope: Scope, name: bytes) -> tuple[str, bytes, str | None, str | None]:
-    """The request id (the incoming one if valid, else a new one), and the correlation id
-    and W3C traceparent the request arrived with, if valid; one pass over the headers."""
-    raw = correlation = traceparent = None
+# Bound once: these run on every request.
+_set_request_id = request_id_var.set
+_reset_request_id = request_id_var.reset
+_set_acting = principal_var.set
+_reset_acting = principal_var.reset
+
+
+def _wanted(name: bytes) -> dict[bytes, int]:
+    """The headers ``_incoming`` reads: the request id's (``name``), correlation, traceparent."""
+    return {name: 0, _CORRELATION: 1, _TRACEPARENT: 2}
+
+
+def _incoming(
+    scope: Scope, wanted: dict[bytes, int]
+) -> tuple[str, bytes, tuple[str | None, str | None] | None]:
+    """The request id (the incoming one if valid, else a new one), its header value, and
+    (correlation id, traceparent) if the request arrived with either, valid; one pass."""
+    found: list[bytes | None] | None = None
     for key, value in scope["headers"]:
-        if key == name:
-            if raw is None:
-                raw = value
-        elif key == _CORRELATION:
-            correlation = value
-        elif key == _TRACEPARENT:
-            traceparent = value
+        slot = wanted.get(key)
+        if slot is not None:
+            if found is None:
+                found = [None, None, None]
+            if found[slot] is None:  # the first of a repeated header
+                found[slot] = value
+    raw = found[0] if found is not None else None
     if raw is not None and _VALID_REQUEST_ID(raw) is not None:
         request_id = raw.decode("ascii")
     else:
         request_id = new_request_id()
         raw = request_id.encode("ascii")
-    if correlation is not None:
-        correlation = correlation.decode("latin-1")
-        if VALID_ID(correlation) is None:
-            correlation = None
-    if traceparent is not None:
-        traceparent = valid_traceparent(traceparent)
-    return request_id, raw, correlation, traceparent
+    if found is None or (found[1] is None and found[2] is None):
+        return request_id, raw, None
+    correlation = found[1].decode("latin-1") if found[1] is not None else None
+    if correlation is not None and VALID_ID(correlation) is None:
+        correlation = None
+    traceparent = valid_traceparent(found[2]) if found[2] is not None else None
+    return request_id, raw, (correlation, traceparent)
 
 
-class _Bound:
-    """The context variables one request set, to reset when it ends."""
+class _Extras:
+    """The correlation id and traceparent a request arrived with, bound for its duration."""
 
-    __slots__ = ("acting", "correlation", "principal", "request_id", "traceparent")
+    __slots__ = ("correlation", "traceparent")
 
-    def __init__(self, request_id: str, correlation: str | None, traceparent: str | None) -> None:
-        self.request_id = request_id_var.set(request_id)
-        # The request's principal cell: the authentication slot or an auth dependency fills it.
-        self.acting = _Acting()
-        self.principal = principal_var.set(self.acting)
+    def __init__(self, incoming: tuple[str | None, str | None]) -> None:
+        correlation, traceparent = incoming
         self.correlation = correlation_var.set(correlation) if correlation is not None else None
         self.traceparent = traceparent_var.set(traceparent) if traceparent is not None else None
 
@@ -98,13 +109,6 @@ class _Bound:
             traceparent_var.reset(self.traceparent)
         if self.correlation is not None:
             correlation_var.reset(self.correlation)
-        principal_var.reset(self.principal)
-        request_id_var.reset(self.request_id)
-
-    @property
-    def user_id(self) -> str | None:
-        principal = self.acting.principal
-        return principal.id if principal is not None else None
 
 
 class RequestContextMiddleware:
@@ -121,14 +125,18 @@ class RequestContextMiddleware:
         self.app = app
         self.header = header
         self._name = header.lower().encode("latin-1")
+        self._wanted = _wanted(self._name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        request_id, raw, correlation, traceparent = _incoming(scope, self._name)
-        bound = _Bound(request_id, correlation, traceparent)
+        request_id, raw, incoming = _incoming(scope, self._wanted)
+        request_token = _set_request_id(request_id)
+        # The request's principal cell: the authentication slot or an auth dependency fills it.
+        acting_token = _set_acting(_Acting())
+        extras = _Extras(incoming) if incoming is not None else None
         try:
             if kind == "websocket":
                 await self.app(scope, receive, send)
@@ -142,7 +150,10 @@ class RequestContextMiddleware:
 
             await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
         finally:
-            bound.reset()
+            if extras is not None:
+                extras.reset()
+            _reset_acting(acting_token)
+            _reset_request_id(request_token)
 
 
 class _Recorder:
@@ -241,6 +252,7 @@ class ObservabilityMiddleware:
         self.header = header
         self.skip_paths = frozenset(skip_paths)
         self._name = header.lower().encode("latin-1")
+        self._wanted = _wanted(self._name)
         self._context_only = RequestContextMiddleware(app, header=header)
         #: The app's routes (shared with the limiter and the HTTP cache): templates by route.
         self.index = index or RouteIndex()
@@ -250,8 +262,12 @@ class ObservabilityMiddleware:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
             await self._context_only(scope, receive, send)
             return
-        request_id, raw, correlation, traceparent = _incoming(scope, self._name)
-        bound = _Bound(request_id, correlation, traceparent)
+        request_id, raw, incoming = _incoming(scope, self._wanted)
+        request_token = _set_request_id(request_id)
+        # The request's principal cell: the authentication slot or an auth dependency fills it.
+        acting = _Acting()
+        acting_token = _set_acting(acting)
+        extras = _Extras(incoming) if incoming is not None else None
         header = (self._name, raw)
         status = 500  # what the client gets if the app dies before answering
 
@@ -270,7 +286,10 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)  # type: ignore[arg-type]
         finally:
             seconds = perf_counter() - start
-            bound.reset()
+            if extras is not None:
+                extras.reset()
+            _reset_acting(acting_token)
+            _reset_request_id(request_token)
             # _Recorder.__call__, inlined: this layer exists to save calls.
             route = self._template(scope)
             method = scope["method"]
@@ -280,4 +299,6 @@ class ObservabilityMiddleware:
                 metrics.observe_request(route, method, status, seconds)
             if self.access_log and (status >= 500 or _logging.state.level <= _INFO):
                 path = scope["path"]
-                _write_access(request_id, bound.user_id, method, route, path, status, seconds)
+                principal = acting.principal
+                user = principal.id if principal is not None else None
+                _write_access(request_id, user, method, route, path, status, seconds)
