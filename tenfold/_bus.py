@@ -58,23 +58,29 @@ class Subscription(Protocol):
     def close(self) -> None: ...
 
 
-class _LocalSubscription:
-    __slots__ = ("_bus", "channel", "listener", "live_event")
+class ListenerSlot:
+    """One listener on one channel, and whether it is live: what every bus hands out.
 
-    def __init__(self, bus: LocalBus, channel: str, listener: Listener) -> None:
-        self._bus = bus
+    A bus sets and clears ``live_event``; ``close()`` is the bus's to define.
+    """
+
+    __slots__ = ("channel", "closed", "listener", "live_event")
+
+    def __init__(self, channel: str, listener: Listener) -> None:
         self.channel = channel
         self.listener = listener
         self.live_event = asyncio.Event()
+        self.closed = False
 
     def __repr__(self) -> str:
-        return f"<LocalSubscription {self.channel!r} {'live' if self.live else 'down'}>"
+        return f"<Subscription {self.channel!r} {'live' if self.live else 'down'}>"
 
     @property
     def live(self) -> bool:
         return self.live_event.is_set()
 
-    async def wait_live(self, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait_live(self, timeout: float) -> bool:  # noqa: ASYNC109 - answers, never raises
+        """Wait until live; False if ``timeout`` ran out first."""
         try:
             async with asyncio.timeout(timeout):
                 await self.live_event.wait()
@@ -83,6 +89,18 @@ class _LocalSubscription:
         return True
 
     def close(self) -> None:
+        raise NotImplementedError
+
+
+class _LocalSubscription(ListenerSlot):
+    __slots__ = ("_bus",)
+
+    def __init__(self, bus: LocalBus, channel: str, listener: Listener) -> None:
+        super().__init__(channel, listener)
+        self._bus = bus
+
+    def close(self) -> None:
+        self.closed = True
         self._bus._remove(self)
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tenfold._backoff import Backoff
-from tenfold._bus import Listener, Subscription
+from tenfold._bus import Listener, ListenerSlot, Subscription
 from tenfold.observability import get_logger
 from tenfold.redis._clients import REDIS_ERRORS
 
@@ -49,32 +49,14 @@ class _Lost(Exception):
     """The connection stopped answering."""
 
 
-class _Channel:
+class _Channel(ListenerSlot):
     """One listener on one channel of a ``PubSub``."""
 
-    __slots__ = ("_mux", "channel", "closed", "listener", "live_event")
+    __slots__ = ("_mux",)
 
     def __init__(self, mux: PubSub, channel: str, listener: Listener) -> None:
+        super().__init__(channel, listener)
         self._mux = mux
-        self.channel = channel
-        self.listener = listener
-        self.live_event = asyncio.Event()
-        self.closed = False
-
-    def __repr__(self) -> str:
-        return f"<Subscription {self.channel!r} {'live' if self.live else 'down'}>"
-
-    @property
-    def live(self) -> bool:
-        return self.live_event.is_set()
-
-    async def wait_live(self, timeout: float) -> bool:  # noqa: ASYNC109 - answers, never raises
-        try:
-            async with asyncio.timeout(timeout):
-                await self.live_event.wait()
-        except TimeoutError:
-            return False
-        return True
 
     def close(self) -> None:
         if not self.closed:
