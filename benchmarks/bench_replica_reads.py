@@ -50,8 +50,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from tenfold import DatabaseSettings
-from tenfold._context import RequestContext, bind_context, reset_context
+from tenfold import ContextSnapshot, DatabaseSettings, restore
 from tenfold.db import Database
 from tenfold.testing import PgCluster
 
@@ -128,7 +127,8 @@ def _plain(engine: Any) -> SessionFactory:
 def _with_token(db: Database, lsn: int) -> SessionFactory:
     class _Scoped:
         async def __aenter__(self) -> AsyncSession:
-            self.reset = bind_context(RequestContext(consistency_lsn=lsn))
+            self.context = restore(ContextSnapshot(consistency_lsn=lsn))
+            self.context.__enter__()
             self.cm = db.session(readonly=True)
             return await self.cm.__aenter__()
 
@@ -136,7 +136,7 @@ def _with_token(db: Database, lsn: int) -> SessionFactory:
             try:
                 await self.cm.__aexit__(*exc)
             finally:
-                reset_context(self.reset)
+                self.context.__exit__(None, None, None)
 
     return _Scoped  # type: ignore[return-value]
 
