@@ -13,7 +13,9 @@
 
 Each is one uvicorn worker (uvloop + httptools) in its own process; wrk loads
 each in turn, for ``--rounds`` interleaved rounds, and the median round is
-reported. Nothing is compared with stored numbers: ratios are between servers
+reported. Then, unless ``--no-instructions``, callgrind counts the
+instructions one request costs in process (``_instructions``), a figure the
+VM's noise does not move. Nothing is compared with stored numbers: ratios are between servers
 measured here, now. The figures, ratios and the target go to
 ``benchmarks/results/bench_stack_overhead.json``.
 
@@ -29,6 +31,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks._instructions import callgrind_available, instructions_per_request
 from benchmarks._results import Results, Target, record
 from benchmarks._wrk import (
     Server,
@@ -142,6 +145,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", nargs="+", choices=_VARIANTS, default=list(_VARIANTS), help="servers to run"
     )
+    parser.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="skip the callgrind count of instructions per request",
+    )
     return apply_quick(parser.parse_args(argv))
 
 
@@ -171,8 +179,28 @@ def main(argv: list[str] | None = None) -> int:
         runs = interleaved_rounds(servers, _PATH, args, load_cpu)
     results = Results(Path(__file__).stem, quick=args.quick, targets=dict(TARGETS))
     _report(runs, results)
+    if not args.no_instructions and callgrind_available():
+        _count_instructions(args, results)
     record(results)
     return 0
+
+
+def _count_instructions(args: argparse.Namespace, results: Results) -> None:
+    """Instructions per request in process (callgrind): the overhead without the VM's noise."""
+    names = [n for n in ("fastapi", "tenfold", "tenfold-full") if n in args.only]
+    low, high = (100, 400) if args.quick else (200, 1200)
+    print("instructions per request (callgrind, in process, no server):")
+    counts = {}
+    for name in names:
+        counts[name] = instructions_per_request(_FACTORIES[name], _PATH, low=low, high=high)
+        results.figures[f"{name}.instructions_per_req"] = counts[name]
+        print(f"  {name:14} {counts[name]:10,.0f}")
+    if "fastapi" in counts:
+        for name in ("tenfold", "tenfold-full"):
+            if name in counts:
+                ratio = counts["fastapi"] / counts[name]
+                results.ratios[f"{name}/fastapi.requests_per_instruction"] = ratio
+                print(f"ratio {name}/fastapi: requests per instruction {ratio:.3f}")
 
 
 def _out(stdout: IO[bytes] | None) -> dict[str, Any]:
