@@ -129,21 +129,33 @@ class Principal:
 
 
 class _Floor:
-    """The consistency floor of one unit of work (see the module docstring)."""
+    """The consistency floor of one unit of work (see the module docstring).
+
+    No ``__init__``: the request path makes one per request and sets ``lsn``
+    itself, which saves a Python call (``new_floor``).
+    """
 
     __slots__ = ("lsn",)
-
-    def __init__(self, lsn: int | None = None) -> None:
-        self.lsn = lsn
+    lsn: int | None
 
 
 class _Acting:
-    """Who is acting in one unit of work (see the module docstring)."""
+    """Who is acting in one unit of work (see the module docstring); see ``_Floor``."""
 
     __slots__ = ("principal",)
+    principal: Principal | None
 
-    def __init__(self, principal: Principal | None = None) -> None:
-        self.principal = principal
+
+def new_floor(lsn: int | None = None) -> _Floor:
+    floor = _Floor()
+    floor.lsn = lsn
+    return floor
+
+
+def new_acting(principal: Principal | None = None) -> _Acting:
+    acting = _Acting()
+    acting.principal = principal
+    return acting
 
 
 request_id_var: ContextVar[str | None] = ContextVar("tenfold_request_id", default=None)
@@ -183,14 +195,14 @@ def set_principal(principal: Principal | str | None) -> None:
     value = Principal.of(principal)
     acting = principal_var.get()
     if acting is None:
-        principal_var.set(_Acting(value))
+        principal_var.set(new_acting(value))
     else:
         acting.principal = value
 
 
 def bind_principal(principal: Principal | None = None) -> Any:
     """Give this unit of work its own principal cell; returns the ``reset`` token."""
-    return principal_var.set(_Acting(principal))
+    return principal_var.set(new_acting(principal))
 
 
 def current_correlation_id() -> str | None:
@@ -217,7 +229,7 @@ def current_consistency_token() -> int | None:
 
 def bind_consistency(lsn: int | None = None) -> Any:
     """Give this unit of work its own consistency floor; returns the ``reset`` token."""
-    return floor_var.set(_Floor(lsn))
+    return floor_var.set(new_floor(lsn))
 
 
 def set_consistency_token(lsn: int | None) -> None:
@@ -226,7 +238,7 @@ def set_consistency_token(lsn: int | None) -> None:
         return
     floor = floor_var.get()
     if floor is None:
-        floor_var.set(_Floor(lsn))
+        floor_var.set(new_floor(lsn))
     elif floor.lsn is None or lsn > floor.lsn:
         floor.lsn = lsn
 
@@ -300,10 +312,10 @@ def restore(snap: ContextSnapshot) -> Iterator[ContextSnapshot]:
     """Make ``snap`` the current context inside the block; the previous one comes back after."""
     tokens = (
         (request_id_var, request_id_var.set(snap.request_id)),
-        (principal_var, principal_var.set(_Acting(snap.principal))),
+        (principal_var, principal_var.set(new_acting(snap.principal))),
         (correlation_var, correlation_var.set(snap.correlation_id)),
         (causation_var, causation_var.set(snap.causation_id)),
-        (floor_var, floor_var.set(_Floor(snap.consistency_lsn))),
+        (floor_var, floor_var.set(new_floor(snap.consistency_lsn))),
         (traceparent_var, traceparent_var.set(snap.traceparent)),
     )
     try:

@@ -98,24 +98,33 @@ class RouteIndex:
 
     def table(self, scope: MutableMapping[str, Any], app: Any = None) -> _Table | None:
         """The table of the app serving ``scope`` (``app`` if the scope names none)."""
-        found = scope.get("app")
-        routes = getattr(found, "routes", None)
+        owner = scope.get("app", app)
+        table = self._table
+        # The hot path: the same app, its routes list the same size as when flattened.
+        if table is not None and owner is table.owner and len(table._routes) == table._size:
+            return table
+        routes = getattr(owner, "routes", None)
         if routes is None:
-            found = app
+            owner = app
             routes = getattr(app, "routes", None)
             if routes is None:
                 return None
-        table = self._table
-        if table is None or table.stale(routes):
-            table = self._table = _Table(routes, getattr(found, "router", found))
+        if table is None or owner is not table.owner or table.stale(routes):
+            table = self._table = _Table(routes, getattr(owner, "router", owner), owner)
         return table
 
-    def match(self, scope: MutableMapping[str, Any], app: Any = None) -> RouteMatch | None:
-        """The route an HTTP request would be routed to, or None; matched once per request."""
+    def match(
+        self, scope: MutableMapping[str, Any], app: Any = None, table: _Table | None = None
+    ) -> RouteMatch | None:
+        """The route an HTTP request would be routed to, or None; matched once per request.
+
+        ``table`` is the one ``table(scope, app)`` returned, when the caller has it.
+        """
         found = scope.get(ROUTE_MATCH, _UNSET)
         if found is not _UNSET:
             return found  # type: ignore[no-any-return]
-        table = self.table(scope, app)
+        if table is None:
+            table = self.table(scope, app)
         found = None if table is None else table.match(get_route_path(scope), scope["method"])
         scope[ROUTE_MATCH] = found
         return found
@@ -139,7 +148,7 @@ class RouteIndex:
         router = scope.get("router")
         routes = getattr(router, "routes", None)
         if routes is not None and (table is None or table.stale(routes)):
-            table = self._table = _Table(routes, router)
+            table = self._table = _Table(routes, router, scope.get("app"))
             found = table.templates.get(id(key))
             if found is not None:
                 return found
@@ -168,8 +177,10 @@ class _Group:
 class _Table:
     """An ordered, flattened copy of one routes list, and the template of every route."""
 
-    def __init__(self, routes: Sequence[Any], router: Any) -> None:
+    def __init__(self, routes: Sequence[Any], router: Any, owner: Any = None) -> None:
         self.router = router
+        #: The app whose routes these are (the table is rebuilt for another).
+        self.owner = owner
         self._routes = routes
         self._size = len(routes)
         self.matches: list[RouteMatch] = []

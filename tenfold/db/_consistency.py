@@ -17,10 +17,12 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenfold._context import bind_consistency, floor_var
+from tenfold._context import _Floor, floor_var
 
 __all__ = ["ConsistencyMiddleware", "format_token", "parse_token"]
 
+_set_floor = floor_var.set
+_reset_floor = floor_var.reset
 _TOKEN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 _MAX_LSN = (1 << 64) - 1
 
@@ -75,9 +77,9 @@ class ConsistencyMiddleware:
             return
         incoming = self._incoming(scope)
         # The request's own floor: commits below raise it, and it is read back here.
-        token = bind_consistency(incoming)
-        cell = floor_var.get()
-        assert cell is not None
+        cell = _Floor()
+        cell.lsn = incoming
+        token = _set_floor(cell)
         secure = scope.get("scheme") in ("https", "wss")
 
         async def send_with_token(message: Message) -> None:
@@ -90,7 +92,7 @@ class ConsistencyMiddleware:
         try:
             await self.app(scope, receive, send_with_token)
         finally:
-            floor_var.reset(token)
+            _reset_floor(token)
 
     def _incoming(self, scope: Scope) -> int | None:
         cookie_header = None

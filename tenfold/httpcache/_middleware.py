@@ -72,11 +72,13 @@ __all__ = ["HttpCacheMiddleware"]
 class CachedRoute:
     """A matched route and its ``CachePolicy``, for one request."""
 
-    __slots__ = ("match", "policy")
+    __slots__ = ("match", "policy", "router")
 
-    def __init__(self, match: RouteMatch, policy: CachePolicy) -> None:
+    def __init__(self, match: RouteMatch, policy: CachePolicy, router: Any) -> None:
         self.match = match
         self.policy = policy
+        #: The app's router, for labelling a hit (the router never runs for it).
+        self.router = router
 
     @property
     def template(self) -> str:
@@ -156,7 +158,8 @@ class HttpCacheMiddleware:
             bypass_headers=bypass_headers,
             bypass_consistency=bypass_consistency,
         )
-        self._learned: object = None  # the routes table whose policies ``requests`` learned
+        # The routes table whose policies ``requests`` learned, and whether it has any.
+        self._learned: tuple[object, bool] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         # Plain counters (``stats()``): the metrics layer reads them, nothing here exports.
         self.hits = 0  # fresh entries served
@@ -209,17 +212,19 @@ class HttpCacheMiddleware:
         table = index.table(scope, self.app)
         if table is None:
             return None
-        policies = table.policies(policy_of)
-        if table is not self._learned:  # new routes: read the headers their policies vary on
+        learned = self._learned
+        if learned is None or learned[0] is not table:
+            # New routes: read the headers their policies vary on.
+            policies = table.policies(policy_of)
             self.requests.learn(policies)
-            self._learned = table
-        if not policies:
+            learned = self._learned = (table, bool(policies))
+        if not learned[1]:
             return None
-        found = index.match(scope, self.app)
+        found = index.match(scope, self.app, table)
         if found is None:
             return None
         policy = found.policy(policy_of)
-        return CachedRoute(found, policy) if policy is not None else None
+        return CachedRoute(found, policy, table.router) if policy is not None else None
 
     async def _serve_hit(
         self, scope: Scope, send: Send, route: CachedRoute, req: RequestView, entry_key: str
@@ -237,7 +242,7 @@ class HttpCacheMiddleware:
             self._refresh_later(scope, route, req, entry_key)
         else:
             self.hits += 1
-        route.match.label(scope, self.index.table(scope, self.app).router)  # type: ignore[union-attr]
+        route.match.label(scope, route.router)
         age_header = (b"age", b"%d" % max(age, 0))
         if req.inm is not None and etag_matches(req.inm, entry.etag):
             self.not_modified += 1

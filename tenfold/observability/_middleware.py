@@ -135,7 +135,9 @@ class RequestContextMiddleware:
         request_id, raw, incoming = _incoming(scope, self._wanted)
         request_token = _set_request_id(request_id)
         # The request's principal cell: the authentication slot or an auth dependency fills it.
-        acting_token = _set_acting(_Acting())
+        acting = _Acting()
+        acting.principal = None
+        acting_token = _set_acting(acting)
         extras = _Extras(incoming) if incoming is not None else None
         try:
             if kind == "websocket":
@@ -266,6 +268,7 @@ class ObservabilityMiddleware:
         request_token = _set_request_id(request_id)
         # The request's principal cell: the authentication slot or an auth dependency fills it.
         acting = _Acting()
+        acting.principal = None
         acting_token = _set_acting(acting)
         extras = _Extras(incoming) if incoming is not None else None
         header = (self._name, raw)

@@ -80,7 +80,7 @@ class RateLimitMiddleware:
         # The app's routes (shared with the other middleware: a request is matched once);
         # matched only when a policy or key needs the route.
         self.index = index or RouteIndex()
-        self._must_match: dict[int, bool] = {}
+        self._must_match: tuple[object, bool] | None = None  # (routes table, decision)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (self.exempt and scope["path"] in self.exempt):
@@ -145,7 +145,7 @@ class RateLimitMiddleware:
         """Name the route of a refused request (the router never runs) for metrics and logs."""
         if "route" not in scope:
             table = self.index.table(scope, self.app)
-            found = self.index.match(scope, self.app) if table is not None else None
+            found = self.index.match(scope, self.app, table) if table is not None else None
             if found is not None:
                 found.label(scope, table.router)  # type: ignore[union-attr]
 
@@ -161,7 +161,7 @@ class RateLimitMiddleware:
         table = self.index.table(scope, self.app)
         if table is None or not self._needs_match(table):
             return scope, policies
-        found = self.index.match(scope, self.app)
+        found = self.index.match(scope, self.app, table)
         if found is None:
             return scope, list(dict.fromkeys(policies))
         policies = list(policies)
@@ -180,12 +180,13 @@ class RateLimitMiddleware:
     def _needs_match(self, table: object) -> bool:
         """Whether requests must be matched to a route: a routes entry, a marker somewhere,
         or a key function not known to ignore the route (decided once per routes table)."""
-        found = self._must_match.get(id(table))
-        if found is None:
-            found = (
-                bool(self.routes) or not self._keys_route_free or bool(table.policies(policies_of))  # type: ignore[attr-defined]
-            )
-            self._must_match = {id(table): found}
+        known = self._must_match
+        if known is not None and known[0] is table:
+            return known[1]
+        found = (
+            bool(self.routes) or not self._keys_route_free or bool(table.policies(policies_of))  # type: ignore[attr-defined]
+        )
+        self._must_match = (table, found)
         return found
 
 
