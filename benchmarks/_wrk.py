@@ -326,10 +326,17 @@ def apply_quick(args: argparse.Namespace) -> argparse.Namespace:
 def interleaved_rounds(
     servers: Mapping[str, Server], path: str, args: argparse.Namespace, load_cpu: int | None
 ) -> dict[str, list[WrkResult]]:
-    """``args.rounds`` rounds, each loading every server in turn, so drift hits all alike."""
+    """``args.rounds`` rounds, each loading every server in turn, so drift hits all alike.
+
+    Every other round runs the servers in reverse order: a machine slowing down (or
+    speeding up) over a round then favours no server in particular.
+    """
     runs: dict[str, list[WrkResult]] = {name: [] for name in servers}
-    for _ in range(args.rounds):
-        for name, server in servers.items():
+    for round_no in range(args.rounds):
+        order = list(servers.items())
+        if round_no % 2:
+            order.reverse()
+        for name, server in order:
             result = run_wrk(
                 server.url + path,
                 threads=args.threads,
@@ -377,19 +384,26 @@ def compare_servers(
 ) -> dict[str, float]:
     """Print and return each measured ``ours/peer`` ratio.
 
-    ``"ours/peer"`` is by req/s (median round); ``"ours/peer.req_per_cpu_s"`` by
-    server CPU time per request (``cpu_ratio``).
+    ``"ours/peer"`` is by req/s: the median, over rounds, of the two servers'
+    ratio *within* a round (measured seconds apart, so a shared VM's drift between
+    rounds cancels out); ``"ours/peer.req_per_cpu_s"`` by server CPU time per
+    request (``cpu_ratio``).
     """
     ratios: dict[str, float] = {}
     for mine in ours:
         for peer in peers:
             if mine in best and peer in best:
-                by_rps = best[mine].rps / best[peer].rps
+                by_rps = paired_ratio(runs[mine], runs[peer])
                 by_cpu = cpu_ratio(runs[mine], runs[peer])
                 print(f"ratio {mine}/{peer}: rps {by_rps:.3f}, cpu/request {by_cpu:.3f}")
                 ratios[f"{mine}/{peer}"] = by_rps
                 ratios[f"{mine}/{peer}.req_per_cpu_s"] = by_cpu
     return ratios
+
+
+def paired_ratio(ours: list[WrkResult], peer: list[WrkResult]) -> float:
+    """The median over rounds of ours/peer req/s, each pair from the same round."""
+    return statistics.median(a.rps / b.rps for a, b in zip(ours, peer, strict=True) if b.rps)
 
 
 def cpu_ratio(ours: list[WrkResult], peer: list[WrkResult]) -> float:
