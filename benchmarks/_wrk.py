@@ -310,8 +310,10 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     """The wrk and round options every server benchmark takes (apply with ``apply_quick``)."""
     parser.add_argument("--threads", "-t", type=int, default=1, help="wrk threads (1)")
     parser.add_argument("--connections", "-c", type=int, default=32, help="wrk connections (32)")
-    parser.add_argument("--duration", "-d", type=float, default=8.0, help="seconds per run (8)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument("--duration", "-d", type=float, default=5.0, help="seconds per run (5)")
+    # Many short rounds rather than a few long ones: each ratio is a median of per-round
+    # ratios, and a shared VM's speed moves by tens of percent from one minute to the next.
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (6)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds (2)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server/wrk to CPUs")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke test")

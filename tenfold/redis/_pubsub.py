@@ -155,7 +155,9 @@ class PubSub:
             connection = getattr(pubsub, "connection", None)
             if connection is None or not connection.is_connected:
                 return  # the reader will reconnect and subscribe to what is listened to then
-            with contextlib.suppress(*REDIS_ERRORS):
+            # A connection closing under the send (redis-py then meets a writer already
+            # gone: AttributeError) is the reader's to see, like any failure here.
+            with contextlib.suppress(*REDIS_ERRORS, AttributeError):
                 await getattr(pubsub, command)(channel)
 
         task = asyncio.get_running_loop().create_task(send())

@@ -176,3 +176,26 @@ async def test_platform_holds_one_pool_and_one_pubsub_connection(
 
 async def _load() -> int:
     return 1
+
+
+async def test_closing_while_a_subscription_change_is_in_flight_is_quiet(
+    redis_server: RedisServer,
+) -> None:
+    """A listener leaving just as the connection closes raises nothing anywhere."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        for _ in range(20):
+            hub = RedisHub.from_url(redis_server.url)
+            subs = [hub.pubsub.listen(c, RecordingListener()) for c in ("a", "b", "c")]
+            for sub in subs:
+                assert await sub.wait_live(BOUND)
+            subs[1].close()  # an UNSUBSCRIBE, sent by a task of its own...
+            await hub.aclose()  # ...while the connection closes under it
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+    finally:
+        loop.set_exception_handler(previous)
+    assert errors == []
