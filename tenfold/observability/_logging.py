@@ -247,9 +247,32 @@ def _processors(*, json: bool, colors: bool = False) -> list[Processor]:
         processors += [
             structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
             structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            _escape_controls,
             structlog.dev.ConsoleRenderer(colors=colors),
         ]
     return processors
+
+
+# C0 controls, DEL and C1 controls, as visible escapes: a request path carrying ESC
+# sequences (clear screen, move the cursor, rewrite earlier lines), NUL or a newline
+# (``%0A`` decodes into the path: a forged second line) must not reach a terminal raw.
+# A formatted traceback keeps its newlines. JSON lines need nothing: orjson escapes
+# every control character.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x00, 0x20), *range(0x7F, 0xA0))}
+_TRACEBACK_CONTROLS = {code: text for code, text in _CONTROLS.items() if code != 0x0A}
+
+
+def _escape_controls(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """Escape control characters in every field of a console line."""
+    for key, value in event.items():
+        if value is None or isinstance(value, int | float | bool):
+            continue
+        text = value if isinstance(value, str) else str(value)
+        escaped = text.translate(_TRACEBACK_CONTROLS if key == "exception" else _CONTROLS)
+        if escaped is not text and escaped != text:
+            event[key] = escaped
+    return event
 
 
 def _add_context(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:

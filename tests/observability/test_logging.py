@@ -197,3 +197,32 @@ def test_outside_a_loop_lines_are_written_at_once() -> None:
 def _no_leftover_configuration():
     yield
     reset_logging()
+
+
+def test_console_lines_escape_control_characters() -> None:
+    """ESC, NUL and newlines from a request path reach the console escaped, never raw."""
+    buffer = io.BytesIO()
+    configure_logging(ObservabilitySettings(), console=True, stream=buffer)
+    try:
+        get_logger("t").info("request", path="/a\x1b[2J\x00b\nforged=line", raw=b"\x1b")
+        try:
+            raise ValueError("bad\x1b[31m")
+        except ValueError:
+            get_logger("t").exception("failed")
+        flush_logs()
+    finally:
+        reset_logging()
+    text = buffer.getvalue()
+    assert b"\x1b" not in text
+    assert b"\x00" not in text
+    assert b"forged=line" in text
+    assert b"\nforged=line" not in text  # the newline is escaped: one line, not two
+    assert b"x1b[2J" in text  # shown, escaped
+    assert b"Traceback (most recent call last):\n" in text  # a traceback keeps its lines
+
+
+def test_json_lines_escape_control_characters(log_lines) -> None:
+    """JSON lines carry control characters escaped by the encoder, never raw."""
+    get_logger("t").info("request", path="/a\x1b[2J\x00b\nforged")
+    (line,) = log_lines()
+    assert line["path"] == "/a\x1b[2J\x00b\nforged"  # exactly what was logged, decoded
