@@ -137,11 +137,15 @@ def create_app(
     app.state.tenfold = platform
     platform.tracing.instrument_app(app)
     install_problem_handlers(app, platform.problems)
-    app.include_router(health_router(platform.health, platform.lifecycle))
+    settings = platform.settings
+    app.include_router(
+        health_router(platform.health, platform.lifecycle, token=settings.health.token)
+    )
     metrics = platform.metrics
     if metrics is not None:
+        obs = settings.observability
         app.router.routes.append(
-            metrics_route(metrics, path=platform.settings.observability.metrics_path)
+            metrics_route(metrics, path=obs.metrics_path, token=obs.metrics_token)
         )
     for router in [*platform.routers, *routers]:
         app.include_router(router)

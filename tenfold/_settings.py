@@ -129,6 +129,11 @@ class ObservabilitySettings(SettingsSection):
     access_log: bool = True
     metrics_enabled: bool = True
     metrics_path: str = "/metrics"
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, a scrape of metrics_path must send "
+        "'Authorization: Bearer <token>' (others get 401).",
+    )
     otel_enabled: bool = Field(False, description="Needs the 'otel' extra.")
     otel_endpoint: str | None = Field(None, description="OTLP endpoint; unset logs spans.")
     sentry_dsn: SecretStr | None = Field(None, description="Needs the 'sentry' extra.")
@@ -139,6 +144,11 @@ class HealthSettings(SettingsSection):
     """Probes and shutdown (`TENFOLD_HEALTH__*`)."""
 
     check_timeout: float = Field(1.0, gt=0, description="Seconds per readiness check.")
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token that shows /ready's full report (errors, latencies, lag); "
+        "without it /ready shows statuses only.",
+    )
     cache_ttl: float = Field(1.0, ge=0, description="Seconds a readiness result is reused.")
     drain_delay: float = Field(
         0.0,

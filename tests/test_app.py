@@ -49,10 +49,38 @@ async def test_health_ready_and_metrics_answer(tmp_path: Path) -> None:
         assert (await client.get("/health")).json() == {"status": "ok"}
         ready = await client.get("/ready")
         assert ready.status_code == 200
-        assert ready.json()["checks"]["db.primary"]["status"] == "ok"
+        assert ready.json() == {"status": "ok", "checks": {"db.primary": "ok"}}
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200
         assert "tenfold_http_requests_total" in metrics.text
+
+
+async def test_ready_details_and_metrics_need_their_tokens(tmp_path: Path) -> None:
+    """With tokens set, /ready's full report and /metrics need Authorization: Bearer."""
+    settings = embedded(
+        tmp_path,
+        health={"token": "ready-secret-token"},
+        observability={"metrics_token": "scrape-secret-token"},
+    )
+    app = create_app(settings, configure_logs=False)
+    async with serving(app) as client:
+        public = (await client.get("/ready")).json()
+        assert public == {"status": "ok", "checks": {"db.primary": "ok"}}
+        wrong = await client.get("/ready", headers={"Authorization": "Bearer nope"})
+        assert wrong.json() == public
+        full = await client.get("/ready", headers={"Authorization": "Bearer ready-secret-token"})
+        assert full.json()["checks"]["db.primary"]["status"] == "ok"
+        assert "latency_ms" in full.json()["checks"]["db.primary"]
+        refused = await client.get("/metrics")
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "tenfold_" not in refused.text
+        scraped = await client.get(
+            "/metrics", headers={"Authorization": "Bearer scrape-secret-token"}
+        )
+        assert scraped.status_code == 200
+        assert "tenfold_http_requests_total" in scraped.text
 
 
 async def test_components_start_in_order_and_stop_in_reverse(tmp_path: Path) -> None:

@@ -26,14 +26,18 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import anyio.to_thread
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tenfold._bearer import bearer_matches
+from tenfold._context import current_request_id
 from tenfold._errors import ConfigurationError
 from tenfold.observability._stats import HTTP_BUCKETS, RequestStats
 
@@ -139,10 +143,18 @@ class Metrics:
         return registry
 
 
-def metrics_route(metrics: Metrics, *, path: str = "/metrics") -> Route:
-    """A ``GET`` route serving ``metrics`` (rendered off the event loop)."""
+def metrics_route(
+    metrics: Metrics, *, path: str = "/metrics", token: SecretStr | str | None = None
+) -> Route:
+    """A ``GET`` route serving ``metrics`` (rendered off the event loop).
+
+    With ``token`` (``TENFOLD_OBSERVABILITY__METRICS_TOKEN``) a scrape must bear it,
+    ``Authorization: Bearer <token>``; others get a 401 problem.
+    """
 
     async def endpoint(request: Request) -> Response:
+        if token is not None and not bearer_matches(request, token):
+            return _unauthorized()
         # Collection reads every series (and, in multi-process mode, every
         # worker's files): real CPU and I/O, so it runs in a thread.
         body, content_type = await anyio.to_thread.run_sync(
@@ -151,6 +163,22 @@ def metrics_route(metrics: Metrics, *, path: str = "/metrics") -> Route:
         return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
 
     return Route(path, endpoint, methods=["GET"], name="metrics", include_in_schema=False)
+
+
+def _unauthorized() -> Response:
+    body = {
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "Scraping the metrics needs the configured bearer token.",
+        "request_id": current_request_id(),
+    }
+    return Response(
+        orjson.dumps(body),
+        status_code=401,
+        media_type="application/problem+json",
+        headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"},
+    )
 
 
 class _FileBackedRequests:
