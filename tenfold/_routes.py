@@ -133,7 +133,12 @@ class RouteIndex:
         """The template of the route a finished request was routed (or labelled) to."""
         route = scope.get("route")
         if route is None:
-            return UNMATCHED
+            if "endpoint" not in scope:
+                return UNMATCHED  # the router found nothing (a 404, a 405), or never ran
+            # A plain Starlette route (FastAPI's /docs and /openapi.json are): it leaves
+            # only its endpoint in the scope, so find it by path, as the router did.
+            found = self.match(scope) if scope.get("type") == "http" else None
+            return found.template if found is not None else UNMATCHED
         key = route
         fastapi_scope = scope.get("fastapi")
         if fastapi_scope:

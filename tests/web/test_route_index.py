@@ -72,3 +72,18 @@ async def _metrics(app: Any) -> httpx.Response:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         return await client.get("/metrics")
+
+
+async def test_plain_starlette_routes_are_named_in_metrics() -> None:
+    """FastAPI's /docs and /openapi.json (plain routes) count under their paths; a 404 does not."""
+    app = create_app(configure_logs=False)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for path in ("/docs", "/openapi.json", "/nowhere"):
+                await client.get(path)
+            metrics = (await client.get("/metrics")).text
+    assert 'route="/docs",status="200"' in metrics
+    assert 'route="/openapi.json",status="200"' in metrics
+    assert 'route="<unmatched>",status="404"' in metrics
+    assert 'route="<unmatched>",status="200"' not in metrics
