@@ -67,9 +67,12 @@ def _hashed(kind: bytes, data: bytes) -> str:
 
 
 # Memo of str parts -> segments: key() sits on every cache hit, and the regex
-# check or the hash dominates it. Cleared when full, so it stays bounded.
+# check or the hash dominates it. Cleared when full, and only short parts are kept,
+# so it stays bounded in bytes too (parts can come from clients: a query string,
+# a search term); a long part is hashed each time, which costs little beside its size.
 _str_memo: dict[str, str] = {}
 _MEMO_MAX = 8192
+_MEMO_LONGEST = 256
 
 
 def _str_segment(part: str) -> str:
@@ -77,9 +80,10 @@ def _str_segment(part: str) -> str:
     if segment is None:
         # surrogatepass: lone surrogates are legal in a Python str and must hash, not crash.
         segment = part if _SAFE(part) else _hashed(b"s", part.encode("utf-8", "surrogatepass"))
-        if len(_str_memo) >= _MEMO_MAX:
-            _str_memo.clear()
-        _str_memo[part] = segment
+        if len(part) <= _MEMO_LONGEST:
+            if len(_str_memo) >= _MEMO_MAX:
+                _str_memo.clear()
+            _str_memo[part] = segment
     return segment
 
 

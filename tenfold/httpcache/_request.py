@@ -202,8 +202,52 @@ class RequestReader:
         )
 
 
-_query_memo: dict[bytes, str] = {}
-_QUERY_MEMO_MAX = 4096
+class _QueryMemo:
+    """Normalized queries by their raw bytes, bounded by entries and by bytes.
+
+    Hot endpoints see the same few query strings again and again, so the memo saves
+    the parse and sort on almost every request. A client can send any number of
+    distinct, long query strings, though: a query longer than ``longest`` is never
+    kept, and the memo starts afresh once what it keeps reaches ``max_bytes``.
+    """
+
+    __slots__ = ("_bytes", "_entries", "longest", "max_bytes", "max_entries")
+
+    def __init__(
+        self, *, max_entries: int = 4096, max_bytes: int = 1 << 20, longest: int = 2048
+    ) -> None:
+        self._entries: dict[bytes, str] = {}
+        self._bytes = 0
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.longest = longest
+
+    def get(self, raw: bytes) -> str | None:
+        return self._entries.get(raw)
+
+    def put(self, raw: bytes, normalized: str) -> None:
+        if len(raw) > self.longest:
+            return
+        size = len(raw) + len(normalized)
+        if len(self._entries) >= self.max_entries or self._bytes + size > self.max_bytes:
+            self.clear()
+        self._entries[raw] = normalized
+        self._bytes += size
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+    @property
+    def size_bytes(self) -> int:
+        """The bytes of the raw and normalized queries kept (not counting dict overhead)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_query_memo = _QueryMemo()
 
 
 def _normalized_query(raw: bytes) -> str:
@@ -213,7 +257,5 @@ def _normalized_query(raw: bytes) -> str:
         pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
         pairs.sort(key=_by_name)
         normalized = repr(pairs)  # injective: repr escapes every character that could confuse
-        if len(_query_memo) >= _QUERY_MEMO_MAX:
-            _query_memo.clear()
-        _query_memo[raw] = normalized
+        _query_memo.put(raw, normalized)
     return normalized

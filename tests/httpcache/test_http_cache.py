@@ -10,6 +10,7 @@ driven by ``httpx.ASGITransport``.
 from __future__ import annotations
 
 import re
+import tracemalloc
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from tenfold.cache._redis import RedisBackend
 from tenfold.db import ConsistencyMiddleware
 from tenfold.httpcache._middleware import HttpCacheMiddleware
 from tenfold.httpcache._policy import cache_response
+from tenfold.httpcache._request import _normalized_query, _query_memo
 from tenfold.httpcache._response import etag_matches
 from tenfold.httpcache._store import (
     BackendResponseStore,
@@ -401,6 +403,33 @@ async def test_query_parameter_order_is_normalised(h: Harness) -> None:
     swapped = await h.get("/items/5?tags=b&q=x&tags=a")
     assert swapped.json()["tags"] == ["b", "a"]
     assert h.calls["item"] == 2
+
+
+async def test_distinct_long_queries_do_not_grow_the_cache_key_memo() -> None:
+    """Hundreds of distinct 60 KB query strings (18 MB in all) leave next to nothing held by
+    the cache key's query normalization: a client choosing query strings cannot grow a
+    worker through it. (The cached responses themselves are bounded by the store.)"""
+    harness = Harness(store=LocalResponseStore())
+    only_keys = [
+        tracemalloc.Filter(True, "*/tenfold/httpcache/_request.py"),
+        tracemalloc.Filter(True, "*/tenfold/cache/_keys.py"),
+    ]
+    try:
+        await harness.get("/items/5?warm=up")
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot().filter_traces(only_keys)
+        for n in range(300):
+            response = await harness.get(f"/items/5?q={n:05d}{'x' * 60_000}")
+            assert response.status_code == 200
+        after = tracemalloc.take_snapshot().filter_traces(only_keys)
+        tracemalloc.stop()
+        held = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+        assert held < 1 << 20, f"{held} bytes held after 18 MB of distinct queries"
+        for n in range(3000):  # shorter distinct queries fill the memo to its byte bound
+            _normalized_query(f"q={n}{'y' * 1500}".encode())
+        assert _query_memo.size_bytes <= _query_memo.max_bytes
+    finally:
+        await harness.client.aclose()
 
 
 async def test_head_is_served_from_the_get_entry(h: Harness) -> None:

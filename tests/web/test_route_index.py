@@ -78,11 +78,11 @@ async def test_plain_starlette_routes_are_named_in_metrics() -> None:
     """FastAPI's /docs and /openapi.json (plain routes) count under their paths; a 404 does not."""
     app = create_app(configure_logs=False)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            for path in ("/docs", "/openapi.json", "/nowhere"):
-                await client.get(path)
-            metrics = (await client.get("/metrics")).text
+    client = httpx.AsyncClient(transport=transport, base_url="http://t")
+    async with app.router.lifespan_context(app), client:
+        for path in ("/docs", "/openapi.json", "/nowhere"):
+            await client.get(path)
+        metrics = (await client.get("/metrics")).text
     assert 'route="/docs",status="200"' in metrics
     assert 'route="/openapi.json",status="200"' in metrics
     assert 'route="<unmatched>",status="404"' in metrics
