@@ -2,9 +2,13 @@
 
 Ports come from below the kernel's ephemeral range, so a client's outgoing
 connection can never take a server's port while the server is stopped for a
-restart. Each handed-out port is locked with ``flock`` on a file under
-``/tmp/tenfold-test-ports``, so harness sessions running side by side on one
-machine (several engineers, several pytest runs) never pick the same port.
+restart. Each handed-out port is locked with ``flock`` on a file in a directory
+of the user's own (``$XDG_RUNTIME_DIR/tenfold-test-ports``, else
+``<tmp>/tenfold-test-ports-<uid>``, mode 0700), so harness sessions running side by
+side (several pytest runs) never pick the same port. The directory must be a real
+directory owned by the user and lock files are opened without following symlinks:
+another user cannot plant a link there to make the harness create or truncate files.
+Sessions of different users are kept apart by the bind check instead.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import fcntl
 import os
 import random
 import socket
+import stat
+import tempfile
 from pathlib import Path
 
 from tenfold.testing._errors import HarnessError
@@ -22,7 +28,8 @@ __all__ = ["allocate_port", "release_port"]
 
 #: Redis Cluster nodes also listen on port + 10000 (the cluster bus).
 CLUSTER_BUS_OFFSET = 10000
-_LOCK_DIR = Path("/tmp/tenfold-test-ports")
+#: Where the lock directory goes; None: $XDG_RUNTIME_DIR, else the temp directory.
+_LOCK_BASE: Path | None = None
 _LOWEST = 15000
 _ATTEMPTS = 500
 _held: dict[int, int] = {}  # port -> fd of its lock file, for this process
@@ -46,15 +53,37 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def lock_dir() -> Path:
+    """This user's lock directory, created 0700; refuses a symlink or another owner's."""
+    if _LOCK_BASE is not None:
+        path = _LOCK_BASE / "tenfold-test-ports"
+    elif (runtime := os.environ.get("XDG_RUNTIME_DIR")) and os.path.isdir(runtime):
+        path = Path(runtime) / "tenfold-test-ports"
+    else:
+        path = Path(tempfile.gettempdir()) / f"tenfold-test-ports-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise HarnessError(f"the port-lock directory {path} is not a directory (a symlink?)")
+    if info.st_uid != os.getuid():
+        raise HarnessError(
+            f"the port-lock directory {path} belongs to uid {info.st_uid}, not to this user"
+        )
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
 def _lock(port: int) -> bool:
-    _LOCK_DIR.mkdir(mode=0o777, exist_ok=True)
-    with contextlib.suppress(PermissionError):
-        # Shared by every user on the machine; mkdir's mode is masked by umask.
-        _LOCK_DIR.chmod(0o1777)
+    path = lock_dir() / f"{port}.lock"
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(_LOCK_DIR / f"{port}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
-    except PermissionError:
-        return False
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise HarnessError(f"the port lock {path} is a symlink; refusing to follow it") from exc
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
