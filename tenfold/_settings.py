@@ -19,6 +19,8 @@ With nothing set, the profile is *embedded*: no section points at a server.
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -33,7 +35,7 @@ from pydantic import (
     create_model,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from tenfold._errors import ConfigurationError
 
@@ -282,6 +284,8 @@ class CoreSettings(BaseSettings):
             return cls(**overrides)
         except ValidationError as exc:
             raise _configuration_error(exc) from None
+        except SettingsError as exc:  # a complex setting whose JSON does not parse
+            raise _source_error(exc, cls.model_config.get("env_file")) from None
 
 
 def env_name(loc: tuple[int | str, ...]) -> str:
@@ -301,6 +305,41 @@ def _configuration_error(exc: ValidationError) -> ConfigurationError:
         msg = err["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {msg}")
     return ConfigurationError("invalid configuration:\n  " + "\n  ".join(lines), setting=first)
+
+
+def _source_error(exc: SettingsError, env_file: Any) -> ConfigurationError:
+    """Name the variable whose JSON did not parse; pydantic-settings names only the field."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    prefix = ENV_PREFIX + (found.group(1).upper() if found else "")
+    values = _dotenv(env_file)
+    values.update(os.environ)
+    candidates = sorted(
+        name
+        for name in values
+        if name.upper() == prefix or name.upper().startswith(prefix + ENV_DELIMITER)
+    )
+    lines = []
+    for name in candidates:
+        value = values[name] or ""
+        if not value.lstrip().startswith(("[", "{")):
+            continue
+        try:
+            json.loads(value)
+        except ValueError as bad:
+            lines.append(f"{name}: is not valid JSON ({bad}); lists and maps take JSON")
+    if not lines:
+        names = ", ".join(candidates) or prefix
+        lines.append(f"{names}: a list or map setting is not valid JSON")
+    first = lines[0].partition(":")[0]
+    return ConfigurationError("invalid configuration:\n  " + "\n  ".join(lines), setting=first)
+
+
+def _dotenv(env_file: Any) -> dict[str, str]:
+    if not env_file or not Path(env_file).is_file():
+        return {}
+    from dotenv import dotenv_values  # pydantic-settings' own dependency
+
+    return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
 
 
 def _first_line(doc: str | None) -> str:

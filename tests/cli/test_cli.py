@@ -34,6 +34,33 @@ def test_bad_setting_exits_2_naming_the_variable(env: dict[str, str]) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("TENFOLD_DB__REPLICAS", "[x"), ("TENFOLD_CACHE__NAMESPACES", '{"a": ')],
+)
+def test_malformed_json_setting_exits_2_naming_the_variable(
+    env: dict[str, str], name: str, value: str
+) -> None:
+    """A list or map setting whose JSON does not parse names its variable, status 2, no
+    traceback, like every other setting error."""
+    env[name] = value
+    root = str(Path(__file__).resolve().parents[2])
+    for command in (["check"], ["run", "--app-dir", root, "--app", "apps.hello.main:app"]):
+        result = CliRunner().invoke(cli, command, env=env)
+        assert result.exit_code == 2, result.output
+        assert f"{name}: is not valid JSON" in result.output
+        assert "Traceback" not in result.output
+        assert "SettingsError" not in result.output
+
+
+def test_malformed_json_in_dotenv_is_named(env: dict[str, str]) -> None:
+    """The same for a value read from .env."""
+    Path(".env").write_text("TENFOLD_DB__REPLICAS=[x\n")
+    result = CliRunner().invoke(cli, ["check"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "TENFOLD_DB__REPLICAS: is not valid JSON" in result.output
+
+
 def test_check_embedded_profile_is_ok(env: dict[str, str]) -> None:
     """With no settings, `check` reports the SQLite primary ok and exits 0."""
     result = invoke(["check"], env)
