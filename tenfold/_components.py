@@ -42,15 +42,30 @@ class ComponentGroup:
     def names(self) -> list[str]:
         return [c.name for c in self._components]
 
-    async def start(self) -> None:
+    async def start(self, *, keep_going: bool = False) -> dict[str, Exception]:
+        """Start every component in order.
+
+        By default the first failure stops those already started and propagates. With
+        ``keep_going=True`` (diagnostics: ``tenfold check``) a component that fails is
+        skipped and the rest still start; the failures are returned by component name.
+        """
+        failed: dict[str, Exception] = {}
         for component in self._components:
             try:
                 await component.start()
+            except Exception as exc:
+                if not keep_going:
+                    await self.stop()
+                    raise
+                failed[component.name] = exc
+                _log.debug("component_failed", component=component.name, error=str(exc))
+                continue
             except BaseException:
                 await self.stop()
                 raise
             self._started.append(component)
             _log.debug("component_started", component=component.name)
+        return failed
 
     async def stop(self) -> None:
         errors: list[BaseException] = []

@@ -238,20 +238,27 @@ class Platform:
 
     # -- lifetime -----------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, keep_going: bool = False) -> dict[str, Exception]:
         """Start every component in order, then run the ``on_started`` hooks.
 
         A component that fails to start stops those already started; a hook that
         fails stops them all. Either way the error propagates and nothing is left open.
+
+        ``keep_going=True`` is for diagnostics (``tenfold check``): components that
+        fail are skipped, the others start, and the failures are returned by component
+        name (the hooks run only when nothing failed). ``stop()`` still closes all.
         """
-        await self.components.start()
+        failed = await self.components.start(keep_going=keep_going)
         self.started = True
+        if failed:
+            return failed
         try:
             for hook in self._on_started:
                 await hook(self)
         except BaseException:
             await self.stop()
             raise
+        return failed
 
     async def stop(self) -> None:
         """Stop the started components in reverse order."""

@@ -47,18 +47,23 @@ def without_retries(platform: Platform, check_timeout: float) -> Platform:
 
 
 async def run_checks(platform: Platform, *, echo: Callable[[str], Any]) -> bool:
-    """Start ``platform``, print one line per readiness check; return whether all pass."""
+    """Start ``platform``, print one line per readiness check; return whether all pass.
+
+    A component that cannot start (a database that is down) is reported as failing and
+    the others are still started and checked, so the output always ends with every
+    check and the ``overall:`` line.
+    """
     echo(f"settings: ok ({platform.settings.profile} profile)")
+    ok = True
     try:
-        await platform.start()
-    except TenfoldError as exc:
-        echo(f"FAIL startup: {exc}")
-        return False
-    try:
+        failed = await platform.start(keep_going=True)
+        for name, exc in failed.items():
+            message = str(exc) if isinstance(exc, TenfoldError) else type(exc).__name__
+            echo(f"FAIL {name} (could not start): {message}")
+            ok = False
         report = await platform.health.report()
     finally:
         await platform.stop()
-    ok = True
     for name, result in report.checks.items():
         status = result.get("status", "failing")
         detail = ", ".join(f"{k}={v}" for k, v in result.items() if k not in ("status", "critical"))

@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from tenfold._errors import ConfigurationError
 from tenfold.cli._target import Target, fail, target_of
 
 __all__ = ["cli", "main"]
@@ -137,8 +138,16 @@ def check(ctx: click.Context, timeout: float) -> None:
     import asyncio
 
     from tenfold.cli._check import run_checks, without_retries
+    from tenfold.observability import configure_logging
 
-    platform = without_retries(target_of(ctx).platform(), timeout)
+    try:
+        platform = without_retries(target_of(ctx).build(), timeout)
+    except ConfigurationError as exc:  # what `run` would refuse: said the same way
+        click.echo(f"FAIL settings: {exc}")
+        click.echo("overall: failing")
+        sys.exit(2)
+    # The report is the command's stdout; the platform's own log lines go to stderr.
+    configure_logging(platform.settings.observability, console=True, stream=sys.stderr.buffer)
     ok = asyncio.run(run_checks(platform, echo=click.echo))
     sys.exit(0 if ok else 1)
 

@@ -68,17 +68,21 @@ class Target:
         return self._settings
 
     def platform(self) -> Platform:
-        """The platform (built, not started)."""
+        """The platform (built, not started); a bad setting ends the command with status 2."""
+        try:
+            return self.build()
+        except ConfigurationError as exc:
+            fail(str(exc), code=2)
+
+    def build(self) -> Platform:
+        """The platform (built, not started); raises ``ConfigurationError``."""
         if self._platform is None:
             from tenfold._platform import Platform
 
-            try:
-                if self.app_path is None:
-                    self._platform = Platform.build()
-                else:
-                    self._platform = _platform_of(self._load())
-            except ConfigurationError as exc:
-                fail(str(exc), code=2)
+            if self.app_path is None:
+                self._platform = Platform.build()
+            else:
+                self._platform = _platform_of(self._load())
         return self._platform
 
     def _load(self) -> Any:

@@ -21,6 +21,9 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     return {}
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def invoke(args: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
 
@@ -44,8 +47,7 @@ def test_malformed_json_setting_exits_2_naming_the_variable(
     """A list or map setting whose JSON does not parse names its variable, status 2, no
     traceback, like every other setting error."""
     env[name] = value
-    root = str(Path(__file__).resolve().parents[2])
-    for command in (["check"], ["run", "--app-dir", root, "--app", "apps.hello.main:app"]):
+    for command in (["check"], ["run", "--app-dir", str(ROOT), "--app", "apps.hello.main:app"]):
         result = CliRunner().invoke(cli, command, env=env)
         assert result.exit_code == 2, result.output
         assert f"{name}: is not valid JSON" in result.output
@@ -87,6 +89,38 @@ def test_check_fails_on_unreachable_primary(env: dict[str, str]) -> None:
     assert result.exit_code == 1
     assert "127.0.0.1:1" in result.output
     assert "TENFOLD_DB__URL" in result.output
+    assert "topsecret" not in result.output
+
+
+def test_check_fails_what_run_refuses(env: dict[str, str]) -> None:
+    """A Redis rate-limit backend with no Redis configured: `run` refuses it, so `check`
+    fails it too, naming the settings, with the `overall:` line."""
+    env["TENFOLD_RATELIMIT__BACKEND"] = "redis"
+    result = invoke(["check"], env)
+    assert result.exit_code == 2, result.output
+    assert "TENFOLD_RATELIMIT__BACKEND" in result.output
+    assert "TENFOLD_REDIS__URL" in result.output
+    assert result.output.strip().splitlines()[-1] == "overall: failing"
+    refused = invoke(["run", "--app-dir", str(ROOT), "--app", "apps.hello.main:app"], env)
+    assert refused.exit_code == 2
+    assert "TENFOLD_RATELIMIT__BACKEND" in refused.output
+
+
+def test_check_reports_every_check_when_the_database_is_down(
+    env: dict[str, str],
+    redis_server,  # type: ignore[no-untyped-def]
+) -> None:
+    """With the primary down, the database fails and every other check still runs and is
+    printed, then the `overall:` line."""
+    env["TENFOLD_DB__URL"] = "postgresql://app:topsecret@127.0.0.1:1/app"
+    env["TENFOLD_REDIS__URL"] = redis_server.url
+    result = invoke(["check", "--timeout", "0.5"], env)
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert any(line.startswith("FAIL db") and "TENFOLD_DB__URL" in line for line in lines)
+    for check in ("redis", "cache.redis", "ratelimit.redis"):
+        assert any(line.startswith(f"ok   {check} ") for line in lines), result.output
+    assert lines[-1] == "overall: failing"
     assert "topsecret" not in result.output
 
 
