@@ -9,6 +9,7 @@ extension); ``--app module:app`` makes an application's extensions the target.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -75,6 +76,11 @@ def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 )
 def cli(app_path: str | None, app_dir: str) -> None:
     """tenfold: run, check and migrate a tenfold application."""
+    # Every command imports the app's own modules the way `run` does (migrations' env.py
+    # imports its models): the app directory, the working directory by default, comes first.
+    path = os.path.abspath(app_dir)
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 @cli.command()

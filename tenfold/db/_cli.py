@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 import click
 
@@ -12,6 +12,8 @@ from tenfold._settings import CoreSettings
 from tenfold.cli import fail, pass_settings
 
 __all__ = ["db"]
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -25,7 +27,12 @@ def db_init(settings: CoreSettings) -> None:
     """Create the migrations directory from tenfold's template."""
     from tenfold.db import migrations
 
-    _run(lambda: migrations.init(settings))
+    path = _run(lambda: migrations.init(settings))
+    click.echo(f"created {path}/")
+    click.echo(
+        f"next: point target_metadata in {path}/env.py at your models' MetaData, then "
+        '`tenfold db revision --autogenerate -m "create tables"` and `tenfold db upgrade`'
+    )
 
 
 @db.command("upgrade")
@@ -36,6 +43,7 @@ def db_upgrade(settings: CoreSettings, revision: str) -> None:
     from tenfold.db import migrations
 
     _run(lambda: migrations.upgrade(settings, revision))
+    _report_current(settings, "upgraded")
 
 
 @db.command("downgrade")
@@ -46,6 +54,7 @@ def db_downgrade(settings: CoreSettings, revision: str) -> None:
     from tenfold.db import migrations
 
     _run(lambda: migrations.downgrade(settings, revision))
+    _report_current(settings, "downgraded")
 
 
 @db.command("revision")
@@ -56,7 +65,8 @@ def db_revision(settings: CoreSettings, message: str, autogenerate: bool) -> Non
     """Create a new migration script."""
     from tenfold.db import migrations
 
-    _run(lambda: migrations.revision(settings, message, autogenerate=autogenerate))
+    path = _run(lambda: migrations.revision(settings, message, autogenerate=autogenerate))
+    click.echo(f"created {path}")
 
 
 @db.command("current")
@@ -68,8 +78,15 @@ def db_current(settings: CoreSettings) -> None:
     _run(lambda: click.echo(migrations.current(settings) or "(none)"))
 
 
-def _run(action: Callable[[], Any]) -> None:
+def _report_current(settings: CoreSettings, done: str) -> None:
+    from tenfold.db import migrations
+
+    now = _run(lambda: migrations.current(settings))
+    click.echo(f"{done}: the database is at {now or '(no revision)'}")
+
+
+def _run(action: Callable[[], T]) -> T:
     try:
-        action()
+        return action()
     except TenfoldError as exc:
         fail(str(exc))

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -94,6 +95,13 @@ def _mapped(call: Callable[[], T]) -> T:
         return call()
     except TenfoldError:
         raise
+    except ImportError as exc:  # env.py imports the app's models
+        raise ConfigurationError(
+            f"the migrations' env.py could not import {exc.name or 'a module'}: {exc}. "
+            "Run tenfold from your project's root (or pass --app-dir) so your package imports"
+        ) from exc
+    except CommandError as exc:  # alembic's own refusals: an unknown revision, not up to date
+        raise ConfigurationError(f"alembic: {exc}") from exc
     except Exception as exc:
         mapped = map_error(exc, driver_only=True)
         if mapped is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,58 @@ def test_db_migration_verbs_round_trip(env: dict[str, str]) -> None:
     assert head not in ("", "(none)")
     assert invoke(["db", "downgrade", "base"], env).exit_code == 0
     assert invoke(["db", "current"], env).output.strip() in ("", "(none)")
+
+
+def test_db_autogenerate_imports_the_apps_models_from_the_working_directory(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """`db` commands import the app's modules as `run` does: the template's own suggestion
+    (import your models in env.py) works from the project root, and each verb says what
+    it did."""
+    package = f"bookmarks_{uuid.uuid4().hex[:8]}"  # a fresh module name: sys.modules persists
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "models.py").write_text(
+        "from sqlalchemy import String\n"
+        "from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column\n\n\n"
+        "class Base(DeclarativeBase):\n    pass\n\n\n"
+        "class Bookmark(Base):\n"
+        "    __tablename__ = 'bookmark'\n"
+        "    id: Mapped[int] = mapped_column(primary_key=True)\n"
+        "    url: Mapped[str] = mapped_column(String(2000))\n"
+    )
+    created = invoke(["db", "init"], env)
+    assert created.exit_code == 0
+    assert "created migrations/" in created.output
+    env_py = Path("migrations/env.py")
+    env_py.write_text(
+        env_py.read_text().replace(
+            "target_metadata = None",
+            f"from {package}.models import Base\ntarget_metadata = Base.metadata",
+        )
+    )
+    revision = invoke(["db", "revision", "--autogenerate", "-m", "bookmarks"], env)
+    assert revision.exit_code == 0, revision.output
+    script = Path(revision.output.split("created ", 1)[1].strip())
+    assert "create_table('bookmark'" in script.read_text().replace('"', "'")
+    upgraded = invoke(["db", "upgrade"], env)
+    assert upgraded.exit_code == 0
+    assert upgraded.output.startswith("upgraded: the database is at ")
+    downgraded = invoke(["db", "downgrade", "base"], env)
+    assert downgraded.output.strip() == "downgraded: the database is at (no revision)"
+
+
+def test_db_env_import_error_is_one_clear_line(env: dict[str, str]) -> None:
+    """A model import env.py cannot resolve is named, with the fix, not a traceback."""
+    assert invoke(["db", "init"], env).exit_code == 0
+    env_py = Path("migrations/env.py")
+    env_py.write_text(
+        env_py.read_text().replace("target_metadata = None", "import nosuchapp_models")
+    )
+    result = CliRunner().invoke(cli, ["db", "revision", "--autogenerate", "-m", "x"], env=env)
+    assert result.exit_code == 1
+    assert "could not import nosuchapp_models" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_config_docs_prints_every_section(env: dict[str, str]) -> None:
