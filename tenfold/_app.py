@@ -61,6 +61,7 @@ from tenfold.web import (
     ProblemEntry,
     ProblemMiddleware,
     Slot,
+    document_problems,
     install_problem_handlers,
 )
 
@@ -137,6 +138,7 @@ def create_app(
     app.state.tenfold = platform
     platform.tracing.instrument_app(app)
     install_problem_handlers(app, platform.problems)
+    document_problems(app, platform.openapi_hooks)
     settings = platform.settings
     app.include_router(
         health_router(platform.health, platform.lifecycle, token=settings.health.token)

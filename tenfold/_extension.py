@@ -217,6 +217,14 @@ class Build:
         """Routes served when the platform serves HTTP."""
         self._platform._routers.append(router)
 
+    def openapi(self, hook: Callable[[Any, dict[str, Any]], None]) -> None:
+        """``hook(app, document)`` edits the app's OpenAPI document once, when first built.
+
+        For what only this extension knows about the routes: headers its
+        dependencies read, responses its middleware gives.
+        """
+        self._platform._openapi.append(hook)
+
     def problems(self, table: Mapping[type[BaseException], ProblemEntry]) -> None:
         """How this capability's exceptions are answered over HTTP (``tenfold.web.Problem``)."""
         for exc_type, entry in table.items():

@@ -88,6 +88,7 @@ class Platform:
         self._components: list[Component] = [self.redis] if self.redis is not None else []
         self._middleware: list[SlotMiddleware] = []
         self._routers: list[APIRouter] = []
+        self._openapi: list[Callable[[Any, dict[str, Any]], None]] = []
         self._on_started: list[Callable[[Platform], Awaitable[None]]] = []
         self._group: ComponentGroup | None = None
         self.started = False
@@ -223,6 +224,11 @@ class Platform:
     @property
     def routers(self) -> list[APIRouter]:
         return list(self._routers)
+
+    @property
+    def openapi_hooks(self) -> list[Callable[[Any, dict[str, Any]], None]]:
+        """``hook(app, document)`` for each extension that adds to the OpenAPI document."""
+        return list(self._openapi)
 
     @property
     def components(self) -> ComponentGroup:

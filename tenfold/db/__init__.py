@@ -2,7 +2,8 @@
 
     Database                 the component (``db``): routers, shards, health, metrics
     Router                   one database's primary and replicas (``db.shard(key)``)
-    TenfoldSession           the AsyncSession every session is; maps driver errors
+    TenfoldSession           the AsyncSession every session is; maps driver errors;
+                             ``session.after_commit(fn)`` runs ``fn`` once committed
     ConsistencyMiddleware    read-your-writes token in (header/cookie) and out
     DbSession, ReadSession   FastAPI dependencies (``get_session``, ``get_read_session``)
     BatchLoader              N+1 killer: one query per tick of ``load(key)`` calls
@@ -24,11 +25,12 @@ from tenfold.db._loader import BatchLoader
 from tenfold.db._metrics import PoolStats
 from tenfold.db._pagination import Filter, Page, Paginator
 from tenfold.db._router import Router
-from tenfold.db._session import TenfoldSession
+from tenfold.db._session import AfterCommit, TenfoldSession
 from tenfold.db._settings import DatabaseSettings, ShardSettings
 from tenfold.db._sharding import jump_hash, key_hash
 
 __all__ = [
+    "AfterCommit",
     "BatchLoader",
     "ConsistencyMiddleware",
     "Cursor",

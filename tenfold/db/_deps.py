@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenfold._errors import ConfigurationError
+from tenfold.db._session import TenfoldSession
 
 if TYPE_CHECKING:
     from tenfold.db._database import Database
@@ -36,17 +36,17 @@ def get_database(request: Request) -> Database:
     return database
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[TenfoldSession]:
     """A write session on the primary: commits if the endpoint returns, else rolls back."""
     async with get_database(request).session() as session:
         yield session
 
 
-async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def get_read_session(request: Request) -> AsyncIterator[TenfoldSession]:
     """A read-only session on a replica that has the client's writes, else the primary."""
     async with get_database(request).session(readonly=True) as session:
         yield session
 
 
-DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
-ReadSession = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+DbSession = Annotated[TenfoldSession, Depends(get_session, scope="function")]
+ReadSession = Annotated[TenfoldSession, Depends(get_read_session, scope="function")]

@@ -310,7 +310,10 @@ class SessionScope:
             if exc is None:
                 if not self._readonly and session.in_transaction():
                     await session.commit()  # a failed commit is rolled back by release()
+                else:
+                    await session.run_after_commit()  # nothing to commit, nothing failed
                 return
+            session.discard_after_commit()
             await _rollback_quietly(session)
             mapped = map_error(exc, role=lease.endpoint.role, driver_only=True)
             if mapped is not None and mapped is not exc:

@@ -15,13 +15,23 @@ The session also notices whether it wrote (a flush with changes, or a
 statement passed to ``execute``/``scalar`` that is not a SELECT) so a commit
 captures the primary's WAL position only when there is something to read
 back. Statements sent through ``session.connection()`` are not seen.
+
+``session.after_commit(fn)`` defers work that must only happen once the
+writes are durable: invalidating cache tags, enqueueing a task, publishing.
+Callbacks run in order after the next successful commit (also the one the
+session scope makes on leaving its block) and are dropped on rollback, so a
+failed transaction never invalidates or enqueues anything. A callback that
+raises is logged and the rest still run: the transaction has committed and
+the client must hear so.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import structlog
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -34,10 +44,14 @@ from tenfold.db._errors import map_error
 if TYPE_CHECKING:
     from tenfold.db._lease import Lease
 
-__all__ = ["TenfoldSession"]
+__all__ = ["AfterCommit", "TenfoldSession"]
 
 T = TypeVar("T")
 _WROTE = "tenfold_wrote"
+_AFTER_COMMIT = "tenfold_after_commit"
+#: What ``after_commit`` takes: a function of no arguments, sync or async.
+AfterCommit = Callable[[], Awaitable[Any] | None]
+_log = structlog.get_logger("tenfold.db")
 
 
 class _SyncSession(Session):
@@ -158,14 +172,46 @@ class TenfoldSession(AsyncSession):
     async def flush(self, objects: Any = None) -> None:
         await self._guard(AsyncSession.flush, objects)
 
+    def after_commit(self, callback: AfterCommit) -> None:
+        """Run ``callback()`` (sync or async) once this transaction has committed.
+
+        Dropped if the transaction rolls back instead. ``lambda:
+        cache.invalidate_tags("note:42")`` is the usual use.
+        """
+        self.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
     async def commit(self) -> None:
-        """Commit; after a write, raise the request's consistency token to the new LSN."""
+        """Commit; after a write, raise the request's consistency token to the new LSN.
+
+        Then run the ``after_commit`` callbacks.
+        """
         wrote = self.wrote
         await self._guard(AsyncSession.commit)
         self.sync_session.info.pop(_WROTE, None)
         if wrote and self._lease is not None:
             set_consistency_token(await self._lease.capture_lsn())
+        await self.run_after_commit()
 
     async def rollback(self) -> None:
+        self.sync_session.info.pop(_AFTER_COMMIT, None)
         await self._guard(AsyncSession.rollback)
         self.sync_session.info.pop(_WROTE, None)
+
+    async def run_after_commit(self) -> None:
+        """Run and clear the pending ``after_commit`` callbacks (the session scope calls it)."""
+        callbacks = self.sync_session.info.pop(_AFTER_COMMIT, None)
+        for callback in callbacks or ():
+            try:
+                result = callback()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # committed already: log, run the rest, answer the client
+                _log.error("after_commit_failed", callback=_name(callback), exc_info=exc)
+
+    def discard_after_commit(self) -> None:
+        """Forget the pending callbacks: the transaction did not commit."""
+        self.sync_session.info.pop(_AFTER_COMMIT, None)
+
+
+def _name(callback: Any) -> str:
+    return getattr(callback, "__qualname__", None) or repr(callback)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tenfold._extension import Build, Extension
 from tenfold.idempotency._component import IdempotencyComponent
 from tenfold.idempotency._errors import PROBLEMS
+from tenfold.idempotency._openapi import document_keys
 from tenfold.idempotency._settings import IdempotencySettings
 
 __all__ = ["IdempotencyExtension"]
@@ -22,3 +23,4 @@ class IdempotencyExtension(Extension):
         component = IdempotencyComponent(build.section, build.settings.redis, hub=build.redis)
         build.provide(component, name="idempotency")
         build.component(component)
+        build.openapi(document_keys(lambda: component.config))

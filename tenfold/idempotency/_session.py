@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from tenfold._errors import ConfigurationError, TenfoldError
-from tenfold.db import get_database
+from tenfold.db import TenfoldSession, get_database
 from tenfold.idempotency._errors import (
     IdempotencyKeyInFlight,
     IdempotencyKeyMismatch,
@@ -231,4 +231,4 @@ async def _store(
     )
 
 
-IdempotentSession = Annotated[AsyncSession, Depends(idempotent_session(), scope="function")]
+IdempotentSession = Annotated[TenfoldSession, Depends(idempotent_session(), scope="function")]

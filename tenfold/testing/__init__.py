@@ -35,6 +35,8 @@ Function-scoped:
 
 ``fresh_pg_database`` -> ``str``
     the name of a new empty database, dropped after the test.
+``embedded_settings`` -> ``Settings``
+    the embedded profile with its SQLite database in the test's ``tmp_path``.
 ``fault_proxy`` -> factory ``(upstream_host, upstream_port) -> FaultProxy``
     already listening (in its own thread); stopped after the test. See
     ``FaultProxy`` for latency, blackhole, reset and heal.
@@ -62,6 +64,9 @@ Environment
 
 Helpers
 -------
+``async with app_client(app) as client``
+    an ``httpx.AsyncClient`` on ``app`` in process, with its lifespan (the
+    platform's start and stop) run around it.
 ``attach_platform(app, *objects)``
     a platform (no extensions) providing objects a test built, for apps wired
     by hand; ``ManualClock`` for injected time; ``allocate_port`` for a free
@@ -71,6 +76,7 @@ Break-helpers that need the process (stop, kill, pause, ...) raise
 ``NotManaged`` on external servers; inside a test that becomes a skip.
 """
 
+from tenfold.testing._client import app_client
 from tenfold.testing._clock import ManualClock
 from tenfold.testing._errors import HarnessError, MissingBinary, NotManaged
 from tenfold.testing._listener import RecordingListener
@@ -95,6 +101,7 @@ __all__ = [
     "RedisCluster",
     "RedisServer",
     "allocate_port",
+    "app_client",
     "attach_platform",
     "release_port",
 ]

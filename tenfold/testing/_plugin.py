@@ -169,6 +169,18 @@ def fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
         proxy.stop_sync()
 
 
+@pytest.fixture
+def embedded_settings(tmp_path: Path) -> Any:
+    """``Settings`` for an app on the embedded profile, its SQLite file in ``tmp_path``.
+
+    The environment still applies (a ``TENFOLD_REDIS__URL`` adds Redis); only
+    the database is pinned, so each test starts from an empty one.
+    """
+    from tenfold import Settings
+
+    return Settings.load(db={"url": f"sqlite+aiosqlite:///{tmp_path}/app.db"})
+
+
 @pytest.fixture(autouse=True)
 def _tenfold_heal_servers(request: pytest.FixtureRequest) -> Iterator[None]:
     # A test that stops, pauses or lags a shared server must not break the next

@@ -10,6 +10,8 @@
 - ``ProblemMiddleware``: any other exception becomes a 500 problem without a
   stack trace; the stack is logged with the request id.
 - ``problem_response(...)``: build one yourself.
+- ``document_problems(app)``: the OpenAPI document describes those responses
+  (``create_app`` does it; call it for a FastAPI app wired by hand).
 - ``Slot``: the ordered middleware slots of an app; ``AuthenticationMiddleware``
   fills the authentication slot (``create_app(authenticate=...)``).
 - ``RouteIndex``: which route a request would get, decided once before routing
@@ -20,6 +22,7 @@
 from tenfold._routes import ROUTE_MATCH, RouteIndex, RouteMatch
 from tenfold.web._auth import Authenticate, AuthenticationMiddleware
 from tenfold.web._middleware import ProblemMiddleware
+from tenfold.web._openapi import document_problems
 from tenfold.web._problems import (
     GENERIC_DETAIL,
     PROBLEM_CONTENT_TYPE,
@@ -52,6 +55,7 @@ __all__ = [
     "RouteIndex",
     "RouteMatch",
     "Slot",
+    "document_problems",
     "install_problem_handlers",
     "problem_for_exception",
     "problem_response",
