@@ -111,7 +111,7 @@ class CacheComponent:
             xfetch_beta=s.xfetch_beta,
             degraded_l1_ttl=s.degraded_l1_ttl,
         )
-        self._filler = Filler(self._levels, lock_ttl=s.lock_ttl, rng=rng)
+        self._filler = Filler(self._levels, lock_ttl=s.lock_ttl, lock_wait=s.lock_wait, rng=rng)
         self._backend = backend
         self._hub = hub
         self._namespaces: dict[str, Namespace] = {}
