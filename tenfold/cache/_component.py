@@ -175,7 +175,7 @@ class CacheComponent:
             return RedisBackend(self._hub, timeout=s.redis_timeout)
         options: dict[str, Any] = {
             "socket_timeout": s.redis_timeout,
-            "connect_timeout": min(r.connect_timeout, 5 * s.redis_timeout),
+            "connect_timeout": min(r.connect_timeout or s.redis_timeout, 5 * s.redis_timeout),
             "max_connections": r.max_connections,
             "health_interval": r.health_interval,
         }
