@@ -90,7 +90,12 @@ class RedisSettings(SettingsSection):
         default_factory=list, description="host:port seeds of a Redis Cluster (JSON list)."
     )
     socket_timeout: float = Field(0.25, gt=0, description="Seconds per Redis command.")
-    connect_timeout: float = Field(1.0, gt=0)
+    connect_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds to open a connection (a Redis that takes none costs a request "
+        "this long); unset: socket_timeout.",
+    )
     max_connections: int = Field(
         64, ge=1, description="Commands in flight at once (the process's one pool, per node)."
     )

@@ -111,7 +111,7 @@ class CacheComponent:
             xfetch_beta=s.xfetch_beta,
             degraded_l1_ttl=s.degraded_l1_ttl,
         )
-        self._filler = Filler(self._levels, lock_ttl=s.lock_ttl, rng=rng)
+        self._filler = Filler(self._levels, lock_ttl=s.lock_ttl, lock_wait=s.lock_wait, rng=rng)
         self._backend = backend
         self._hub = hub
         self._namespaces: dict[str, Namespace] = {}
@@ -175,7 +175,7 @@ class CacheComponent:
             return RedisBackend(self._hub, timeout=s.redis_timeout)
         options: dict[str, Any] = {
             "socket_timeout": s.redis_timeout,
-            "connect_timeout": min(r.connect_timeout, 5 * s.redis_timeout),
+            "connect_timeout": min(r.connect_timeout or s.redis_timeout, 5 * s.redis_timeout),
             "max_connections": r.max_connections,
             "health_interval": r.health_interval,
         }

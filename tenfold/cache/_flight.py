@@ -14,7 +14,12 @@ fencing token. The protocol:
 3. the losers block in ``wait_for`` (a pub/sub notification, never a poll)
    and take the winner's value; if the winner gave up (its fill was dropped
    by a racing invalidation, its loader raised, or it died and its lock
-   expired) they try to take the lock themselves, a bounded number of times.
+   expired) they try to take the lock themselves, a bounded number of times;
+4. a loser waits ``lock_wait`` at most in all, far less than ``lock_ttl``:
+   a holder that is slow, dead, or was never there (a lock attempt that ran
+   after its caller gave up on it) must not hold every reader for the lock's
+   lifetime. It then loads itself and writes with ``set_if_versions`` (the
+   versions it read before waiting), so the value still reaches L2.
 
 The token is monotonic per key: ``unlock`` only releases the holder's own
 lock, so a holder whose lock expired mid-load cannot release its successor's;
@@ -121,10 +126,16 @@ class Filler:
     """Misses and refreshes: the L1 check, then one shared fill per key (see module docstring)."""
 
     def __init__(
-        self, levels: Levels, *, lock_ttl: float, rng: Callable[[], float] = random.random
+        self,
+        levels: Levels,
+        *,
+        lock_ttl: float,
+        lock_wait: float,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.levels = levels
         self.lock_ttl = lock_ttl
+        self.lock_wait = lock_wait
         self.rng = rng
         self.flights = SingleFlight()
         self.refreshing: dict[str, asyncio.Task[None]] = {}
@@ -207,23 +218,32 @@ class Filler:
         levels = self.levels
         backend = levels.backend
         assert backend is not None
+        loop = asyncio.get_running_loop()  # wait_for's timeouts run on the loop's clock
+        deadline = loop.time() + self.lock_wait
         for _ in range(ATTEMPTS):
             epoch = levels.epoch
             try:
                 token = await levels.l2(backend.try_lock, job.key, self.lock_ttl)
                 if token is not None:
                     return await self._load_locked(job, token, read)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
                 job.ns.stats.lock_waits += 1
-                raw = await levels.l2(backend.wait_for, job.key, self.lock_ttl)
+                raw = await levels.l2(backend.wait_for, job.key, remaining)
                 env, value = await levels.open(raw, {})
             except CacheUnavailable:
-                break
+                local = levels.local.snapshot(job.key, job.tags)
+                return await self._load_here(job, levels.epoch, local)
             if env is not None:
                 found = self._answer(job, Read(raw, env, value), epoch, count=False)
                 if found is not MISS:
                     return found
-        local = levels.local.snapshot(job.key, job.tags)
-        return await self._load_here(job, levels.epoch, local)
+        # Waited long enough: load without the lock; the version check still guards the write.
+        epoch = levels.epoch
+        loaded = await self._run(job, read.tag_versions, 0)
+        await self._store(job, loaded, read, epoch)
+        return loaded.value
 
     async def _load_locked(self, job: Job, token: int, read: Read) -> Any:
         """Holding the lock: re-read, load, write if no invalidation raced us, unlock."""

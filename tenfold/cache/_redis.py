@@ -4,8 +4,9 @@ Names (see ``_keys``): an entry lives at its key; its companions append a
 suffix and so share the entry's ``{hash tag}`` and Cluster slot::
 
     <key>|kv     key version, INCR'd by delete, expires version_ttl after the bump
-    <key>|lock   single-flight lock holding the fencing token, PX = lock ttl
+    <key>|lock   single-flight lock: "<fencing token> <owner>", PX = lock ttl
     <key>|fence  last fencing token issued, expires fence_ttl after the last lock
+    <key>|gone:<owner>  an abandoned lock attempt, refused should it still arrive
     tf:tag|{t}   tag version counter (one slot per tag), never expires
 
 A key without a hash tag gets one prepended (``{crc32}key``) so the rule holds
@@ -15,6 +16,15 @@ for any string. The guarded fill (check versions + write + notify), lock
 pipelines refuse EVALSHA; ``delete`` bumps the version before it deletes, so
 no stale fill can land in between. Fencing tokens are seeded from Redis
 ``TIME`` in µs, so they keep increasing even after ``|fence`` expires.
+
+A lock attempt whose reply never came (the command timed out while Redis
+was stopped, or the caller was cancelled) may still run once Redis reads
+it, taking a lock nobody would release. Each attempt therefore carries an
+owner id made here, and an attempt that did not return is *abandoned*: in
+the background, retried until Redis answers (or the lock would have
+expired anyway), a script deletes the lock if it is that owner's, and
+otherwise leaves a ``|gone:<owner>`` marker so that the attempt, if it is
+still on its way, is refused.
 
 Waiters (``wait_for``) are woken through one pub/sub channel (``tf:notify``,
 message = entry name) that a set/fill publishes to while the key is locked,
@@ -37,20 +47,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import math
+import secrets
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from tenfold._backoff import Backoff
 from tenfold._bus import Listener, Subscription
 from tenfold._settings import RedisSettings
 from tenfold.cache._errors import CacheUnavailable
 from tenfold.cache._keys import tag_key
 from tenfold.cache._notifier import Notifier
+from tenfold.cache._redis_scripts import ABANDON, LOCK, SET_IF, UNLOCK, Script
 from tenfold.redis import REDIS_ERRORS, RedisHub, RedisUnavailable, hash_tag, split_hub_options
 
 __all__ = ["RedisBackend"]
@@ -58,42 +71,8 @@ __all__ = ["RedisBackend"]
 NOTIFY_CHANNEL = "tf:notify"
 
 
-class _Script:
-    def __init__(self, body: str) -> None:
-        self.body = body
-        self.sha = hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest()
-
-
-# KEYS entry, kv, lock, tag... | ARGV value, ttl_ms, key_version, channel, tag_version...
-_SET_IF = _Script("""
-if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[3]) then return 0 end
-for i = 4, #KEYS do
-  if tonumber(redis.call('GET', KEYS[i]) or '0') ~= tonumber(ARGV[i + 1]) then return 0 end
-end
-if ARGV[2] == '0' then redis.call('SET', KEYS[1], ARGV[1])
-else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[4], KEYS[1]) end
-return 1
-""")
-# KEYS lock, fence | ARGV ttl_ms, fence_ttl_ms
-_LOCK = _Script("""
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local t = redis.call('TIME')
-local token = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-if token <= last then token = last + 1 end
-local s = string.format('%d', token)
-redis.call('SET', KEYS[2], s, 'PX', ARGV[2])
-redis.call('SET', KEYS[1], s, 'PX', ARGV[1])
-return token
-""")
-# KEYS lock, entry | ARGV token, channel
-_UNLOCK = _Script("""
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], KEYS[2])
-return 1
-""")
+#: Retries of an abandoned lock attempt's release while Redis does not answer.
+_ABANDON_BACKOFF = Backoff(base=0.05, max=1.0, jitter="equal")
 
 
 def _entry(key: str) -> str:
@@ -150,6 +129,7 @@ class RedisBackend:
         self._version_ms = _ms(version_ttl)
         self._fence_ms = _ms(fence_ttl)
         self._notifier = Notifier(self.listen, notify_channel)
+        self._abandoned: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.name}>"
@@ -180,8 +160,18 @@ class RedisBackend:
 
     # -- plumbing -------------------------------------------------------------
 
-    async def _call(self, what: str, command: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """``await command(*args)`` within the in-flight bound, driver errors mapped."""
+    async def _call(
+        self,
+        what: str,
+        command: Callable[..., Awaitable[Any]],
+        *args: Any,
+        on_lost: Callable[[], None] | None = None,
+    ) -> Any:
+        """``await command(*args)`` within the in-flight bound, driver errors mapped.
+
+        ``on_lost`` runs when the command may have been sent but its reply never
+        came (an error, a timeout or a cancellation after the slot was taken).
+        """
         slots = self._slots
         try:
             if not slots.take():
@@ -196,11 +186,17 @@ class RedisBackend:
             async with asyncio.timeout(self.timeout):
                 return await command(*args)
         except REDIS_ERRORS as exc:
+            if on_lost is not None:
+                on_lost()
             raise _unavailable(what, exc) from exc
+        except BaseException:
+            if on_lost is not None:
+                on_lost()
+            raise
         finally:
             slots.give()
 
-    async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return await self._client.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:  # a restarted (or new) node: EVAL runs it and caches it
@@ -330,20 +326,49 @@ class RedisBackend:
         else:
             keys += [tag_key(t) for t in tags]
             args += list(tag_versions)
-        return bool(await self._call("fill", self._script, _SET_IF, keys, args))
+        return bool(await self._call("fill", self._script, SET_IF, keys, args))
 
     # -- single flight --------------------------------------------------------
 
     async def try_lock(self, key: str, ttl: float) -> int | None:
         name = _entry(key)
-        keys, args = (name + "|lock", name + "|fence"), (_ms(ttl), self._fence_ms)
-        token = await self._call("lock", self._script, _LOCK, keys, args)
+        owner = secrets.token_hex(8)
+        keys = (name + "|lock", name + "|fence", f"{name}|gone:{owner}")
+        args = (_ms(ttl), self._fence_ms, owner)
+        # An attempt whose reply is lost may still run when Redis reads it: abandon it.
+        lost = partial(self._abandon, name, owner, ttl)
+        token = await self._call("lock", self._script, LOCK, keys, args, on_lost=lost)
         return None if token is None else int(token)
+
+    def _abandon(self, name: str, owner: str, ttl: float) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._release_abandoned(name, owner, ttl), name=f"tenfold.cache abandon {name[:80]}"
+        )
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+
+    async def _release_abandoned(self, name: str, owner: str, ttl: float) -> None:
+        """Delete ``owner``'s lock on ``name`` or bar it, retrying until Redis answers."""
+        keys = (name + "|lock", name, f"{name}|gone:{owner}")
+        args = (owner, self.notify_channel, _ms(ttl))
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + ttl  # by then any lock the attempt took has expired
+        attempt = 0
+        while True:
+            try:
+                await self._call("unlock", self._script, ABANDON, keys, args)
+                return
+            except CacheUnavailable:
+                attempt += 1
+                delay = _ABANDON_BACKOFF.delay(attempt)
+                if loop.time() + delay >= give_up:
+                    return
+                await asyncio.sleep(delay)
 
     async def unlock(self, key: str, token: int) -> bool:
         name = _entry(key)
         keys, args = (name + "|lock", name), (token, self.notify_channel)
-        return bool(await self._call("unlock", self._script, _UNLOCK, keys, args))
+        return bool(await self._call("unlock", self._script, UNLOCK, keys, args))
 
     async def wait_for(self, key: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
         name = _entry(key)
@@ -384,6 +409,11 @@ class RedisBackend:
 
     async def aclose(self) -> None:
         """Release waiters and drop the wake-up channel; close the hub if this backend made it."""
+        # Abandoned lock attempts not yet released expire with their lock ttl.
+        abandoned = list(self._abandoned)
+        for task in abandoned:
+            task.cancel()
+        await asyncio.gather(*abandoned, return_exceptions=True)
         await self._notifier.aclose()
         if self._owns_hub:
             await self.hub.aclose()

@@ -99,7 +99,15 @@ class CacheSettings(BaseModel):
         1.0, ge=0, description="XFetch early-refresh eagerness (0: off; >1 refreshes earlier)."
     )
     lock_ttl: float = Field(
-        10.0, gt=0, description="Seconds a cross-process fill lock lives (bounds waiting on it)."
+        10.0,
+        gt=0,
+        description="Seconds a cross-process fill lock lives (a dead holder frees it by then).",
+    )
+    lock_wait: float = Field(
+        0.5,
+        gt=0,
+        description="Seconds a miss waits for another instance's fill of the key before it "
+        "loads itself; keep it above the slowest usual loader, well under lock_ttl.",
     )
     invalidation_channel: str = Field(
         "tf:invalidate", min_length=1, description="Redis pub/sub channel for L1 invalidation."

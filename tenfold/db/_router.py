@@ -267,11 +267,28 @@ class Router:
         return {"pool_in_use": stats.in_use, "pool_waiters": stats.waiters}
 
     def replica_health(self, replica: Endpoint) -> Any:
+        """The replica's readiness check: failing while ejected, degraded while lagging.
+
+        A replica behind by more than ``degraded_lag_seconds`` but under
+        ``max_lag`` still serves reads (tokenless ones only with
+        ``stale_reads="replica"``; token reads it has not reached go to the
+        primary), so it degrades readiness rather than failing the check.
+        """
+        threshold = self.settings.degraded_lag_seconds
+
         async def check() -> dict[str, Any]:
             state = replica.state
             if not state.healthy:
                 raise DatabaseUnavailable(f"{replica.name} ejected: {state.reason}", role="replica")
-            return {"lag_bytes": state.lag_bytes, "lag_seconds": state.lag_seconds}
+            result: dict[str, Any] = {
+                "lag_bytes": state.lag_bytes,
+                "lag_seconds": state.lag_seconds,
+            }
+            lag = state.lag_seconds
+            if threshold is not None and lag is not None and lag > threshold:
+                result["status"] = "degraded"
+                result["reason"] = f"lagging {lag:.1f}s (degraded_lag_seconds={threshold:g})"
+            return result
 
         return check
 

@@ -96,6 +96,12 @@ class DatabaseSettings(SettingsSection):
     max_lag_seconds: float | None = Field(
         30.0, ge=0, description="Eject a replica whose last replay is older than this."
     )
+    degraded_lag_seconds: float | None = Field(
+        1.0,
+        ge=0,
+        description="A replica further behind than this (but under max_lag) is reported "
+        "degraded on /ready; it still serves reads. null: never.",
+    )
     replica_check_interval: float = Field(1.0, gt=0, description="Seconds between replica checks.")
     stale_reads: Literal["replica", "primary"] = Field(
         "replica",

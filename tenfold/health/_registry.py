@@ -22,7 +22,8 @@ from tenfold.observability import get_logger
 __all__ = ["Check", "HealthRegistry", "HealthReport"]
 
 #: A check: an async callable returning extra fields (e.g. ``{"lag_bytes": 12}``)
-#: or ``None``. Raising, or running past its timeout, means it failed.
+#: or ``None``. Raising, or running past its timeout, means it failed. Returning
+#: ``{"status": "degraded", ...}`` means it works but is impaired (a lagging replica).
 Check = Callable[[], Awaitable[Mapping[str, Any] | None]]
 Status = Literal["ok", "degraded", "failing"]
 
@@ -124,8 +125,11 @@ class HealthRegistry:
         for check, result in zip(checks, results, strict=True):
             if result["status"] == "ok":
                 continue
-            _log.warning("health_check_failed", check=check.name, error=result.get("error"))
-            if check.critical:
+            if result["status"] == "degraded":
+                _log.warning("health_check_degraded", check=check.name, reason=result.get("reason"))
+            else:
+                _log.warning("health_check_failed", check=check.name, error=result.get("error"))
+            if check.critical and result["status"] == "failing":
                 status = "failing"
             elif status == "ok":
                 status = "degraded"
@@ -143,8 +147,11 @@ async def _run(check: _Registered) -> dict[str, Any]:
         error = f"timed out after {check.timeout:g}s"
     except Exception as exc:  # a raising check is a failing check, reported below
         error = _describe(exc)
+    status = "ok" if error is None else "failing"
+    if status == "ok" and isinstance(extra, Mapping) and extra.get("status") == "degraded":
+        status = "degraded"
     result: dict[str, Any] = {
-        "status": "ok" if error is None else "failing",
+        "status": status,
         "critical": check.critical,
         "latency_ms": round((time.perf_counter() - start) * 1000.0, 2),
     }

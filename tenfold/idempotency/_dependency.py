@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import Request
 
+from tenfold._context import current_consistency_token
 from tenfold._errors import ConfigurationError
 from tenfold.idempotency._response import StoredResponse
 from tenfold.idempotency._session import IdempotencyConfig, Replay, app_config, identify
@@ -48,7 +49,8 @@ def idempotency_key(
         if slot.response is None:
             await keys.release(scope, key, printed)
             return
-        response = StoredResponse.capture(slot.response)
+        # The handler's commits have raised the request's token by now: keep it for replays.
+        response = StoredResponse.capture(slot.response, current_consistency_token())
         await keys.complete(scope, key, printed, response, cfg.ttl)
 
     return reserve_idempotency_key

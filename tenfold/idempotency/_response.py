@@ -5,6 +5,11 @@ response, so they are dropped. ``Set-Cookie`` is dropped too: a replay must
 not hand a session (or any cookie the first call minted) to whoever holds
 the key. Everything else, ``Content-Type`` and the handler's own headers
 included, is replayed byte for byte.
+
+The consistency token is not a header of the captured response (the
+consistency middleware adds it on the way out), so it travels beside it: a
+replay raises the request's token to ``consistency_token`` and the client that
+lost the first response still reads its own write.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tenfold._context import current_user_id
+from tenfold._context import current_user_id, set_consistency_token
 from tenfold._errors import TenfoldError
 
 __all__ = ["REPLAYED_HEADER", "StoredResponse", "fingerprint", "scope_of"]
@@ -44,9 +49,11 @@ class StoredResponse:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    #: The WAL position (LSN) the first attempt's writes reached, when known.
+    consistency_token: int | None = None
 
     @classmethod
-    def capture(cls, response: Response) -> StoredResponse:
+    def capture(cls, response: Response, consistency_token: int | None = None) -> StoredResponse:
         """The storable part of ``response``; streaming responses cannot be stored."""
         body = getattr(response, "body", None)
         if not isinstance(body, bytes):
@@ -59,10 +66,15 @@ class StoredResponse:
             for name, value in response.raw_headers
             if name.decode("latin-1").lower() not in _DROPPED
         )
-        return cls(response.status_code, headers, body)
+        return cls(response.status_code, headers, body, consistency_token)
 
     def to_response(self) -> Response:
-        """The stored response, marked ``Idempotent-Replayed: true``."""
+        """The stored response, marked ``Idempotent-Replayed: true``.
+
+        Raises the current consistency token to ``consistency_token``, so the
+        response carries it (through ``ConsistencyMiddleware``) as the first did.
+        """
+        set_consistency_token(self.consistency_token)
         response = Response(content=self.body, status_code=self.status)
         response.raw_headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))

@@ -206,7 +206,21 @@ async def _look_up(
     if row.fingerprint != printed:
         raise IdempotencyKeyMismatch("this key was used for a different request")
     headers = tuple((str(name), str(value)) for name, value in row.headers)
-    return StoredResponse(row.status, headers, bytes(row.body))
+    return StoredResponse(row.status, headers, bytes(row.body), await _wal_position(session))
+
+
+async def _wal_position(session: AsyncSession) -> int | None:
+    """The primary's WAL position now: at or past the commit of any row this session sees.
+
+    The stored response was captured before its transaction committed, so its
+    commit position was never known; the current one is a token under which a
+    replica that has it has the first attempt's writes too.
+    """
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        return None
+    value = await session.scalar(sa.select(sa.func.pg_current_wal_lsn()))
+    return value if isinstance(value, int) else None
 
 
 async def _store(

@@ -54,7 +54,10 @@ def _encode(fingerprint: str, response: StoredResponse | None) -> str:
     if response is None:
         return json.dumps({"fp": fingerprint})
     body = response.body.decode("latin-1")
-    return json.dumps({"fp": fingerprint, "s": response.status, "h": response.headers, "b": body})
+    record = {"fp": fingerprint, "s": response.status, "h": response.headers, "b": body}
+    if response.consistency_token is not None:
+        record["ct"] = response.consistency_token
+    return json.dumps(record)
 
 
 def _decode(raw: str | bytes, fingerprint: str) -> StoredResponse | None:
@@ -65,7 +68,9 @@ def _decode(raw: str | bytes, fingerprint: str) -> StoredResponse | None:
     if "s" not in record:
         raise IdempotencyKeyInFlight("a request with this key is still being processed")
     headers = tuple((str(name), str(value)) for name, value in record["h"])
-    return StoredResponse(int(record["s"]), headers, record["b"].encode("latin-1"))
+    token = record.get("ct")
+    token = token if isinstance(token, int) and token >= 0 else None
+    return StoredResponse(int(record["s"]), headers, record["b"].encode("latin-1"), token)
 
 
 class MemoryStore:

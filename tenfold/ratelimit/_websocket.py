@@ -29,7 +29,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
 from tenfold.ratelimit._backend import LimiterBackend
@@ -72,7 +72,8 @@ class ConnectionLimiter:
     ``<prefix>{<key>}:conn``); with any other backend it is this process's.
     ``ttl`` is how long a connection is counted without a refresh; ``slot()``
     refreshes every ``ttl / 3`` while the connection lives. Redis failures
-    raise ``RateLimiterUnavailable``.
+    raise ``RateLimiterUnavailable``. ``clock`` (the memory count's time) and
+    ``sleep`` (the refresher's wait) are injectable so tests control time.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class ConnectionLimiter:
         cap: int,
         ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if cap < 1:
             raise ValueError(f"a connection cap must be at least 1, got {cap}")
@@ -91,6 +93,7 @@ class ConnectionLimiter:
         self.cap = cap
         self.ttl = ttl
         self._clock = clock
+        self._sleep = sleep
         self._local: dict[str, dict[str, float]] = {}
 
     def __repr__(self) -> str:
@@ -134,7 +137,7 @@ class ConnectionLimiter:
 
     async def _keep(self, key: str, conn: str) -> None:
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await self._sleep(self.ttl / 3)
             await self.refresh(key, conn)
 
     async def _op(self, key: str, op: str, conn: str) -> bool:

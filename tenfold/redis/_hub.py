@@ -130,7 +130,7 @@ class RedisHub:
         url: str,
         *,
         socket_timeout: float = 0.25,
-        connect_timeout: float = 1.0,
+        connect_timeout: float | None = None,
         max_connections: int = 64,
         pool_timeout: float | None = None,
         health_interval: float = 1.0,
@@ -139,9 +139,12 @@ class RedisHub:
     ) -> RedisHub:
         """The hub of the standalone server at ``url`` (redis://, rediss://, unix://).
 
+        ``connect_timeout`` bounds opening a connection (None: ``socket_timeout``), so a
+        Redis that takes no connections costs a command no more than one that is slow.
         ``client_name`` names every connection (``CLIENT LIST``); default ``tenfold-<pid>``.
         """
         name = client_name or default_client_name()
+        connect_timeout = socket_timeout if connect_timeout is None else connect_timeout
         client = standalone_client(url, socket_timeout, connect_timeout, max_connections)
         client.connection_pool.connection_kwargs["client_name"] = name
         return cls(
@@ -164,7 +167,7 @@ class RedisHub:
         nodes: Sequence[str],
         *,
         socket_timeout: float = 0.25,
-        connect_timeout: float = 1.0,
+        connect_timeout: float | None = None,
         max_connections: int = 64,
         pool_timeout: float | None = None,
         health_interval: float = 1.0,
@@ -174,6 +177,7 @@ class RedisHub:
         """The hub of the Cluster reachable through ``nodes`` (``host:port``); the pool bound
         ``max_connections`` is per node, the in-flight bound for the whole client."""
         name = client_name or default_client_name()
+        connect_timeout = socket_timeout if connect_timeout is None else connect_timeout
         return cls(
             cluster_client(nodes, socket_timeout, connect_timeout, max_connections, name),
             pubsub_options={

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import pytest
 import sqlalchemy as sa
 
 from tenfold._errors import DatabaseError, IntegrityConflict, QueryTimeout
+from tenfold.testing import PgCluster
 from tenfold.web import problem_for_exception
 
-from .conftest import MakeDatabase
+from .conftest import MakeDatabase, wait_for
 
 
 async def test_unique_violation_is_an_integrity_conflict(make_database: MakeDatabase) -> None:
@@ -82,16 +84,29 @@ async def test_application_errors_pass_through_and_roll_back(make_database: Make
     assert count == 0
 
 
-async def test_cancelled_session_returns_its_connection(make_database: MakeDatabase) -> None:
+async def test_cancelled_session_returns_its_connection(
+    make_database: MakeDatabase, pg_cluster: PgCluster, pg_db: str
+) -> None:
     """A task cancelled mid-statement gives its pooled connection back."""
     db = await make_database(replicas=False, pool_size=1, max_overflow=0)
+    marker = f"cancel-{uuid.uuid4().hex}"
 
     async def slow() -> None:
         async with db.session(readonly=True) as read:
-            await read.execute(sa.text("SELECT pg_sleep(10)"))
+            await read.execute(sa.text(f"SELECT pg_sleep(10) /* {marker} */"))
+
+    def running() -> bool:
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            f"AND query LIKE '%{marker}%' AND pid <> pg_backend_pid()"
+        )
+        return pg_cluster.primary.psql(sql, db=pg_db) == "1"
+
+    async def statement_running() -> bool:
+        return await asyncio.to_thread(running)
 
     task = asyncio.create_task(slow())
-    await asyncio.sleep(0.2)
+    await wait_for(statement_running)  # the server is running it: cancel mid-statement
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

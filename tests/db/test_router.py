@@ -157,6 +157,42 @@ async def test_lag_over_max_lag_ejects_the_replica_and_degrades_readiness(
     assert (await health.report()).status == "ok"
 
 
+async def test_a_replica_lagging_under_max_lag_is_degraded_and_still_serves(
+    make_database: MakeDatabase, pg_cluster: PgCluster
+) -> None:
+    """Behind by more than degraded_lag_seconds but under max_lag: degraded, ready, serving."""
+    health = HealthRegistry(HealthSettings(cache_ttl=0))
+    db = await make_database(degraded_lag_seconds=0.0, health=health)
+    replica = db.router.replicas[0]
+
+    async def caught_up() -> bool:
+        await db.check_replicas()
+        return replica.state.lag_bytes == 0
+
+    await wait_for(caught_up)
+    assert (await health.report()).status == "ok"
+    pg_cluster.pause_replay()
+    try:
+        async with db.session() as write:
+            await write.execute(sa.text("INSERT INTO notes (body) VALUES ('behind')"))
+        await db.check_replicas()
+        assert replica.state.healthy  # under max_lag: still admitted
+        report = await health.report()
+        assert report.status == "degraded"
+        assert report.http_status == 200
+        entry = report.checks["db.replica0"]
+        assert entry["status"] == "degraded"
+        assert entry["lag_bytes"] > 0
+        assert "degraded_lag_seconds" in entry["reason"]
+        with restore(ContextSnapshot(request_id="other")):
+            async with db.session(readonly=True) as read:
+                assert await in_recovery(read)  # tokenless reads still go to the replica
+    finally:
+        pg_cluster.resume_replay()
+    await wait_for(caught_up)
+    assert (await health.report()).status == "ok"
+
+
 async def test_idle_replica_is_not_lagging_by_seconds(
     make_database: MakeDatabase, pg_cluster: PgCluster
 ) -> None:

@@ -71,6 +71,20 @@ async def test_a_cancelled_probe_does_not_cancel_the_evaluation(registry: Health
     assert impatient.cancelled()
 
 
+async def test_a_degraded_check_degrades_readiness_even_when_critical(
+    registry: HealthRegistry,
+) -> None:
+    """A check returning status "degraded" makes readiness degraded (200), never failing."""
+    registry.register("db", Counting())
+    registry.register("replica", Counting({"status": "degraded", "reason": "lagging"}))
+    report = await registry.report()
+    assert report.status == "degraded"
+    assert report.http_status == 200
+    assert report.checks["replica"]["status"] == "degraded"
+    assert report.checks["replica"]["reason"] == "lagging"
+    assert report.checks["db"]["status"] == "ok"
+
+
 async def test_slow_check_times_out_as_failing(registry: HealthRegistry) -> None:
     """A check running past its timeout counts as failed, with a timeout error."""
     check = Counting()

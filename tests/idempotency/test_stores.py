@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -24,22 +25,55 @@ from tenfold.idempotency import (
     StoredResponse,
     idempotency_key,
 )
-from tenfold.testing import RedisServer
+from tenfold.testing import ManualClock, RedisServer
 from tenfold.web import ProblemRegistry, install_problem_handlers
 
 RESPONSE = StoredResponse(201, (("content-type", "application/json"),), b'{"id":1}')
 
 
+#: Generous bound: turns a hang into a failure; never a measurement.
+BOUND = 10.0
+
+#: Lets every lease and TTL given so far run out, on the store's own clock.
+Lapse = Callable[[], Awaitable[None]]
+
+
 @pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[IdempotencyStore]:
+async def kit(request: pytest.FixtureRequest) -> AsyncIterator[tuple[IdempotencyStore, Lapse]]:
+    """A store and its ``lapse``; on Redis, keys under a prefix only this test uses."""
     if request.param == "memory":
-        yield MemoryStore()
+        clock = ManualClock()
+
+        async def advance() -> None:
+            clock.advance(24 * 3600.0)
+
+        yield MemoryStore(clock=clock), advance
         return
     server: RedisServer = request.getfixturevalue("redis_server")
     client = aioredis.Redis.from_url(server.url)
-    await client.flushdb()
-    yield RedisStore(client)
-    await client.aclose()
+    prefix = f"tf:test:{uuid.uuid4().hex}:"
+
+    async def ours() -> list[bytes]:
+        return [name async for name in client.scan_iter(match=prefix + "*")]
+
+    async def expire() -> None:
+        # Redis expires keys on its own clock, which no test controls: wait until it has.
+        async with asyncio.timeout(BOUND):
+            while await ours():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+    try:
+        yield RedisStore(client, prefix=prefix), expire
+    finally:
+        names = await ours()
+        if names:
+            await client.delete(*names)
+        await client.aclose()
+
+
+@pytest.fixture
+def store(kit: tuple[IdempotencyStore, Lapse]) -> IdempotencyStore:
+    return kit[0]
 
 
 async def test_new_key_is_reserved(store: IdempotencyStore) -> None:
@@ -86,10 +120,13 @@ async def test_release_frees_a_reservation_not_a_response(store: IdempotencyStor
     assert await store.reserve("s", "k", "fp", 10) == RESPONSE
 
 
-async def test_lease_of_a_dead_reservation_expires(store: IdempotencyStore) -> None:
+async def test_lease_of_a_dead_reservation_expires(
+    kit: tuple[IdempotencyStore, Lapse],
+) -> None:
     """A reservation nobody completes stops blocking once its lease runs out."""
+    store, lapse = kit
     await store.reserve("s", "k", "fp", 0.05)
-    await asyncio.sleep(0.1)
+    await lapse()
     assert await store.reserve("s", "k", "fp", 10) is None
 
 

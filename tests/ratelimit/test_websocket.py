@@ -22,6 +22,9 @@ from tenfold.testing import RedisServer
 
 from .conftest import FakeClock
 
+#: Generous bound: turns a hang into a failure; never a measurement.
+BOUND = 10.0
+
 # starlette's TestClient warns on import that it wants httpx2; these tests do not depend on it.
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
@@ -66,29 +69,74 @@ async def test_shared_cap_on_redis_and_crash_expiry(
     assert await two.count(key) == 2
     await one.release(key, held)
     assert await two.count(key) == 1
-    # A crashed holder's slot ages out on Redis's clock (any delay only makes it surer).
-    short = ConnectionLimiter(backends[1], cap=2, ttl=0.2)
+    # A crashed holder's slot ages out on Redis's clock, which no test controls: wait for it.
+    short = ConnectionLimiter(backends[1], cap=2, ttl=0.05)
     crashed = await short.acquire(key + ":short")
     assert crashed is not None
-    await asyncio.sleep(0.3)
-    assert await short.count(key + ":short") == 0
+    async with asyncio.timeout(BOUND):
+        # Polling on purpose: the expiry happens in Redis, no event announces it.
+        while await short.count(key + ":short"):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
     assert await short.refresh(key + ":short", crashed) is False
     for backend in backends:
         await backend.aclose()
 
 
-async def test_slot_refreshes_while_held(redis_server: RedisServer, ns: str) -> None:
-    """slot() keeps a long-lived connection counted past its ttl, and releases it on exit."""
-    backend = RedisBackend.from_url(redis_server.url, socket_timeout=2.0)
-    limiter = ConnectionLimiter(backend, cap=1, ttl=0.15)
-    async with limiter.slot(ns) as admitted:
+class Alarm:
+    """A ``sleep`` that returns only when the test rings: the refresher runs tick by tick."""
+
+    def __init__(self) -> None:
+        self.naps: list[float] = []
+        self._sleeper: asyncio.Future[None] | None = None
+        self._asleep = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.naps.append(seconds)
+        self._sleeper = asyncio.get_running_loop().create_future()
+        self._asleep.set()
+        await self._sleeper
+
+    async def ring(self) -> None:
+        """Wake the sleeper and wait until it sleeps again: what it did in between is done."""
+        await self._asleep.wait()
+        self._asleep.clear()
+        assert self._sleeper is not None
+        self._sleeper.set_result(None)
+        await self._asleep.wait()
+
+
+async def test_slot_keeps_a_connection_counted_past_its_ttl(clock: FakeClock) -> None:
+    """slot() refreshes every ttl/3, so a long-lived connection outlives its ttl; exit frees it."""
+    alarm = Alarm()
+    limiter = ConnectionLimiter(MemoryBackend(), cap=1, ttl=9.0, clock=clock, sleep=alarm.sleep)
+    async with limiter.slot("ip:a") as admitted:
         assert admitted
-        await asyncio.sleep(0.4)
-        assert await limiter.count(ns) == 1
-        async with limiter.slot(ns) as second:
+        for _ in range(4):
+            clock.advance(8.0)  # one second short of expiry...
+            await alarm.ring()  # ...the refresher pushes it ttl ahead
+        assert await limiter.count("ip:a") == 1  # 32 s in, with a 9 s ttl
+        async with limiter.slot("ip:a") as second:
             assert not second
-    assert await limiter.count(ns) == 0
-    await backend.aclose()
+        assert alarm.naps == [3.0] * 5
+    assert await limiter.count("ip:a") == 0
+
+
+async def test_slot_refreshes_and_releases_on_redis(redis_server: RedisServer, ns: str) -> None:
+    """On Redis, slot() counts the connection, refreshes it while held and releases it on exit."""
+    backend = RedisBackend.from_url(redis_server.url, socket_timeout=2.0)
+    alarm = Alarm()
+    limiter = ConnectionLimiter(backend, cap=1, ttl=30.0, sleep=alarm.sleep)
+    try:
+        async with limiter.slot(ns) as admitted:
+            assert admitted
+            await alarm.ring()
+            await alarm.ring()  # two refreshes on Redis, each answered without error
+            assert await limiter.count(ns) == 1
+            async with limiter.slot(ns) as second:
+                assert not second
+        assert await limiter.count(ns) == 0
+    finally:
+        await backend.aclose()
 
 
 def make_app(cap: int, messages: Rule) -> FastAPI:
