@@ -15,6 +15,8 @@ from tenfold.db import Database
 from tenfold.testing import PgCluster
 
 MakeDatabase = Callable[..., Awaitable[Database]]
+#: Signs pagination cursors in the PostgreSQL tests (a server needs a real secret).
+CURSOR_SECRET = SecretStr("test-cursor-secret-for-postgres")
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +48,7 @@ def pg_settings(
     base: dict[str, Any] = {
         "url": SecretStr(pg_cluster.primary.url(db)),
         "replicas": [SecretStr(u) for u in replicas or []],
+        "cursor_secret": CURSOR_SECRET,
         "connect_timeout": 2.0,
         "connect_retries": 2,
         "connect_backoff": 0.05,

@@ -26,6 +26,8 @@ from tenfold.db import DbSession, ReadSession
 from tenfold.observability import configure_logging, flush_logs, reset_logging
 from tenfold.testing import PgCluster
 
+from .conftest import CURSOR_SECRET
+
 metadata = sa.MetaData()
 things = sa.Table(
     "things",
@@ -89,7 +91,12 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     name = cluster.create_database()
     try:
-        yield Settings(db={"url": cluster.primary.url(name), "connect_retries": 1})  # type: ignore[arg-type]
+        db = {
+            "url": cluster.primary.url(name),
+            "connect_retries": 1,
+            "cursor_secret": CURSOR_SECRET,
+        }
+        yield Settings(db=db)  # type: ignore[arg-type]
     finally:
         cluster.drop_database(name)
 
