@@ -25,6 +25,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from tenfold._backoff import Backoff
 from tenfold._errors import DatabaseUnavailable, TenfoldError
+from tenfold.db._datetimes import utc_datetimes
 from tenfold.db._errors import is_connection_error, map_error, translate
 from tenfold.db._metrics import AcquireHistogram, PoolStats
 from tenfold.db._settings import DatabaseSettings
@@ -165,6 +166,7 @@ def _sqlite_engine(url: URL, settings: DatabaseSettings) -> AsyncEngine:
         **pool,
     )
     _install_sqlite_hooks(engine, wal=not in_memory)
+    utc_datetimes(engine)  # DateTime(timezone=True) comes back aware in UTC, as on PostgreSQL
     return engine
 
 

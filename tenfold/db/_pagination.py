@@ -102,6 +102,10 @@ def _fits(value: Any, column: Any, dialect: str | None) -> bool:
         return isinstance(value, Decimal | int)
     if python_type is dt.date:
         return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+    if python_type is dt.datetime and isinstance(value, dt.datetime):
+        # A naive value is UTC to a timezone=True column; an aware one has no place in a
+        # column without a time zone (asyncpg refuses it, SQLite would drop the offset).
+        return bool(getattr(sql_type, "timezone", False)) or value.tzinfo is None
     return isinstance(value, python_type)
 
 

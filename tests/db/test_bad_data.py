@@ -7,26 +7,23 @@ captured: no bound value ever reaches them, only the statement and SQLSTATE.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import JSONB
 
-from tenfold import NotFound, ObservabilitySettings, Platform, Settings, create_app
+from tenfold import NotFound, ObservabilitySettings, Settings
 from tenfold.cache import cached
 from tenfold.db import DbSession, ReadSession
 from tenfold.observability import configure_logging, flush_logs, reset_logging
-from tenfold.testing import PgCluster
 
-from .conftest import CURSOR_SECRET
+from .conftest import serving
 
 metadata = sa.MetaData()
 things = sa.Table(
@@ -77,30 +74,6 @@ def _router() -> APIRouter:
     return router
 
 
-async def _create_tables(platform: Platform) -> None:
-    async with platform.db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    """Settings for one profile: embedded SQLite, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield Settings(db={"url": f"sqlite+aiosqlite:///{tmp_path}/app.db"})  # type: ignore[arg-type]
-        return
-    cluster: PgCluster = request.getfixturevalue("pg_cluster")
-    name = cluster.create_database()
-    try:
-        db = {
-            "url": cluster.primary.url(name),
-            "connect_retries": 1,
-            "cursor_secret": CURSOR_SECRET,
-        }
-        yield Settings(db=db)  # type: ignore[arg-type]
-    finally:
-        cluster.drop_database(name)
-
-
 @pytest.fixture
 def log_text() -> Iterator[Callable[[], str]]:
     """JSON logs into memory; the fixture's value returns the server's lines but access lines."""
@@ -121,17 +94,6 @@ def log_text() -> Iterator[Callable[[], str]]:
     reset_logging()
 
 
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(
-        settings, routers=[_router()], on_startup=[_create_tables], configure_logs=False
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-            yield client
-
-
 def _is_problem(response: httpx.Response, status: int) -> bool:
     return (
         response.status_code == status
@@ -140,9 +102,9 @@ def _is_problem(response: httpx.Response, status: int) -> bool:
     )
 
 
-async def test_out_of_range_integers_are_422(settings: Settings, log_text: Any) -> None:
+async def test_out_of_range_integers_are_422(app_settings: Settings, log_text: Any) -> None:
     """An id beyond the column's integer range is a 422 problem, never a 500, on both profiles."""
-    async with serving(settings) as client:
+    async with serving(app_settings, [_router()], metadata) as client:
         beyond_int64 = await client.get("/things/9223372036854775808")
         beyond_int32 = await client.get("/things/2147483648")
     assert _is_problem(beyond_int64, 422), beyond_int64.text
@@ -151,7 +113,7 @@ async def test_out_of_range_integers_are_422(settings: Settings, log_text: Any) 
     assert "9223372036854775808" not in beyond_int64.text
     assert "OverflowError" not in beyond_int64.text
     assert "SQLSTATE" not in beyond_int64.text
-    if settings.db.is_sqlite:  # SQLite's INTEGER is 64 bits: 2**31 is just not there
+    if app_settings.db.is_sqlite:  # SQLite's INTEGER is 64 bits: 2**31 is just not there
         assert _is_problem(beyond_int32, 404)
     else:
         assert _is_problem(beyond_int32, 422), beyond_int32.text
@@ -160,16 +122,16 @@ async def test_out_of_range_integers_are_422(settings: Settings, log_text: Any) 
     assert "2147483648" not in logs
 
 
-async def test_nul_characters_are_422_or_stored(settings: Settings, log_text: Any) -> None:
+async def test_nul_characters_are_422_or_stored(app_settings: Settings, log_text: Any) -> None:
     """Text with NUL (in a text and a JSON column) is a 422 on PostgreSQL, stored by SQLite."""
     nul_text = f"a\u0000{NUL_MARKER}"
-    async with serving(settings) as client:
+    async with serving(app_settings, [_router()], metadata) as client:
         in_text = await client.post("/things", json={"id": 1, "body": nul_text, "label": "x"})
         in_json = await client.post(
             "/things", json={"id": 2, "body": "b", "label": "x", "meta": {"k": nul_text}}
         )
     for response in (in_text, in_json):
-        if settings.db.is_sqlite:
+        if app_settings.db.is_sqlite:
             assert response.status_code == 201, response.text
         else:
             assert _is_problem(response, 422), response.text
@@ -179,10 +141,10 @@ async def test_nul_characters_are_422_or_stored(settings: Settings, log_text: An
 
 
 async def test_cached_functions_take_integers_beyond_64_bits(
-    settings: Settings, log_text: Any
+    app_settings: Settings, log_text: Any
 ) -> None:
     """A @cached function called with an int beyond 64 bits caches and returns it exactly."""
-    async with serving(settings) as client:
+    async with serving(app_settings, [_router()], metadata) as client:
         first = await client.get(f"/numbers/{BIG_INT}")
         again = await client.get(f"/numbers/{BIG_INT}")
     assert first.status_code == 200, first.text
@@ -191,16 +153,16 @@ async def test_cached_functions_take_integers_beyond_64_bits(
 
 
 async def test_refused_rows_are_logged_without_their_values(
-    settings: Settings, log_text: Any
+    app_settings: Settings, log_text: Any
 ) -> None:
     """A statement the database refuses (NOT NULL) logs its SQL and SQLSTATE, never the row."""
-    async with serving(settings) as client:
+    async with serving(app_settings, [_router()], metadata) as client:
         refused = await client.post("/things", json={"id": 3, "body": ROW_MARKER})
     assert _is_problem(refused, 500)
     assert ROW_MARKER not in refused.text
     logs = log_text()
     assert "internal_error" in logs
     assert "INSERT INTO things" in logs  # the statement's shape is there to debug with
-    if not settings.db.is_sqlite:
+    if not app_settings.db.is_sqlite:
         assert "23502" in logs  # not_null_violation
     assert ROW_MARKER not in logs

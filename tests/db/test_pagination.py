@@ -165,3 +165,40 @@ def test_cursor_values_keep_their_types() -> None:
         codec.decode(token, scope="other")
     with pytest.raises(InvalidCursor):
         codec.decode("", scope="s")
+
+
+async def test_datetime_keys_page_in_utc_and_refuse_misfit_zones(tmp_path: Path) -> None:
+    """On SQLite a timezone=True key pages through aware UTC values; an aware value for a
+    column without a time zone is an invalid cursor."""
+    metadata = sa.MetaData()
+    events = sa.Table(
+        "events",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("local", sa.DateTime(), nullable=False),
+    )
+    start = dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    db = Database(DatabaseSettings(url=SecretStr(f"sqlite+aiosqlite:///{tmp_path}/e.db")))
+    await db.start()
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        async with db.session() as write:
+            rows = [
+                {"id": i, "at": start + dt.timedelta(minutes=i), "local": dt.datetime(2024, 5, 1)}
+                for i in range(1, 8)
+            ]
+            await write.execute(sa.insert(events), rows)
+        pager = Paginator(SECRET, sort=(events.c.at, events.c.id))
+        pages = await _walk(db, pager, sa.select(events), limit=3)
+        seen = [row.at for page in pages for row in page.items]
+        assert seen == [(start + dt.timedelta(minutes=i)).astimezone(dt.UTC) for i in range(1, 8)]
+        assert all(at.tzinfo is dt.UTC for at in seen)
+        by_local = Paginator(SECRET, sort=(events.c.local, events.c.id))
+        aware = by_local.encode((dt.datetime(2024, 5, 1, tzinfo=dt.UTC), 1))
+        async with db.session(readonly=True) as read:
+            with pytest.raises(InvalidCursor):
+                await by_local.page(read, sa.select(events), cursor=aware)
+    finally:
+        await db.stop()
