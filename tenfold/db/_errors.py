@@ -183,9 +183,9 @@ def map_error(
 
     ``driver_only`` limits mapping to exceptions that can only come from a
     driver; bare ``OSError``/``TimeoutError``/``OverflowError`` are then left
-    alone, because around user code they may be the user's own. ``connecting`` says the error
-    happened while getting a connection: anything but a pool timeout then means
-    the server is unavailable.
+    alone, because around user code they may be the user's own. ``connecting``
+    says the error happened while getting a connection: anything but a pool
+    timeout then means the server is unavailable.
     """
     if isinstance(exc, TenfoldError):
         return exc
