@@ -161,6 +161,7 @@ async def _bench(cluster: PgCluster, args: argparse.Namespace) -> None:
     settings = DatabaseSettings(
         url=SecretStr(cluster.primary.url(name)),
         replicas=[SecretStr(cluster.replica.url(name))],
+        cursor_secret=SecretStr("benchmark-cursor-secret"),
         **pool,
     )
     db = Database(settings)

@@ -10,6 +10,7 @@ Every error tenfold raises on purpose is a ``TenfoldError``. Driver errors
     │   └── DatabaseUnavailable     no connection to the database could be had
     ├── DatabaseError               the database refused a statement
     │   ├── IntegrityConflict       a constraint was violated
+    │   ├── InvalidData             a value does not fit its column (range, encoding)
     │   └── QueryTimeout            statement_timeout or pool timeout hit
     ├── ShuttingDown                the process is draining
     └── ProblemError                raised by application code to answer a request
@@ -37,6 +38,7 @@ __all__ = [
     "DependencyUnavailable",
     "IntegrityConflict",
     "InvalidCursor",
+    "InvalidData",
     "NotFound",
     "ProblemError",
     "QueryTimeout",
@@ -98,6 +100,16 @@ class DatabaseError(TenfoldError):
 
 class IntegrityConflict(DatabaseError):
     """A unique, foreign key or exclusion constraint was violated."""
+
+
+class InvalidData(DatabaseError):
+    """The database refused a value: out of its column's range, not valid text
+    (a NUL character), too long, or not parseable as the column's type.
+
+    The value came from somewhere (usually the request), so this is the
+    client's error, not the server's. The message never quotes the value;
+    ``context`` holds the driver's class and SQLSTATE for logs.
+    """
 
 
 class QueryTimeout(DatabaseError):

@@ -31,7 +31,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     create_model,
     field_validator,
 )
@@ -54,8 +53,6 @@ __all__ = [
 
 ENV_PREFIX = "TENFOLD_"
 ENV_DELIMITER = "__"
-
-_DEV_SECRET = "tenfold-dev-cursor-secret"
 
 
 class SettingsSection(BaseModel):
@@ -180,25 +177,12 @@ class AppSettings(SettingsSection):
         "development", description="production refuses development defaults for secrets."
     )
     var_dir: Path = Field(Path("var"), description="Where embedded state lives.")
-    cursor_secret: SecretStr = Field(
-        SecretStr(_DEV_SECRET),
-        description="HMAC key for pagination cursors; set it in production.",
-    )
     gc_freeze: bool = Field(
         True,
         description="Once started, move everything allocated so far out of the garbage "
         "collector's reach (gc.freeze), so full collections scan only request-time objects "
         "instead of pausing the event loop for every module and function (see docs/benchmarks.md).",
     )
-
-    @field_validator("cursor_secret")
-    @classmethod
-    def _real_secret_in_production(cls, v: SecretStr, info: ValidationInfo) -> SecretStr:
-        if info.data.get("environment") == "production" and v.get_secret_value() == _DEV_SECRET:
-            raise ValueError("must be set in production (the default is for development)")
-        if len(v.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters")
-        return v
 
 
 class CoreSettings(BaseSettings):

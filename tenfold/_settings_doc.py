@@ -37,7 +37,9 @@ an application, its own extensions' sections included.
 
 With nothing set, tenfold runs the **embedded** profile: SQLite in `./var` and
 no servers. Setting a PostgreSQL URL (or Redis) switches to the distributed
-engines; `tenfold check` tests every configured dependency.
+engines; `tenfold check` tests every configured dependency. A PostgreSQL
+database (or the production environment) also needs `TENFOLD_DB__CURSOR_SECRET`,
+the key that signs pagination cursors.
 """
 
 

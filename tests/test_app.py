@@ -127,6 +127,7 @@ async def test_unreachable_database_fails_startup_clearly() -> None:
     settings = Settings(
         db={
             "url": "postgresql://app:hunter2pw@127.0.0.1:1/app",
+            "cursor_secret": "app-test-cursor-secret",
             "connect_retries": 1,
             "connect_backoff": 0.01,
             "connect_timeout": 0.5,

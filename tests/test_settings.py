@@ -27,6 +27,7 @@ def test_defaults_are_the_embedded_profile() -> None:
 def test_postgres_url_switches_to_distributed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A libpq PostgreSQL URL is upgraded to asyncpg and makes the profile distributed."""
     monkeypatch.setenv("TENFOLD_DB__URL", "postgresql://app:pw@db.internal:5432/app")
+    monkeypatch.setenv("TENFOLD_DB__CURSOR_SECRET", "s3cr3t-value-long-enough")
     settings = Settings.load()
     assert settings.db.url.get_secret_value().startswith("postgresql+asyncpg://")
     assert settings.profile == "distributed"
@@ -73,19 +74,52 @@ def test_replicas_need_a_postgres_primary(monkeypatch: pytest.MonkeyPatch) -> No
 def test_secrets_never_appear_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     """Database passwords and the cursor secret are masked in repr and str."""
     monkeypatch.setenv("TENFOLD_DB__URL", "postgresql://app:hunter2@db/app")
-    monkeypatch.setenv("TENFOLD_APP__CURSOR_SECRET", "s3cr3t-value-long-enough")
+    monkeypatch.setenv("TENFOLD_DB__CURSOR_SECRET", "s3cr3t-value-long-enough")
     settings = Settings.load()
     for text in (repr(settings), str(settings), repr(settings.db), repr(settings.app)):
         assert "hunter2" not in text
         assert "s3cr3t-value-long-enough" not in text
 
 
-def test_production_requires_a_cursor_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The production environment refuses the development cursor secret."""
-    monkeypatch.setenv("TENFOLD_APP__ENVIRONMENT", "production")
+def test_embedded_sqlite_needs_no_cursor_secret() -> None:
+    """On embedded SQLite, with nothing set, cursors are signed with the development key."""
+    settings = Settings.load()
+    assert settings.db.cursor_secret is None
+    assert settings.db.cursor_key.get_secret_value()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TENFOLD_DB__URL", "postgresql://app:pw@db.internal:5432/app"),
+        ("TENFOLD_DB__SHARDS", '[{"url": "postgresql://app:pw@db.internal:5432/s0"}]'),
+    ],
+)
+def test_a_postgres_database_requires_a_cursor_secret(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """With PostgreSQL configured (main database or a shard), no cursor secret fails startup."""
+    monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError) as info:
         Settings.load()
-    assert info.value.setting == "TENFOLD_APP__CURSOR_SECRET"
+    assert info.value.setting == "TENFOLD_DB__CURSOR_SECRET"
+    assert "must be set when the database is PostgreSQL" in str(info.value)
+    monkeypatch.setenv("TENFOLD_DB__CURSOR_SECRET", "short")
+    with pytest.raises(ConfigurationError, match="at least 16 characters") as info:
+        Settings.load()
+    assert info.value.setting == "TENFOLD_DB__CURSOR_SECRET"
+
+
+def test_production_requires_a_cursor_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production environment refuses the development cursor key, even on SQLite."""
+    from tenfold import Platform
+
+    monkeypatch.setenv("TENFOLD_APP__ENVIRONMENT", "production")
+    with pytest.raises(ConfigurationError) as info:
+        Platform.build(configure_logs=False)
+    assert info.value.setting == "TENFOLD_DB__CURSOR_SECRET"
+    monkeypatch.setenv("TENFOLD_DB__CURSOR_SECRET", "s3cr3t-value-long-enough")
+    assert Platform.build(configure_logs=False).settings.db.cursor_secret is not None
 
 
 def test_dotenv_file_is_read(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

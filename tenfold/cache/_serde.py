@@ -3,6 +3,8 @@
 Header byte = format (low 4 bits) | ``0x80`` when the body is zlib-compressed:
 
     0x01 JSON (orjson)   0x02 MessagePack (msgspec)   0x03 pickle
+    0x04 JSON (the standard library's ``json``), for values holding an integer
+         beyond 64 bits, which neither orjson nor MessagePack can write
 
 ``OrjsonSerializer`` is the default: JSON-able values, dataclasses, datetimes,
 UUIDs, enums, pydantic models (stored as ``model_dump(mode="json")``).
@@ -15,6 +17,11 @@ Every serializer *reads* JSON and MessagePack entries whatever it writes, so a
 deployment can switch formats without flushing; pickle entries are read only
 by a serializer created with ``allow_pickle=True``.
 
+Integers of any size round-trip: a value that orjson or msgspec refuses only
+because it holds an ``int`` outside 64 bits (an id a client sent, a factorial)
+is written as format 0x04 instead, which is slower but exact. Anything else
+they refuse is still a ``CacheSerializationError``.
+
 Compression: bodies of ``compress_threshold`` bytes or more (default 1 KiB)
 are zlib-compressed at level 1. Measured on this machine class, level 1 costs
 ~5 µs at 1 KiB and shrinks typical JSON 5-7x (level 6 costs twice as much for
@@ -23,6 +30,8 @@ are zlib-compressed at level 1. Measured on this machine class, level 1 costs
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pickle
 import zlib
 from collections.abc import Callable
@@ -47,7 +56,9 @@ __all__ = [
 ]
 
 DEFAULT_COMPRESS_THRESHOLD = 1024
-_JSON, _MSGPACK, _PICKLE = 0x01, 0x02, 0x03
+_JSON, _MSGPACK, _PICKLE, _WIDE_JSON = 0x01, 0x02, 0x03, 0x04
+# What orjson and MessagePack can write: int64 and uint64.
+_NARROWEST, _WIDEST = -(2**63), 2**64 - 1
 _ZLIB = 0x80
 _FORMAT_MASK = 0x0F
 _LEVEL = 1
@@ -71,6 +82,39 @@ def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"cannot cache a value of type {type(value).__name__}")
+
+
+def _holds_wide_int(value: Any) -> bool:
+    """Whether ``value`` holds an ``int`` that no 64-bit format can write."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not _NARROWEST <= value <= _WIDEST
+    if isinstance(value, dict):
+        return any(_holds_wide_int(k) or _holds_wide_int(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_holds_wide_int(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_holds_wide_int(getattr(value, f.name)) for f in dataclasses.fields(value))
+    dump = getattr(value, "model_dump", None)
+    return dump is not None and _holds_wide_int(dump(mode="json"))
+
+
+def _wide_default(value: Any) -> Any:
+    """What the standard ``json`` cannot write, in the form orjson gives it."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    dump = getattr(value, "model_dump", None)
+    if dump is not None or isinstance(value, set | frozenset | Decimal):
+        return _default(value)
+    # A datetime, UUID, Enum...: orjson's own rendering, so both formats read back alike.
+    return orjson.loads(orjson.dumps(value, default=_default))
+
+
+def _encode_wide(value: Any) -> bytes:
+    return json.dumps(value, default=_wide_default, separators=(",", ":")).encode("ascii")
+
+
+def _decode_wide(body: bytes | memoryview) -> Any:
+    return json.loads(bytes(body))
 
 
 def _decode_msgpack(body: bytes | memoryview) -> Any:
@@ -112,6 +156,7 @@ class _Codec:
         self.allow_pickle = allow_pickle
         self._decoders: dict[int, Callable[[Any], Any]] = {
             _JSON: orjson.loads,
+            _WIDE_JSON: _decode_wide,
             _MSGPACK: _decode_msgpack,
             _PICKLE: pickle.loads if allow_pickle else _decode_pickle_refused,
         }
@@ -124,14 +169,20 @@ class _Codec:
 
     def dumps(self, value: Any) -> bytes:
         """``value`` as header + body (compressed when large); raises CacheSerializationError."""
+        fmt = self._format
         try:
             body = self._encode(value)
         except _ENCODE_ERRORS as exc:
-            raise CacheSerializationError(f"cannot serialize {type(value).__name__}") from exc
+            try:
+                if not _holds_wide_int(value):
+                    raise
+                fmt, body = _WIDE_JSON, _encode_wide(value)
+            except _ENCODE_ERRORS:
+                raise CacheSerializationError(f"cannot serialize {type(value).__name__}") from exc
         threshold = self.compress_threshold
         if threshold is not None and len(body) >= threshold:
-            return bytes((self._format | _ZLIB,)) + zlib.compress(body, _LEVEL)
-        return bytes((self._format,)) + body
+            return bytes((fmt | _ZLIB,)) + zlib.compress(body, _LEVEL)
+        return bytes((fmt,)) + body
 
     def loads(self, data: bytes) -> Any:
         """The value in ``data``; raises CacheSerializationError if it is not a valid entry."""

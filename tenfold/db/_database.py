@@ -62,6 +62,8 @@ class Database:
     for primaries, and ``stop()`` disposes the pools. ``metrics`` and
     ``health`` are optional: with them, ``start()`` registers a pool collector
     and one health check per server (primaries critical, replicas not).
+    Paginators sign cursors with ``settings.cursor_key`` unless
+    ``cursor_secret`` is given.
     """
 
     name = "db"
@@ -77,7 +79,7 @@ class Database:
         self.settings = settings
         self._metrics = metrics
         self._health = health
-        self._cursor_secret = cursor_secret
+        self._cursor_secret = cursor_secret if cursor_secret is not None else settings.cursor_key
         sharded = bool(settings.shards)
         self.router = _router(
             settings.url,
@@ -161,12 +163,10 @@ class Database:
         return self.shards.for_key(key)
 
     def paginator(self, *, sort: Sequence[Any], **options: Any) -> Paginator:
-        """A ``Paginator`` signed with the cursor secret given to the constructor."""
-        if self._cursor_secret is None:
-            raise ConfigurationError(
-                "Database(cursor_secret=...) is needed for paginators (TENFOLD_APP__CURSOR_SECRET)",
-                setting="TENFOLD_APP__CURSOR_SECRET",
-            )
+        """A ``Paginator`` signing cursors with ``TENFOLD_DB__CURSOR_SECRET``.
+
+        Or with ``cursor_secret=`` given to the constructor, which wins.
+        """
         return Paginator(self._cursor_secret, sort=sort, **options)
 
     async def check_replicas(self) -> None:

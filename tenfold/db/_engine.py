@@ -25,6 +25,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from tenfold._backoff import Backoff
 from tenfold._errors import DatabaseUnavailable, TenfoldError
+from tenfold.db._datetimes import utc_datetimes
 from tenfold.db._errors import is_connection_error, map_error, translate
 from tenfold.db._metrics import AcquireHistogram, PoolStats
 from tenfold.db._settings import DatabaseSettings
@@ -102,6 +103,7 @@ def _postgres_engine(url: URL, settings: DatabaseSettings, *, probe: bool) -> As
         url,
         pool_recycle=settings.pool_recycle,
         echo=settings.echo,
+        hide_parameters=True,  # see build_engine
         connect_args=connect_args,
         **pool,
     )
@@ -158,11 +160,13 @@ def _sqlite_engine(url: URL, settings: DatabaseSettings) -> AsyncEngine:
     engine = create_async_engine(
         url,
         echo=settings.echo,
+        hide_parameters=True,  # see build_engine
         # sqlite3's busy timeout: wait this long for the write lock, not fail at once.
         connect_args={"timeout": settings.pool_timeout},
         **pool,
     )
     _install_sqlite_hooks(engine, wal=not in_memory)
+    utc_datetimes(engine)  # DateTime(timezone=True) comes back aware in UTC, as on PostgreSQL
     return engine
 
 
@@ -192,6 +196,9 @@ def build_engine(url: SecretStr, settings: DatabaseSettings, *, probe: bool = Fa
     """An async engine for ``url`` with the pool and driver options from ``settings``.
 
     ``probe=True`` gives PostgreSQL a one-connection pool for health checks.
+    Parameters are hidden (``hide_parameters``): SQLAlchemy would otherwise
+    put every bound value (user data, passwords) into the text of its errors,
+    and from there into logs, and into ``echo``'s lines.
     """
     sa_url = make_url(url.get_secret_value())
     if sa_url.get_backend_name() == "sqlite":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from tenfold._errors import ConfigurationError
 from tenfold._extension import Build, Extension
 from tenfold.db._consistency import ConsistencyMiddleware
 from tenfold.db._database import Database
@@ -29,12 +30,14 @@ class DatabaseExtension(Extension):
 
     def build(self, build: Build) -> None:
         settings: DatabaseSettings = build.section
-        database = Database(
-            settings,
-            metrics=build.metrics,
-            health=build.health,
-            cursor_secret=build.settings.app.cursor_secret,
-        )
+        if build.settings.app.environment == "production" and settings.cursor_secret is None:
+            # The section alone cannot know the environment; SQLite in production lands here.
+            raise ConfigurationError(
+                "TENFOLD_DB__CURSOR_SECRET must be set in production: the development key "
+                "that signs cursors otherwise is public, so cursors could be forged",
+                setting="TENFOLD_DB__CURSOR_SECRET",
+            )
+        database = Database(settings, metrics=build.metrics, health=build.health)
         for engine in database.engines:
             build.tracing.instrument_engine(engine)
         build.provide(database, name="db")

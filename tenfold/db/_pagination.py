@@ -19,10 +19,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, Literal, TypeVar, cast, get_args
 
 from pydantic import SecretStr
-from sqlalchemy import ColumnElement, Select, literal, tuple_
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, SmallInteger, literal, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from tenfold._errors import BadRequest
+from tenfold._errors import BadRequest, InvalidCursor
 from tenfold.db._cursor import Cursor, CursorCodec
 
 __all__ = ["Filter", "Page", "Paginator"]
@@ -30,6 +31,8 @@ __all__ = ["Filter", "Page", "Paginator"]
 T = TypeVar("T")
 Op = Literal["eq", "lt", "gt", "in"]
 _OPS = frozenset(get_args(Op))
+# The integers a PostgreSQL column holds (most specific type first); SQLite's are all 64-bit.
+_POSTGRES_INT_BITS = ((SmallInteger, 16), (BigInteger, 64), (Integer, 32))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,44 @@ def _coerce(column: Any, raw: Any) -> Any:
         Decimal: Decimal,
     }
     return parsers.get(python_type, python_type)(raw)
+
+
+def _int_fits(value: int, sql_type: TypeEngine[Any], dialect: str | None) -> bool:
+    bits = 64
+    if dialect == "postgresql":
+        bits = next((b for kind, b in _POSTGRES_INT_BITS if isinstance(sql_type, kind)), 64)
+    return -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
+
+
+def _fits(value: Any, column: Any, dialect: str | None) -> bool:
+    """Whether a cursor value can be compared with ``column`` (its Python type, its range)."""
+    sql_type = column.type
+    if isinstance(sql_type, TypeDecorator):
+        sql_type = sql_type.impl_instance
+    try:
+        python_type = sql_type.python_type
+    except NotImplementedError:
+        return value is not None
+    if value is None or (isinstance(value, bool) and python_type is not bool):
+        return False  # the sort key is NOT NULL; True is an int to Python, not to SQL
+    if python_type is int:
+        return isinstance(value, int) and _int_fits(value, sql_type, dialect)
+    if python_type is float:
+        return isinstance(value, int | float)
+    if python_type is Decimal:
+        return isinstance(value, Decimal | int)
+    if python_type is dt.date:
+        return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+    if python_type is dt.datetime and isinstance(value, dt.datetime):
+        # A naive value is UTC to a timezone=True column; an aware one has no place in a
+        # column without a time zone (asyncpg refuses it, SQLite would drop the offset).
+        return bool(getattr(sql_type, "timezone", False)) or value.tzinfo is None
+    return isinstance(value, python_type)
+
+
+def _dialect(session: AsyncSession) -> str | None:
+    bind = getattr(session, "bind", None)
+    return getattr(getattr(bind, "dialect", None), "name", None)
 
 
 class Paginator:
@@ -142,9 +183,13 @@ class Paginator:
             clauses.append(ops[f.op](column, f.value))
         return clauses
 
-    def _after(self, cursor: Cursor) -> ColumnElement[bool]:
-        if len(cursor.values) != len(self.sort):
-            raise BadRequest("the cursor does not match this listing")
+    def _after(self, cursor: Cursor, dialect: str | None = None) -> ColumnElement[bool]:
+        # A cursor is signed, but a leaked secret or an old deployment's cursor must still
+        # be the client's 400, not a driver error: check the values before they are bound.
+        if len(cursor.values) != len(self.sort) or not all(
+            _fits(v, c, dialect) for v, c in zip(cursor.values, self.sort, strict=True)
+        ):
+            raise InvalidCursor("the cursor does not match this listing")
         keys = tuple_(*self.sort)
         values = tuple_(
             *(literal(v, c.type) for v, c in zip(cursor.values, self.sort, strict=True))
@@ -185,7 +230,7 @@ class Paginator:
         direction = current.direction if current is not None else "next"
         stmt = stmt.where(*self._where(filters))
         if current is not None:
-            stmt = stmt.where(self._after(current))
+            stmt = stmt.where(self._after(current, _dialect(session)))
         stmt = stmt.order_by(None).order_by(*self._order(direction)).limit(limit + 1)
         result = await session.execute(stmt)
         rows = list(result.scalars() if _is_entity_select(stmt) else result)

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from tenfold._settings import SettingsSection
 
-__all__ = ["DatabaseSettings", "ShardSettings"]
+__all__ = ["DEV_CURSOR_SECRET", "DatabaseSettings", "ShardSettings"]
 
 _SUPPORTED_DRIVERS = ("postgresql+asyncpg", "sqlite+aiosqlite")
+#: Signs cursors on the embedded profile when no secret is set. It is public, so a
+#: server (PostgreSQL) or production never uses it: there, anyone could forge cursors.
+DEV_CURSOR_SECRET = SecretStr("tenfold-dev-cursor-secret")
+_MIN_SECRET_CHARS = 16
 
 
 def _check_database_url(value: SecretStr | None, *, field: str) -> SecretStr | None:
@@ -72,6 +76,12 @@ class DatabaseSettings(SettingsSection):
         default_factory=list,
         description="Hash shards, each with url and replicas (JSON list). Empty: no sharding.",
     )
+    cursor_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key for pagination cursors, at least 16 characters. Required "
+        "with PostgreSQL and in production; unset on embedded SQLite, a public "
+        "development key is used.",
+    )
     pool_size: int = Field(10, ge=1, le=1000, description="Connections kept per pool.")
     max_overflow: int = Field(10, ge=0, le=1000, description="Extra connections under burst.")
     pool_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a pooled connection.")
@@ -129,9 +139,31 @@ class DatabaseSettings(SettingsSection):
     def _replicas(cls, v: list[SecretStr]) -> list[SecretStr]:
         return [_check_database_url(r, field="replica URL") for r in v]  # type: ignore[misc]
 
+    @field_validator("cursor_secret")
+    @classmethod
+    def _cursor_secret(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if v is not None:
+            if len(v.get_secret_value()) < _MIN_SECRET_CHARS:
+                raise ValueError(f"must be at least {_MIN_SECRET_CHARS} characters")
+            return v
+        url, shards = info.data.get("url"), info.data.get("shards", [])
+        # A bad url or shard list has its own error; this one would only add noise.
+        if url is not None and "shards" in info.data and not _all_sqlite(url, shards):
+            raise ValueError(
+                "must be set when the database is PostgreSQL: cursors signed with the "
+                "public development key can be forged. Use 16 or more random characters, "
+                "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return v
+
     @property
     def is_sqlite(self) -> bool:
         return self.url.get_secret_value().startswith("sqlite")
+
+    @property
+    def cursor_key(self) -> SecretStr:
+        """The secret that signs cursors: ``cursor_secret``, or the embedded development key."""
+        return self.cursor_secret if self.cursor_secret is not None else DEV_CURSOR_SECRET
 
     @model_validator(mode="after")
     def _replicas_need_postgres(self) -> Self:
@@ -143,3 +175,8 @@ class DatabaseSettings(SettingsSection):
     def distributed(self) -> bool:
         """Whether this section points at a server (PostgreSQL), not embedded SQLite."""
         return not self.is_sqlite
+
+
+def _all_sqlite(url: SecretStr, shards: list[ShardSettings]) -> bool:
+    urls = [url, *(shard.url for shard in shards)]
+    return all(u.get_secret_value().startswith("sqlite") for u in urls)

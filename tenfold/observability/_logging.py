@@ -29,6 +29,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from tenfold._context import correlation_var, principal_var, request_id_var
 from tenfold._settings import ObservabilitySettings
 from tenfold.observability._sink import LineSink
+from tenfold.observability._tracebacks import format_exception
 
 __all__ = [
     "TIMESTAMPS",
@@ -240,14 +241,14 @@ def _processors(*, json: bool, colors: bool = False) -> list[Processor]:
         processors += [
             _add_timestamp,
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
+            _format_exc_info,
             _render_json,
         ]
     else:
         processors += [
             structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
+            _format_exc_info,
             _escape_controls,
             structlog.dev.ConsoleRenderer(colors=colors),
         ]
@@ -272,6 +273,26 @@ def _escape_controls(logger: WrappedLogger, method: str, event: EventDict) -> Ev
         escaped = text.translate(_TRACEBACK_CONTROLS if key == "exception" else _CONTROLS)
         if escaped is not text and escaped != text:
             event[key] = escaped
+    return event
+
+
+def _format_exc_info(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """``exc_info`` (True, an exception or a sys.exc_info() tuple) as an ``exception`` text.
+
+    structlog's ``format_exc_info``, but through ``format_exception``: the
+    messages of driver errors under a ``DatabaseError`` stay out of the log.
+    """
+    exc_info = event.pop("exc_info", None)
+    if not exc_info:
+        return event
+    if isinstance(exc_info, BaseException):
+        exc: BaseException | None = exc_info
+    elif isinstance(exc_info, tuple):
+        exc = exc_info[1]
+    else:
+        exc = sys.exc_info()[1]
+    if exc is not None:
+        event["exception"] = format_exception(exc)
     return event
 
 

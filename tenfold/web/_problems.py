@@ -139,7 +139,10 @@ def _mapped_problem(exc: BaseException, problem: Problem[Any]) -> Response:
             )
     else:
         detail = GENERIC_DETAIL
-        _log.error("internal_error", error_type=type(exc).__name__, exc_info=exc)
+        # context is for logs (a DatabaseError's driver class, SQLSTATE and statement).
+        context = exc.context if isinstance(exc, TenfoldError) and exc.context else None
+        extra = {"context": context} if context else {}
+        _log.error("internal_error", error_type=type(exc).__name__, exc_info=exc, **extra)
         report_exception(exc)
     extensions = dict(exc.extensions) if isinstance(exc, ProblemError) else {}
     if problem.extensions is not None:

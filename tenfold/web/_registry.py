@@ -26,6 +26,7 @@ from tenfold._errors import (
     DependencyUnavailable,
     IntegrityConflict,
     InvalidCursor,
+    InvalidData,
     NotFound,
     ProblemError,
     QueryTimeout,
@@ -203,6 +204,8 @@ CORE_PROBLEMS: Mapping[type[TenfoldError], ProblemEntry] = {
     ),
     DatabaseError: Problem(500, _INTERNAL, type=_T + "database-error", expose_detail=False),
     IntegrityConflict: Problem(409, "Conflict", type=_T + "integrity-conflict"),
+    # The value did not fit its column: what request validation would have refused (422).
+    InvalidData: Problem(422, "Unprocessable Content", type=_T + "invalid-data"),
     QueryTimeout: Problem(
         503,
         _UNAVAILABLE,

@@ -93,6 +93,24 @@ def test_any_serializer_reads_json_and_msgpack_entries() -> None:
     assert MsgpackSerializer().loads(OrjsonSerializer().dumps(VALUE)) == VALUE
 
 
+@pytest.mark.parametrize("serializer", [OrjsonSerializer(), MsgpackSerializer()])
+def test_integers_beyond_64_bits_round_trip_exactly(serializer: Serializer) -> None:
+    """An int neither orjson nor MessagePack can write is stored as standard JSON, exactly."""
+    value = {"id": 2**64 + 1, "low": -(2**63) - 1, "ok": 2**64 - 1, "at": [Point(2**70, 1)]}
+    data = serializer.dumps(value)
+    assert data[0] == 0x04
+    assert serializer.loads(data) == {
+        "id": 2**64 + 1,
+        "low": -(2**63) - 1,
+        "ok": 2**64 - 1,
+        "at": [{"x": 2**70, "y": 1}],
+    }
+    assert OrjsonSerializer().loads(data) == MsgpackSerializer().loads(data)
+    assert serializer.dumps(2**64 - 1)[0] != 0x04  # what fits keeps the fast format
+    with pytest.raises(CacheSerializationError):
+        serializer.dumps({"n": 2**64, "x": object()})  # still refused for the other part
+
+
 def test_pickle_entries_are_refused_without_opt_in() -> None:
     """A pickle found in Redis is not unpickled unless the reader allows it."""
     data = PickleSerializer().dumps(Point(1, 2))

@@ -23,6 +23,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
 
 
 ROOT = Path(__file__).resolve().parents[2]
+CURSOR_SECRET = "cli-test-cursor-secret"
 
 
 def invoke(args: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -75,6 +76,7 @@ def test_check_embedded_profile_is_ok(env: dict[str, str]) -> None:
 def test_check_reports_primary_and_replica(env: dict[str, str], pg_cluster) -> None:  # type: ignore[no-untyped-def]
     """Against the harness primary and replica, `check` reports both and the replica's lag."""
     env["TENFOLD_DB__URL"] = pg_cluster.primary.url("postgres")
+    env["TENFOLD_DB__CURSOR_SECRET"] = CURSOR_SECRET
     env["TENFOLD_DB__REPLICAS"] = f'["{pg_cluster.replica.url("postgres")}"]'
     result = invoke(["check"], env)
     assert result.exit_code == 0, result.output
@@ -86,6 +88,7 @@ def test_check_reports_primary_and_replica(env: dict[str, str], pg_cluster) -> N
 def test_check_fails_on_unreachable_primary(env: dict[str, str]) -> None:
     """An unreachable primary makes `check` exit 1 with the address and the setting, no password."""
     env["TENFOLD_DB__URL"] = "postgresql://app:topsecret@127.0.0.1:1/app"
+    env["TENFOLD_DB__CURSOR_SECRET"] = CURSOR_SECRET
     result = invoke(["check", "--timeout", "0.5"], env)
     assert result.exit_code == 1
     assert "127.0.0.1:1" in result.output
@@ -107,6 +110,21 @@ def test_check_fails_what_run_refuses(env: dict[str, str]) -> None:
     assert "TENFOLD_RATELIMIT__BACKEND" in refused.output
 
 
+def test_postgres_without_a_cursor_secret_is_refused_at_startup(env: dict[str, str]) -> None:
+    """With PostgreSQL configured and no cursor secret, `check` and `run` exit 2 naming it."""
+    env["TENFOLD_DB__URL"] = "postgresql://app:topsecret@127.0.0.1:1/app"
+    result = invoke(["check"], env)
+    assert result.exit_code == 2, result.output
+    assert "TENFOLD_DB__CURSOR_SECRET: must be set when the database is PostgreSQL" in (
+        result.output
+    )
+    assert result.output.strip().splitlines()[-1] == "overall: failing"
+    refused = invoke(["run", "--app-dir", str(ROOT), "--app", "apps.hello.main:app"], env)
+    assert refused.exit_code == 2
+    assert "TENFOLD_DB__CURSOR_SECRET" in refused.output
+    assert "topsecret" not in result.output + refused.output
+
+
 def test_check_reports_every_check_when_the_database_is_down(
     env: dict[str, str],
     redis_server,  # type: ignore[no-untyped-def]
@@ -114,6 +132,7 @@ def test_check_reports_every_check_when_the_database_is_down(
     """With the primary down, the database fails and every other check still runs and is
     printed, then the `overall:` line."""
     env["TENFOLD_DB__URL"] = "postgresql://app:topsecret@127.0.0.1:1/app"
+    env["TENFOLD_DB__CURSOR_SECRET"] = CURSOR_SECRET
     env["TENFOLD_REDIS__URL"] = redis_server.url
     result = invoke(["check", "--timeout", "0.5"], env)
     assert result.exit_code == 1, result.output

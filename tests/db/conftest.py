@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import APIRouter
 from pydantic import SecretStr
 
-from tenfold import ContextSnapshot, DatabaseSettings, restore
+from tenfold import ContextSnapshot, DatabaseSettings, Platform, Settings, create_app, restore
 from tenfold.db import Database
 from tenfold.testing import PgCluster
 
 MakeDatabase = Callable[..., Awaitable[Database]]
+#: Signs pagination cursors in the PostgreSQL tests (a server needs a real secret).
+CURSOR_SECRET = SecretStr("test-cursor-secret-for-postgres")
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +52,7 @@ def pg_settings(
     base: dict[str, Any] = {
         "url": SecretStr(pg_cluster.primary.url(db)),
         "replicas": [SecretStr(u) for u in replicas or []],
+        "cursor_secret": CURSOR_SECRET,
         "connect_timeout": 2.0,
         "connect_retries": 2,
         "connect_backoff": 0.05,
@@ -76,6 +83,47 @@ async def make_database(pg_cluster: PgCluster, pg_db: str) -> AsyncIterator[Make
     yield make
     for database in made:
         await database.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for one profile: embedded SQLite, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield sqlite_app_settings(tmp_path)
+        return
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    name = cluster.create_database()
+    try:
+        yield pg_app_settings(cluster, name)
+    finally:
+        cluster.drop_database(name)
+
+
+def sqlite_app_settings(tmp_path: Path) -> Settings:
+    return Settings(db={"url": f"sqlite+aiosqlite:///{tmp_path}/app.db"})  # type: ignore[arg-type]
+
+
+def pg_app_settings(cluster: PgCluster, db: str) -> Settings:
+    return Settings(db={"url": cluster.primary.url(db), "cursor_secret": CURSOR_SECRET})  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def serving(
+    settings: Settings, routers: Sequence[APIRouter], metadata: sa.MetaData
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A started app with ``routers`` and ``metadata``'s tables, and a client for it."""
+
+    async def create_tables(platform: Platform) -> None:
+        async with platform.db.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    app = create_app(
+        settings, routers=list(routers), on_startup=[create_tables], configure_logs=False
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            yield client
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from tenfold._errors import DatabaseError, IntegrityConflict, QueryTimeout
+from tenfold._errors import DatabaseError, IntegrityConflict, InvalidData, QueryTimeout
 from tenfold.testing import PgCluster
 from tenfold.web import problem_for_exception
 
@@ -66,6 +66,32 @@ async def test_other_database_errors_are_database_errors(make_database: MakeData
             await read.execute(sa.text("SELEC 1"))
     assert type(raised.value) is DatabaseError
     assert problem_for_exception(raised.value).status_code == 500
+
+
+@pytest.mark.parametrize(
+    ("statement", "value", "sqlstate"),
+    [
+        ("SELECT name FROM items WHERE id = :v", 2**31, "22000"),  # refused by asyncpg
+        ("SELECT CAST(CAST(:v AS text) AS int)", "12abc34", "22P02"),  # by the server
+        ("INSERT INTO notes (body) VALUES (:v)", "a\x00b12abc34", "22021"),
+    ],
+)
+async def test_refused_values_are_invalid_data_without_the_value(
+    make_database: MakeDatabase, statement: str, value: object, sqlstate: str
+) -> None:
+    """A value the column cannot hold is InvalidData (422); its context never quotes it."""
+    db = await make_database(replicas=False)
+    with pytest.raises(InvalidData) as raised:
+        async with db.session() as write:
+            await write.execute(sa.text(statement), {"v": value})
+    assert problem_for_exception(raised.value).status_code == 422
+    context = raised.value.context
+    assert context.get("sqlstate") == sqlstate
+    assert context["statement"] == statement.replace(":v", "$1")
+    for text in (str(raised.value), *map(str, context.values())):
+        assert str(value) not in text
+        assert "12abc34" not in text
+    assert "[SQL parameters hidden" in str(raised.value.__cause__)
 
 
 async def test_application_errors_pass_through_and_roll_back(make_database: MakeDatabase) -> None:

@@ -12,6 +12,8 @@ from tenfold._errors import ConfigurationError, DatabaseUnavailable
 from tenfold.db import migrations
 from tenfold.testing import PgCluster, allocate_port, release_port
 
+from .conftest import CURSOR_SECRET
+
 BODY = """
 def upgrade() -> None:
     op.create_table("widgets", sa.Column("id", sa.Integer, primary_key=True))
@@ -60,7 +62,9 @@ def test_unreachable_database_is_database_unavailable(tmp_path: Path) -> None:
     port = allocate_port()
     try:
         settings = DatabaseSettings(
-            url=SecretStr(f"postgresql://app@127.0.0.1:{port}/app"), connect_timeout=1.0
+            url=SecretStr(f"postgresql://app@127.0.0.1:{port}/app"),
+            connect_timeout=1.0,
+            cursor_secret=CURSOR_SECRET,
         )
         with pytest.raises(DatabaseUnavailable):
             migrations.current(settings)
@@ -77,6 +81,7 @@ async def test_postgres_upgrade_migrates_main_database_and_every_shard(
         settings = DatabaseSettings(
             url=SecretStr(pg_cluster.primary.url(fresh_pg_database)),
             shards=[ShardSettings(url=SecretStr(pg_cluster.primary.url(shard_db)))],
+            cursor_secret=CURSOR_SECRET,
         )
         directory = migrations.init(settings, tmp_path / "migrations")
         rev = _write_revision(settings, directory)

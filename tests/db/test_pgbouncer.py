@@ -13,7 +13,7 @@ from tenfold._errors import IntegrityConflict
 from tenfold.db import Database
 from tenfold.testing import PgBouncer
 
-from .conftest import MakeDatabase
+from .conftest import CURSOR_SECRET, MakeDatabase
 
 
 async def test_concurrent_parameterized_queries_through_pgbouncer(
@@ -21,7 +21,11 @@ async def test_concurrent_parameterized_queries_through_pgbouncer(
 ) -> None:
     """Many sessions running parameterized statements at once share pgbouncer's servers."""
     settings = DatabaseSettings(
-        url=SecretStr(pgbouncer.url(pg_db)), pgbouncer=True, pool_size=20, max_overflow=0
+        url=SecretStr(pgbouncer.url(pg_db)),
+        pgbouncer=True,
+        pool_size=20,
+        max_overflow=0,
+        cursor_secret=CURSOR_SECRET,
     )
     db = Database(settings)
     await db.start()

@@ -16,6 +16,8 @@ from tenfold.db import Database, jump_hash, key_hash
 from tenfold.db._sharding import Shards
 from tenfold.testing import PgCluster
 
+from .conftest import CURSOR_SECRET
+
 KEYS = [f"user-{i}" for i in range(10_000)]
 
 
@@ -77,6 +79,7 @@ async def sharded(pg_cluster: PgCluster, shard_dbs: list[str]) -> AsyncIterator[
     settings = DatabaseSettings(
         url=SecretStr(pg_cluster.primary.url(shard_dbs[0])),
         shards=[ShardSettings(url=SecretStr(pg_cluster.primary.url(n))) for n in shard_dbs],
+        cursor_secret=CURSOR_SECRET,
     )
     db = Database(settings)
     await db.start()

@@ -12,10 +12,13 @@ from tenfold.db._engine import Endpoint, connect_with_backoff, startup_backoff
 from tenfold.testing import PgCluster, allocate_port, release_port
 from tenfold.web import problem_for_exception
 
+from .conftest import CURSOR_SECRET
+
 
 def _closed_port_settings(port: int, **kw: object) -> DatabaseSettings:
     return DatabaseSettings(
         url=SecretStr(f"postgresql+asyncpg://app:s3cret-pw@127.0.0.1:{port}/app"),
+        cursor_secret=CURSOR_SECRET,
         connect_timeout=1.0,
         connect_retries=2,
         connect_backoff=0.01,
@@ -75,6 +78,7 @@ async def test_a_missing_database_is_not_retried(pg_cluster: PgCluster) -> None:
     """An error that waiting cannot fix (no such database) gives up after one attempt."""
     settings = DatabaseSettings(
         url=SecretStr(pg_cluster.primary.url("no_such_database")),
+        cursor_secret=CURSOR_SECRET,
         connect_retries=5,
         connect_backoff=5.0,
     )

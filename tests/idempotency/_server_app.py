@@ -25,7 +25,13 @@ from tenfold.testing import attach_platform
 from tenfold.web import ProblemRegistry, install_problem_handlers
 
 GATE = Path(os.environ["TF_IDEM_TEST_GATE"])
-db = Database(DatabaseSettings(url=SecretStr(os.environ["TF_IDEM_TEST_DB"]), pool_timeout=2.0))
+db = Database(
+    DatabaseSettings(
+        url=SecretStr(os.environ["TF_IDEM_TEST_DB"]),
+        pool_timeout=2.0,
+        cursor_secret=SecretStr("idempotency-test-cursor-secret"),
+    )
+)
 
 
 class OrderIn(BaseModel):

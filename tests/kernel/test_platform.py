@@ -26,6 +26,7 @@ from tenfold.ratelimit import LimiterBackend, Rate, Rule
 from tenfold.resilience import UpstreamRegistry
 
 pytestmark = pytest.mark.usefixtures("clean_env")
+CURSOR_SECRET = "kernel-test-cursor-secret"
 
 
 async def _exercise(platform: Platform) -> None:
@@ -69,7 +70,7 @@ async def test_distributed_platform_without_an_app(pg_cluster: Any, redis_server
     """On PostgreSQL and Redis the same code paths run: the limiter and cache use Redis."""
     redis_server.flushall()
     settings = Settings.load(
-        db=DatabaseSettings(url=pg_cluster.primary.url("postgres")),
+        db=DatabaseSettings(url=pg_cluster.primary.url("postgres"), cursor_secret=CURSOR_SECRET),
         redis=RedisSettings(url=redis_server.url),
     )
     async with Platform.open(settings, configure_logs=False) as platform:
@@ -131,6 +132,7 @@ async def test_a_failing_start_stops_what_started(pg_cluster: Any) -> None:
         settings = Settings.load(
             db=DatabaseSettings(
                 url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
+                cursor_secret=CURSOR_SECRET,
                 connect_retries=0,
                 connect_timeout=0.5,
             )

@@ -66,6 +66,25 @@ def test_exceptions_are_rendered_as_text(log_lines) -> None:
     assert "ValueError: bad value" in line["exception"]
 
 
+def test_driver_messages_under_a_database_error_are_withheld(log_lines) -> None:
+    """A DatabaseError's traceback shows its causes' frames and types, not their messages."""
+    from tenfold import DatabaseError
+
+    quoted = "Failing row contains (7, secret-row-value)"  # a line no traceback shows
+    try:
+        try:
+            raise LookupError(quoted)
+        except LookupError as driver_error:
+            raise DatabaseError("the primary database refused the statement") from driver_error
+    except DatabaseError as exc:
+        get_logger("tenfold.test").error("failed", exc_info=exc)
+    (line,) = log_lines()
+    assert "secret-row-value" not in line["exception"]
+    assert "builtins.LookupError: (message withheld" in line["exception"]
+    assert "DatabaseError: the primary database refused the statement" in line["exception"]
+    assert line["exception"].count("Traceback (most recent call last)") == 2
+
+
 def test_uvicorn_access_log_is_silenced() -> None:
     """uvicorn's own access logger has no handler, so uvicorn skips its duplicate line."""
     # Configured here, not in a fixture: pytest attaches its capture handler to
