@@ -13,7 +13,9 @@ no configuration means the embedded profile, SQLite in ./var and no servers.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Path
 from pydantic import BaseModel, Field
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
@@ -32,6 +34,9 @@ notes = Table(
 )
 
 router = APIRouter(prefix="/notes", tags=["notes"], route_class=IdempotentRoute)
+# The id column's range (INTEGER on PostgreSQL), so the API document says which ids exist
+# and a larger one is a 422 naming the field rather than a value the database refuses.
+NoteId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class NoteIn(BaseModel):
@@ -53,7 +58,7 @@ async def add_note(note: NoteIn, session: IdempotentSession, cache: CacheDep) ->
 
 
 @router.get("/{note_id}")
-async def get_note(note_id: int, session: ReadSession, cache: CacheDep) -> NoteOut:
+async def get_note(note_id: NoteId, session: ReadSession, cache: CacheDep) -> NoteOut:
     async def load() -> dict[str, object] | None:
         row = (await session.execute(select(notes).where(notes.c.id == note_id))).first()
         return None if row is None else {"id": row.id, "body": row.body}

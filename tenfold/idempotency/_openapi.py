@@ -63,14 +63,14 @@ def _document(operation: dict[str, Any], cfg: IdempotencyConfig) -> None:
     responses = operation.setdefault("responses", {})
     responses.setdefault("409", _problem("A request with this key is still being processed."))
     # The key sent again with a different request is a 422 too, without field errors.
-    responses["422"] = _problem(
-        "Validation error, or the idempotency key was used for a different request.",
-        {"anyOf": [{"$ref": _REF + "ValidationProblem"}, {"$ref": _REF + "Problem"}]},
+    responses.get("422", {})["description"] = (
+        "Invalid fields (listed in errors), data the server cannot store, or the "
+        "idempotency key was used for a different request."
     )
 
 
-def _problem(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+def _problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {"application/problem+json": {"schema": schema or {"$ref": _REF + "Problem"}}},
+        "content": {"application/problem+json": {"schema": {"$ref": _REF + "Problem"}}},
     }

@@ -47,12 +47,12 @@ _PROBLEM: dict[str, Any] = {
 }
 _VALIDATION_PROBLEM: dict[str, Any] = {
     "title": "ValidationProblem",
-    "description": "A request that does not match the operation's parameters or body.",
+    "description": "A 422: the request does not match the operation's parameters or body "
+    "(``errors`` lists the fields), or carries data the server cannot store.",
     "allOf": [
         {"$ref": _REF + "Problem"},
         {
             "type": "object",
-            "required": ["errors"],
             "properties": {
                 "errors": {
                     "type": "array",
@@ -81,7 +81,7 @@ _RETRY_AFTER = {
 }
 #: status -> (description, response headers), documented on every operation.
 _PLATFORM_ERRORS: dict[str, tuple[str, dict[str, Any] | None]] = {
-    "400": ("Bad request: data the server cannot use, or a malformed cursor.", None),
+    "400": ("Bad request: a malformed cursor, header or body.", None),
     "404": ("Not found.", None),
     "429": ("Too many requests: a rate limit refused the request.", _RETRY_AFTER),
     "500": ("An internal error; the detail is generic, the request id is logged.", None),
@@ -129,7 +129,10 @@ def _document(operation: dict[str, Any]) -> None:
     responses = operation.setdefault("responses", {})
     validation = responses.get("422")
     if validation is None or _is_fastapi_validation(validation):
-        responses["422"] = _response("Validation error.", "ValidationProblem", None)
+        responses["422"] = _response(
+            "Invalid fields (listed in errors), or data the server cannot store.",
+            "ValidationProblem",
+        )
     if "requestBody" in operation:
         responses.setdefault("413", _response("The request body is over the limit.", "Problem"))
     for status, (description, headers) in _PLATFORM_ERRORS.items():
