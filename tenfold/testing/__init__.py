@@ -67,6 +67,9 @@ Helpers
 ``async with app_client(app) as client``
     an ``httpx.AsyncClient`` on ``app`` in process, with its lifespan (the
     platform's start and stop) run around it.
+``async with serve_asgi(app) as url``
+    ``app`` served by uvicorn on a free loopback port in the test's loop: a
+    fake upstream service the app under test calls over real sockets.
 ``attach_platform(app, *objects)``
     a platform (no extensions) providing objects a test built, for apps wired
     by hand; ``ManualClock`` for injected time; ``allocate_port`` for a free
@@ -87,6 +90,7 @@ from tenfold.testing._ports import allocate_port, release_port
 from tenfold.testing._postgres import PgServer
 from tenfold.testing._proxy import FaultProxy
 from tenfold.testing._redis import RedisCluster, RedisServer
+from tenfold.testing._serve import serve_asgi
 
 __all__ = [
     "FaultProxy",
@@ -104,4 +108,5 @@ __all__ = [
     "app_client",
     "attach_platform",
     "release_port",
+    "serve_asgi",
 ]
