@@ -55,7 +55,7 @@ LOADER_SECONDS = 0.05
 Call = Callable[[str, int], Awaitable[Any]]
 
 
-def _arguments(argv: list[str] | None) -> argparse.Namespace:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--hot-gets", type=int, default=100_000, help="L1 gets per round")
@@ -324,7 +324,8 @@ async def _tag_bytes(library: str, run: str, raw: aioredis.Redis) -> int:
 # -- the run ---------------------------------------------------------------------------
 
 
-async def _bench(args: argparse.Namespace, url: str, workdir: Path) -> Results:
+async def run(args: argparse.Namespace, url: str, workdir: Path) -> Results:
+    """Every part against the Redis at ``url`` (``workdir`` holds the one part e pauses)."""
     results = Results(Path(__file__).stem, quick=args.quick, targets=dict(TARGETS))
     ctx = Context(url)
     ctx.sides = {name: side(name, url) for name in LIBRARIES}
@@ -352,7 +353,7 @@ async def _bench(args: argparse.Namespace, url: str, workdir: Path) -> Results:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _arguments(argv)
+    args = arguments(argv)
     workdir = Path(tempfile.mkdtemp(prefix="tenfold-bench-"))
     server = None
     url = args.redis_url
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             server = RedisServer.launch(workdir)
         url = server.url
     try:
-        asyncio.run(_bench(args, url, workdir))
+        asyncio.run(run(args, url, workdir))
     finally:
         if server is not None and server.managed:
             server.close()
