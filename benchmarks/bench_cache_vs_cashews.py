@@ -179,6 +179,11 @@ async def bench_redis(args: argparse.Namespace, ctx: Context, results: Results) 
     for call in contenders.values():
         for i in range(KEYS):
             await call(ctx.run, i)
+    print("\nb. read from Redis without L1: bytes Redis holds per entry of the same value")
+    for name in contenders:
+        size = await _entry_bytes(ctx, name)
+        print(f"  {name:<16}{size:5d} B")
+        results.figures[f"redis.{name}.entry_bytes"] = size
     shapes = {1: "1-task", args.tasks: f"{args.tasks}-tasks"}
     rounds: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for _ in range(args.rounds):
@@ -186,7 +191,7 @@ async def bench_redis(args: argparse.Namespace, ctx: Context, results: Results) 
             for name, call in contenders.items():
                 n = args.redis_gets // (4 if tasks == 1 else 1)
                 rounds.setdefault((name, tasks), []).append(await _timed(ctx, call, n, tasks))
-    print(f"\nb. read from Redis without L1, median of {args.rounds}")
+    print(f"  µs per get, median of {args.rounds}")
     for tasks, label in shapes.items():
         us = {}
         for name in contenders:
@@ -199,6 +204,16 @@ async def bench_redis(args: argparse.Namespace, ctx: Context, results: Results) 
             ratio = us[f"tenfold{suffix}"] / us[f"cashews{suffix}"]
             results.ratios[f"tenfold{suffix}/cashews{suffix}.redis.{label}.us_per_get"] = ratio
             print(f"  {label:<9}tenfold{suffix}/cashews{suffix} = {ratio:.2f}")
+
+
+async def _entry_bytes(ctx: Context, contender: str) -> int:
+    """The size of entry 0 of a part-b contender as stored (tenfold's in its envelope)."""
+    name = "l2tagged" if contender.endswith("-tagged") else "l2"
+    tenfold = contender.startswith("tenfold")
+    pattern = f"tf:{name}:*:{ctx.run}:#0" if tenfold else f"{name}:{ctx.run}:0"
+    async for key in ctx.raw.scan_iter(match=pattern, count=10_000):
+        return int(await ctx.raw.strlen(key))
+    return 0
 
 
 # -- c: cold stampede ---------------------------------------------------------------
