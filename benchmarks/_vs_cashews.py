@@ -3,20 +3,22 @@
 Both the benchmark and its peer process (``_vs_cashews_peer``) build them here,
 so a key filled in one process is the key read in the other. Every function
 takes ``(run, i)``; its key is ``<name>:<run>:<i>`` and, when tagged with the
-family ``tag``, its tag is ``<tag>:<run>``. Each library is set up as its own docs recommend:
+family ``tag``, its tag is ``<tag>:<run>``. Each library is set up as its own
+docs recommend:
 
-* tenfold: one ``Cache`` (L1 + Redis, invalidation channel), ``@cached``;
-  namespaces that keep out of L1 for the Redis-only reads.
+* tenfold: one ``Cache`` (L1 + Redis, invalidation channel) and ``@cached``;
+  the Redis-only functions' namespaces are kept out of L1.
 * cashews: ``setup(url, client_side=True, protocol=2)`` (its L1, kept
-  coherent by Redis client tracking in broadcast mode) for everything with an
-  L1, a plain
-  ``setup(url)`` for the Redis-only reads, ``@cache(ttl=..., tags=...)``, and
-  ``lock=True`` where it is asked to stop a stampede across processes.
-  ``protected=True`` (its in-process single flight) is its default and kept.
-  ``protocol=2`` because its client-side cache listens for invalidations the
-  RESP2 way (a pub/sub channel), while redis-py 8 speaks RESP3 unless told
-  otherwise; then the invalidations arrive as push messages it never reads.
-  ``cashews-resp3`` is that out-of-the-box setup, kept to show the difference.
+  coherent by Redis client tracking in broadcast mode) for every function
+  with an L1, a plain ``setup(url)`` for the Redis-only ones,
+  ``@cache(ttl=..., key=..., tags=...)``, and ``lock=True`` where a part asks
+  for its cross-process stampede guard. ``protected=True`` (its in-process
+  single flight) is its default and is kept.
+
+``protocol=2`` because cashews' client-side cache listens for invalidations
+the RESP2 way (on a pub/sub channel), and redis-py 8 speaks RESP3 unless told
+otherwise: the invalidations then arrive as push messages it never reads.
+``cashews-resp3`` is that out-of-the-box setup, kept to show the difference.
 
 Both get the same Redis timeout (cashews' default socket timeout, 1 s) unless
 a part says otherwise.
