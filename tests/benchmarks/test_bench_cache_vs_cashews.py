@@ -17,7 +17,12 @@ from benchmarks import bench_cache_vs_cashews as bench
 from benchmarks._vs_cashews_checks import MIXED_LONG
 from tenfold.testing import RedisServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.redis,
+    # cashews 7.6 closes its redis-py client with the deprecated close().
+    pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning"),
+]
 
 LIBRARIES = ("tenfold", "cashews")
 QUICK = bench.arguments(["--quick"])
