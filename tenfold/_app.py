@@ -10,6 +10,8 @@ The kernel's own layers fill the first slots::
 
     REQUEST_CONTEXT  ObservabilityMiddleware   request id in, context bound, id echoed;
                                                RED metrics by route template; access line
+    HTTP             HttpMiddleware            TENFOLD_HTTP__*: the client address and
+                                               scheme behind trusted proxies
     PROBLEM          ProblemMiddleware         an unhandled exception becomes a 500 problem
     IN_FLIGHT        InFlightMiddleware        counts requests so shutdown can drain them
     AUTHENTICATION   AuthenticationMiddleware  ``authenticate=``: the principal, before
@@ -25,6 +27,12 @@ produce, carries the request id. It is one layer rather than two
 (``RequestContextMiddleware`` + ``TelemetryMiddleware``, which apps may still
 use separately) because each ASGI layer costs a call and a ``send`` wrapper
 per request; see docs/benchmarks.md.
+
+The HTTP layer resolves the client behind trusted proxies once, in the
+scope, so the rate limiter's keys, ``request.client`` and the access line
+agree; uvicorn's own proxy-header handling is switched off by ``tenfold run``
+so that the address is resolved in one place, by the same rules under any
+server (and in tests, which call the app directly).
 
 Authentication sits outside the rate limiter and the HTTP cache: a ``by_user``
 limit must count the user, and a ``per_user`` cached response must be keyed
@@ -58,6 +66,7 @@ from tenfold.observability import (
 from tenfold.web import (
     Authenticate,
     AuthenticationMiddleware,
+    HttpMiddleware,
     ProblemEntry,
     ProblemMiddleware,
     Slot,
@@ -168,6 +177,7 @@ def _middleware(
             },
             "kernel",
         ),
+        SlotMiddleware(Slot.HTTP, HttpMiddleware, {"settings": platform.settings.http}, "kernel"),
         SlotMiddleware(Slot.PROBLEM, ProblemMiddleware, {"problems": platform.problems}, "kernel"),
         SlotMiddleware(
             Slot.IN_FLIGHT, InFlightMiddleware, {"lifecycle": platform.lifecycle}, "kernel"

@@ -48,6 +48,12 @@ def serve(
         access_log=False,
         log_config=None,
         server_header=False,
+        # The client address and scheme behind proxies are resolved by the app's HTTP layer
+        # (TENFOLD_HTTP__TRUSTED_PROXIES), the same under any server and in tests. uvicorn's
+        # own layer would trust 127.0.0.1 by default and rewrite the client before tenfold
+        # sees it, so anyone on the host could choose their address with X-Forwarded-For.
+        proxy_headers=False,
+        forwarded_allow_ips=[],
         # In-flight requests get this long after the listener closes; see tenfold.health.
         timeout_graceful_shutdown=max(1, round(settings.health.drain_timeout)),
     )

@@ -12,6 +12,9 @@
 - ``problem_response(...)``: build one yourself.
 - ``Slot``: the ordered middleware slots of an app; ``AuthenticationMiddleware``
   fills the authentication slot (``create_app(authenticate=...)``).
+- ``HttpMiddleware``: the kernel's HTTP layer (``TENFOLD_HTTP__*``): the
+  client address and scheme behind trusted proxies (``client_ip``,
+  ``ClientAddress``), for every layer after it.
 - ``RouteIndex``: which route a request would get, decided once before routing
   and shared by the metrics, the rate limiter and the HTTP cache (the match is
   kept in the scope under ``ROUTE_MATCH``).
@@ -19,6 +22,8 @@
 
 from tenfold._routes import ROUTE_MATCH, RouteIndex, RouteMatch
 from tenfold.web._auth import Authenticate, AuthenticationMiddleware
+from tenfold.web._clientip import ClientAddress, IPNetwork, client_ip, parse_networks
+from tenfold.web._http import HttpMiddleware
 from tenfold.web._middleware import ProblemMiddleware
 from tenfold.web._problems import (
     GENERIC_DETAIL,
@@ -44,6 +49,9 @@ __all__ = [
     "ROUTE_MATCH",
     "Authenticate",
     "AuthenticationMiddleware",
+    "ClientAddress",
+    "HttpMiddleware",
+    "IPNetwork",
     "Problem",
     "ProblemEntry",
     "ProblemMiddleware",
@@ -52,7 +60,9 @@ __all__ = [
     "RouteIndex",
     "RouteMatch",
     "Slot",
+    "client_ip",
     "install_problem_handlers",
+    "parse_networks",
     "problem_for_exception",
     "problem_response",
     "retry_after_header",

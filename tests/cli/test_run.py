@@ -7,6 +7,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -32,30 +34,77 @@ async def _wait_up(url: str) -> None:
     raise AssertionError(f"{url} never answered")
 
 
-async def test_run_serves_the_example_app_on_tenfold_port(tmp_path: Path) -> None:
-    """The console script imports apps.hello from the working directory, on TENFOLD_PORT."""
+class Served:
+    """A running `tenfold run`: its base URL, and its stderr once it has stopped."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.stderr = ""
+
+
+@asynccontextmanager
+async def tenfold_run(tmp_path: Path, *args: str, **env: str) -> AsyncIterator[Served]:
+    """`tenfold run *args` from the repository with ``TENFOLD_*`` ``env``; stopped by SIGTERM."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENFOLD_", "PYTHONPATH"))}
-    env["TENFOLD_PORT"] = str(port)
-    env["TENFOLD_DB__URL"] = f"sqlite+aiosqlite:///{tmp_path}/hello.db"
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TENFOLD_", "PYTHONPATH", "PROMETHEUS_", "FORWARDED_ALLOW_IPS"))
+    }
+    environ["TENFOLD_PORT"] = str(port)
+    environ.setdefault("TENFOLD_DB__URL", f"sqlite+aiosqlite:///{tmp_path}/hello.db")
+    environ.update(env)
     proc = await asyncio.create_subprocess_exec(
-        str(TENFOLD), "run", cwd=REPO, env=env,
+        str(TENFOLD), "run", *args, cwd=REPO, env=environ,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    served = Served(f"http://127.0.0.1:{port}")
     try:
-        await _wait_up(f"{base}/health")
-        async with httpx.AsyncClient(base_url=base) as client:
-            assert (await client.get("/ready")).json()["status"] == "ok"
-            created = await client.post("/notes", json={"body": "hello"})
-            assert created.status_code == 201
-            note = (await client.get(f"/notes/{created.json()['id']}")).json()
-            assert note["body"] == "hello"
-            missing = await client.get("/notes/999999")
-            assert missing.status_code == 404
-            assert missing.headers["content-type"] == "application/problem+json"
-            assert "tenfold_http_requests_total" in (await client.get("/metrics")).text
+        await _wait_up(f"{served.base}/health")
+        yield served
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert f"http://127.0.0.1:{port}" in err.decode()
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        served.stderr = err.decode()
+
+
+async def test_run_serves_the_example_app_on_tenfold_port(tmp_path: Path) -> None:
+    """The console script imports apps.hello from the working directory, on TENFOLD_PORT."""
+    async with tenfold_run(tmp_path) as served, httpx.AsyncClient(base_url=served.base) as client:
+        assert (await client.get("/ready")).json()["status"] == "ok"
+        created = await client.post("/notes", json={"body": "hello"})
+        assert created.status_code == 201
+        note = (await client.get(f"/notes/{created.json()['id']}")).json()
+        assert note["body"] == "hello"
+        missing = await client.get("/notes/999999")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert "tenfold_http_requests_total" in (await client.get("/metrics")).text
+    assert served.base in served.stderr
+
+
+async def _rotating_forwarded_for(base: str, count: int) -> list[int]:
+    async with httpx.AsyncClient(base_url=base) as client:
+        return [
+            (
+                await client.get("/notes/1", headers={"X-Forwarded-For": f"198.51.100.{n}"})
+            ).status_code
+            for n in range(count)
+        ]
+
+
+async def test_forwarded_for_from_loopback_is_not_believed_by_default(tmp_path: Path) -> None:
+    """With no trusted proxies, rotating X-Forwarded-For from loopback is one client to limit."""
+    async with tenfold_run(tmp_path, TENFOLD_RATELIMIT__DEFAULT="5/minute") as served:
+        statuses = await _rotating_forwarded_for(served.base, 10)
+    assert statuses == [404] * 5 + [429] * 5
+
+
+async def test_forwarded_for_from_a_trusted_proxy_is_the_client(tmp_path: Path) -> None:
+    """With 127.0.0.1 trusted, each X-Forwarded-For client is limited on its own."""
+    async with tenfold_run(
+        tmp_path, TENFOLD_RATELIMIT__DEFAULT="5/minute", TENFOLD_HTTP__TRUSTED_PROXIES="127.0.0.1"
+    ) as served:
+        statuses = await _rotating_forwarded_for(served.base, 10)
+    assert statuses == [404] * 10
