@@ -10,8 +10,9 @@ The kernel's own layers fill the first slots::
 
     REQUEST_CONTEXT  ObservabilityMiddleware   request id in, context bound, id echoed;
                                                RED metrics by route template; access line
-    HTTP             HttpMiddleware            TENFOLD_HTTP__*: the client address and
-                                               scheme behind trusted proxies
+    HTTP             HttpMiddleware            TENFOLD_HTTP__*: the client behind trusted
+                                               proxies, allowed hosts, CORS, body limits,
+                                               security headers
     PROBLEM          ProblemMiddleware         an unhandled exception becomes a 500 problem
     IN_FLIGHT        InFlightMiddleware        counts requests so shutdown can drain them
     AUTHENTICATION   AuthenticationMiddleware  ``authenticate=``: the principal, before
@@ -177,7 +178,12 @@ def _middleware(
             },
             "kernel",
         ),
-        SlotMiddleware(Slot.HTTP, HttpMiddleware, {"settings": platform.settings.http}, "kernel"),
+        SlotMiddleware(
+            Slot.HTTP,
+            HttpMiddleware,
+            {"settings": platform.settings.http, "index": platform.route_index},
+            "kernel",
+        ),
         SlotMiddleware(Slot.PROBLEM, ProblemMiddleware, {"problems": platform.problems}, "kernel"),
         SlotMiddleware(
             Slot.IN_FLIGHT, InFlightMiddleware, {"lifecycle": platform.lifecycle}, "kernel"

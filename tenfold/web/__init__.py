@@ -14,12 +14,15 @@
   fills the authentication slot (``create_app(authenticate=...)``).
 - ``HttpMiddleware``: the kernel's HTTP layer (``TENFOLD_HTTP__*``): the
   client address and scheme behind trusted proxies (``client_ip``,
-  ``ClientAddress``), for every layer after it.
+  ``ClientAddress``), allowed hosts, CORS, request body and JSON limits
+  (a route's own FastAPI ``max_body_size=`` wins; ``KiB``/``MiB`` spell it),
+  and security headers.
 - ``RouteIndex``: which route a request would get, decided once before routing
   and shared by the metrics, the rate limiter and the HTTP cache (the match is
   kept in the scope under ``ROUTE_MATCH``).
 """
 
+from tenfold._http_settings import KiB, MiB
 from tenfold._routes import ROUTE_MATCH, RouteIndex, RouteMatch
 from tenfold.web._auth import Authenticate, AuthenticationMiddleware
 from tenfold.web._clientip import ClientAddress, IPNetwork, client_ip, parse_networks
@@ -52,6 +55,8 @@ __all__ = [
     "ClientAddress",
     "HttpMiddleware",
     "IPNetwork",
+    "KiB",
+    "MiB",
     "Problem",
     "ProblemEntry",
     "ProblemMiddleware",
