@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -237,6 +238,10 @@ def _lifespan(
             try:
                 await platform.stop()
             finally:
+                if platform.metrics is not None:
+                    # One worker of several is leaving: its live gauges (requests in
+                    # flight) must stop counting in the other workers' scrapes.
+                    platform.metrics.mark_process_dead(os.getpid())
                 if settings.app.gc_freeze:
                     gc.unfreeze()  # a process that builds another app (tests) collects as usual
                 _log.info("app_stopped", app=settings.app.name, drained=drained)

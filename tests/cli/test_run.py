@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,3 +110,50 @@ async def test_forwarded_for_from_a_trusted_proxy_is_the_client(tmp_path: Path) 
     ) as served:
         statuses = await _rotating_forwarded_for(served.base, 10)
     assert statuses == [404] * 10
+
+
+async def _hits_until_both_workers_answered(base: str) -> int:
+    """Send /hit requests over fresh connections until both workers served some; how many."""
+    pids: set[int] = set()
+    sent = 0
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    for _ in range(50):
+        async with httpx.AsyncClient(base_url=base, limits=fresh) as client:
+            answers = await asyncio.gather(*(client.get("/hit") for _ in range(8)))
+        sent += len(answers)
+        pids |= {answer.json()["pid"] for answer in answers}
+        if len(pids) == 2:
+            return sent
+    raise AssertionError("one worker accepted every connection")
+
+
+_HITS = re.compile(r'^tenfold_http_requests_total\{[^}]*route="/hit"[^}]*\} (\S+)$', re.M)
+
+
+async def _scrape(base: str) -> tuple[int, float]:
+    """(The worker that answered, the /hit count its /metrics reports): one connection, so
+    both requests reach the same worker."""
+    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=1)) as client:
+        pid = (await client.get("/pid")).json()["pid"]
+        text = (await client.get("/metrics")).text
+    return pid, sum(float(value) for value in _HITS.findall(text))
+
+
+async def test_workers_metrics_are_summed(tmp_path: Path) -> None:
+    """With --workers 2 every scrape reports the requests of both workers, whichever answers."""
+    app = ("--app-dir", "tests/cli", "--app", "served_app:app", "--workers", "2")
+    async with tenfold_run(tmp_path, *app) as served:
+        sent = await _hits_until_both_workers_answered(served.base)
+        reports: dict[int, list[float]] = {}
+        for _ in range(200):
+            pid, hits = await _scrape(served.base)
+            reports.setdefault(pid, []).append(hits)
+            # A worker records a request just after answering it: wait for the last ones.
+            if len(reports) == 2 and all(counts[-1] == sent for counts in reports.values()):
+                break
+    assert len(reports) == 2, "one worker answered every scrape"
+    assert {pid: counts[-1] for pid, counts in reports.items()} == dict.fromkeys(reports, sent)
+    assert max(max(counts) for counts in reports.values()) == sent
+    directory = re.search(r"PROMETHEUS_MULTIPROC_DIR=(\S+)", served.stderr)
+    assert directory is not None, served.stderr
+    assert not await anyio.Path(directory.group(1)).exists()
