@@ -72,6 +72,14 @@ class HttpSettings(SettingsSection):
         "or forwarded (RFC 7239, for= and proto=).",
     )
 
+    keep_alive_timeout: int = Field(
+        75,
+        ge=1,
+        description="Seconds `tenfold run` keeps an idle client connection open. Keep it "
+        "longer than the keep-alive timeout of the proxy in front (nginx upstream "
+        "keepalive_timeout, 60 s by default), so the proxy, not the app, closes idle "
+        "connections and never sends a request on one the app is closing.",
+    )
     max_body_size: int = Field(
         1 * MiB,
         ge=0,

@@ -157,3 +157,21 @@ async def test_workers_metrics_are_summed(tmp_path: Path) -> None:
     directory = re.search(r"PROMETHEUS_MULTIPROC_DIR=(\S+)", served.stderr)
     assert directory is not None, served.stderr
     assert not await anyio.Path(directory.group(1)).exists()
+
+
+async def test_keep_alive_timeout_flag_closes_idle_connections(tmp_path: Path) -> None:
+    """With --keep-alive-timeout 1 the server itself closes a connection left idle."""
+    async with tenfold_run(tmp_path, "--keep-alive-timeout", "1") as served:
+        host, port = served.base.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(b"GET /health HTTP/1.1\r\nHost: app\r\n\r\n")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.startswith(b"HTTP/1.1 200")
+            length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            # Nothing more is sent: the next thing on the connection is the server's close.
+            assert await asyncio.wait_for(reader.read(), 30) == b""
+        finally:
+            writer.close()
