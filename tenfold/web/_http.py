@@ -103,7 +103,7 @@ class HttpMiddleware:
         if self.hosts is not None and not self.hosts(host):
             await problem_response(400, detail=_BAD_HOST)(scope, receive, send)
             return
-        if length is not None or chunked:
+        if chunked or (length is not None and length != b"0"):
             limit = self._limit(scope)
             if length is not None and _announced(length) > limit:
                 await problem_for_exception(body_too_large(limit))(scope, receive, send)

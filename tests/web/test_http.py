@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,12 +12,18 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 from pydantic import BaseModel
 
 from tenfold import ObservabilitySettings, Settings, create_app
 from tenfold.observability import configure_logging, flush_logs, reset_logging
 from tenfold.web import MiB
+
+# starlette's TestClient warns on import that it wants httpx2; these tests do not depend on it.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
 
 PROXY = ("127.0.0.1", 5000)
 
@@ -28,6 +35,13 @@ def whoami_router() -> APIRouter:
     async def whoami(request: Request) -> dict[str, Any]:
         assert request.client is not None
         return {"client": request.client.host, "scheme": request.url.scheme}
+
+    @router.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        assert websocket.client is not None
+        await websocket.send_json({"client": websocket.client.host, "scheme": websocket.url.scheme})
+        await websocket.close()
 
     return router
 
@@ -422,3 +436,19 @@ async def test_app_headers_win_and_each_header_can_be_turned_off(tmp_path: Path)
     assert "referrer-policy" not in framed.headers
     assert "x-content-type-options" not in framed.headers
     assert framed.headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
+def test_websocket_client_and_host(tmp_path: Path) -> None:
+    """WebSockets get the forwarded client and scheme too, and are closed for a host not served."""
+    app = build(tmp_path, trusted_proxies="127.0.0.1", allowed_hosts="api.example.com")
+    headers = {**FORWARDED, "Host": "api.example.com"}
+    with TestClient(app, client=PROXY) as client:
+        with client.websocket_connect("/ws", headers=headers) as ws:
+            seen = ws.receive_json()
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect("/ws", headers={"Host": "evil.example.net"}),
+        ):
+            pass
+    assert seen == {"client": "203.0.113.9", "scheme": "wss"}
+    assert refused.value.code == 1008
