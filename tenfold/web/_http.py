@@ -87,6 +87,10 @@ class HttpMiddleware:
             self._forwarded(scope)
         length, chunked, content_type, host, origin = self._scan(scope)
         extra = self._https if scope["scheme"] == "https" else self._plain
+        if self.hosts is not None and not self.hosts(host):
+            response = problem_response(400, detail=_BAD_HOST)
+            await response(scope, receive, self._with_headers(send, extra, False))
+            return
         vary = False
         cors = self.cors
         if cors is not None:
@@ -100,9 +104,6 @@ class HttpMiddleware:
                     extra = [*extra, cors.allow_origin(origin), *cors.response_headers]
         if extra or vary:
             send = self._with_headers(send, extra, vary)
-        if self.hosts is not None and not self.hosts(host):
-            await problem_response(400, detail=_BAD_HOST)(scope, receive, send)
-            return
         if chunked or (length is not None and length != b"0"):
             limit = self._limit(scope)
             if length is not None and _announced(length) > limit:

@@ -382,6 +382,20 @@ async def test_cors_preflight(tmp_path: Path) -> None:
         assert "access-control-allow-origin" not in refused.headers
 
 
+async def test_host_is_checked_before_cors(tmp_path: Path) -> None:
+    """A preflight for a host the app does not serve is refused as a bad host, not answered."""
+    app = build(tmp_path, allowed_hosts="api.example.com", **CORS)
+    headers = {
+        "Host": "evil.example.net",
+        "Origin": "https://app.example.com",
+        "Access-Control-Request-Method": "GET",
+    }
+    async with serving(app) as http:
+        response = await http.options("/whoami", headers=headers)
+    assert "host" in assert_problem(response, 400)["detail"].lower()
+    assert "access-control-allow-origin" not in response.headers
+
+
 async def test_cors_any_origin_without_credentials(tmp_path: Path) -> None:
     """cors_origins='*' answers any origin with '*' and needs no Vary."""
     app = build(tmp_path, cors_origins="*")
