@@ -10,6 +10,9 @@ The kernel's own layers fill the first slots::
 
     REQUEST_CONTEXT  ObservabilityMiddleware   request id in, context bound, id echoed;
                                                RED metrics by route template; access line
+    HTTP             HttpMiddleware            TENFOLD_HTTP__*: the client behind trusted
+                                               proxies, allowed hosts, CORS, body limits,
+                                               security headers
     PROBLEM          ProblemMiddleware         an unhandled exception becomes a 500 problem
     IN_FLIGHT        InFlightMiddleware        counts requests so shutdown can drain them
     AUTHENTICATION   AuthenticationMiddleware  ``authenticate=``: the principal, before
@@ -26,6 +29,12 @@ produce, carries the request id. It is one layer rather than two
 use separately) because each ASGI layer costs a call and a ``send`` wrapper
 per request; see docs/benchmarks.md.
 
+The HTTP layer resolves the client behind trusted proxies once, in the
+scope, so the rate limiter's keys, ``request.client`` and the access line
+agree; uvicorn's own proxy-header handling is switched off by ``tenfold run``
+so that the address is resolved in one place, by the same rules under any
+server (and in tests, which call the app directly).
+
 Authentication sits outside the rate limiter and the HTTP cache: a ``by_user``
 limit must count the user, and a ``per_user`` cached response must be keyed
 on them; an app's own middleware (``Slot.APPLICATION``) runs after both.
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -58,6 +68,7 @@ from tenfold.observability import (
 from tenfold.web import (
     Authenticate,
     AuthenticationMiddleware,
+    HttpMiddleware,
     ProblemEntry,
     ProblemMiddleware,
     Slot,
@@ -170,6 +181,12 @@ def _middleware(
             },
             "kernel",
         ),
+        SlotMiddleware(
+            Slot.HTTP,
+            HttpMiddleware,
+            {"settings": platform.settings.http, "index": platform.route_index},
+            "kernel",
+        ),
         SlotMiddleware(Slot.PROBLEM, ProblemMiddleware, {"problems": platform.problems}, "kernel"),
         SlotMiddleware(
             Slot.IN_FLIGHT, InFlightMiddleware, {"lifecycle": platform.lifecycle}, "kernel"
@@ -223,6 +240,10 @@ def _lifespan(
             try:
                 await platform.stop()
             finally:
+                if platform.metrics is not None:
+                    # One worker of several is leaving: its live gauges (requests in
+                    # flight) must stop counting in the other workers' scrapes.
+                    platform.metrics.mark_process_dead(os.getpid())
                 if settings.app.gc_freeze:
                     gc.unfreeze()  # a process that builds another app (tests) collects as usual
                 _log.info("app_stopped", app=settings.app.name, drained=drained)

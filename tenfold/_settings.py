@@ -7,7 +7,7 @@ into a ``ConfigurationError`` that names the variable and says what is wrong,
 so a bad value stops the process before it serves a request.
 
 The kernel owns a few sections (``app``, ``redis``, ``observability``,
-``health``, plus ``host`` and ``port``). Every other section belongs to an
+``health``, ``http``, plus ``host`` and ``port``). Every other section belongs to an
 extension, which registers its model under its name; ``CoreSettings.compose``
 builds the settings class of a set of extensions, so adding a capability adds
 a section without editing this file. ``tenfold.Settings`` is the class
@@ -27,7 +27,6 @@ from typing import Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -37,6 +36,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from tenfold._errors import ConfigurationError
+from tenfold._http_settings import HttpSettings
+from tenfold._section import SettingsSection, json_or_text
 
 __all__ = [
     "ENV_DELIMITER",
@@ -44,6 +45,7 @@ __all__ = [
     "AppSettings",
     "CoreSettings",
     "HealthSettings",
+    "HttpSettings",
     "ObservabilitySettings",
     "RedisSettings",
     "SettingsSection",
@@ -53,27 +55,6 @@ __all__ = [
 
 ENV_PREFIX = "TENFOLD_"
 ENV_DELIMITER = "__"
-
-
-class SettingsSection(BaseModel):
-    """Base of a settings section: unknown keys are errors, values are frozen.
-
-    An extension's section subclasses this; its fields become
-    ``TENFOLD_<SECTION>__<FIELD>`` variables. A section that can point at a
-    server says so with a ``distributed`` property (the profile reads it).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-def json_or_text(value: Any) -> Any:
-    """A value that may be JSON (``[...]``/``{...}``) or plain text, as a section reads it."""
-    if isinstance(value, str) and value.strip().startswith(("[", "{")):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"is not valid JSON: {exc}") from None
-    return value
 
 
 class RedisSettings(SettingsSection):
@@ -215,6 +196,7 @@ class CoreSettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @classmethod
     def compose(cls, sections: Iterable[tuple[str, type[BaseModel]]]) -> type[CoreSettings]:

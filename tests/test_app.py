@@ -167,6 +167,7 @@ def test_middleware_order_is_declared_once(tmp_path: Path) -> None:
     names = [m.cls.__name__ for m in app.user_middleware]  # type: ignore[attr-defined]
     assert names == [
         "ObservabilityMiddleware",
+        "HttpMiddleware",
         "ProblemMiddleware",
         "InFlightMiddleware",
         "ConsistencyMiddleware",

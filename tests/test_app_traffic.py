@@ -188,7 +188,7 @@ def test_redis_backend_without_redis_is_a_configuration_error(tmp_path: Path) ->
         ("TENFOLD_RATELIMIT__DEFAULT", '["100/minute", "100/minute"]'),
         ("TENFOLD_RATELIMIT__PREFIXES", '{"/media": "ten/minute"}'),
         ("TENFOLD_RATELIMIT__PREFIXES", '{"/media": '),
-        ("TENFOLD_RATELIMIT__TRUSTED_PROXIES", "10.0.0.0/8,10.0.0.300/32"),
+        ("TENFOLD_HTTP__TRUSTED_PROXIES", "10.0.0.0/8,10.0.0.300/32"),
         ("TENFOLD_RATELIMIT__PREFIX", "tf:{rl}:"),
         ("TENFOLD_UPSTREAM__PROVIDERS", '{"strava": {"retry_attempts": 0}}'),
     ],
@@ -212,20 +212,53 @@ def test_rules_and_proxies_read_from_the_environment(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TENFOLD_RATELIMIT__DEFAULT", "100/minute, 1000/day")
     monkeypatch.setenv("TENFOLD_RATELIMIT__PREFIXES", '{"/media": ["10/minute"]}')
-    monkeypatch.setenv("TENFOLD_RATELIMIT__TRUSTED_PROXIES", '["10.0.0.0/8", "::1"]')
-    s = Settings.load().ratelimit
+    monkeypatch.setenv("TENFOLD_HTTP__TRUSTED_PROXIES", '["10.0.0.0/8", "::1"]')
+    settings = Settings.load()
+    s = settings.ratelimit
     assert s.default == ["100/minute", "1000/day"]
     assert s.prefixes == {"/media": ["10/minute"]}
-    assert s.trusted_proxies == ["10.0.0.0/8", "::1"]
+    assert settings.http.trusted_proxies == ["10.0.0.0/8", "::1"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("TENFOLD_RATELIMIT__TRUSTED_PROXIES", "TENFOLD_HTTP__TRUSTED_PROXIES"),
+        ("TENFOLD_RATELIMIT__FORWARDED_HEADER", "TENFOLD_HTTP__FORWARDED_HEADER"),
+    ],
+)
+def test_moved_proxy_settings_stop_startup_naming_the_new_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str
+) -> None:
+    """The rate limiter's old proxy settings are refused with the variable that replaces them."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(old, "10.0.0.0/8" if old.endswith("PROXIES") else "forwarded")
+    with pytest.raises(ConfigurationError) as info:
+        Settings.load()
+    assert info.value.setting == old
+    assert new in str(info.value)
 
 
 async def test_trusted_proxies_and_key_from_settings(tmp_path: Path) -> None:
-    """key=ip behind TENFOLD_RATELIMIT__TRUSTED_PROXIES counts each forwarded client apart."""
+    """key=ip behind TENFOLD_HTTP__TRUSTED_PROXIES counts each forwarded client apart."""
     settings = embedded(
-        tmp_path,
-        ratelimit={"default": "1/minute", "trusted_proxies": "127.0.0.0/8"},
+        tmp_path, ratelimit={"default": "1/minute"}, http={"trusted_proxies": "127.0.0.0/8"}
     )
     app = create_app(settings, routers=[items_router()], configure_logs=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            a = await client.get("/items", headers={"X-Forwarded-For": "203.0.113.1"})
+            b = await client.get("/items", headers={"X-Forwarded-For": "203.0.113.2"})
+            a_again = await client.get("/items", headers={"X-Forwarded-For": "203.0.113.1"})
+    assert (a.status_code, b.status_code, a_again.status_code) == (200, 200, 429)
+
+
+async def test_code_defined_by_ip_policy_uses_the_trusted_proxies(tmp_path: Path) -> None:
+    """A code-defined Policy keyed by_ip() counts the client the trusted proxy reported."""
+    settings = embedded(tmp_path, http={"trusted_proxies": "127.0.0.0/8"})
+    limits = RateLimits(default=Policy("code", ["1/minute"]))
+    app = create_app(settings, routers=[items_router()], rate_limits=limits, configure_logs=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:

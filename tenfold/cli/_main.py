@@ -101,6 +101,14 @@ def cli(app_path: str | None, app_dir: str) -> None:
 )
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--reload", is_flag=True, help="Restart on code changes (development only).")
+@click.option(
+    "--keep-alive-timeout",
+    "keep_alive",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seconds an idle connection stays open; longer than the proxy's "
+    "[default: TENFOLD_HTTP__KEEP_ALIVE_TIMEOUT or 75].",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -110,6 +118,7 @@ def run(
     app_dir: str,
     workers: int,
     reload: bool,
+    keep_alive: int | None,
 ) -> None:
     """Serve the application with uvicorn (uvloop + httptools)."""
     from tenfold.cli._serve import serve
@@ -127,6 +136,7 @@ def run(
         app_dir=app_dir,
         workers=workers,
         reload=reload,
+        keep_alive=keep_alive,
     )
 
 

@@ -28,11 +28,16 @@ def write_access(
     path: str,
     status: int,
     seconds: float,
+    client: str | None = None,
 ) -> None:
-    """Write the access line of one request, in the schema of every other line."""
+    """Write the access line of one request, in the schema of every other line.
+
+    ``client`` is the client address (behind trusted proxies, the one they reported).
+    """
     if not _logging.state.json:
         event: EventDict = {"event": "request", "logger": "tenfold.access"}
         event.update(request_id=request_id, method=method, route=route, path=path)
+        event["client"] = client
         event.update(status=status, duration_ms=round(seconds * 1000.0, 3))
         if user_id is not None:
             event["user_id"] = user_id
@@ -53,6 +58,7 @@ def write_access(
                 _dumps(request_id),
                 fields,
                 _dumps(path),
+                _NO_CLIENT if client is None else b',"client":' + _dumps(client),
                 _STATUS[status] if 100 <= status < 600 else b',"status":%d,"duration_ms":' % status,
                 _dumps(int(seconds * 1e6) / 1000.0),
                 b"" if user_id is None else b',"user_id":' + _dumps(user_id),
@@ -63,7 +69,7 @@ def write_access(
     except TypeError:  # a str orjson refuses (lone surrogate): never fail the request
         event = {"event": "request", "level": "error" if status >= 500 else "info"}
         event.update(logger="tenfold.access", request_id=request_id, method=method)
-        event.update(route=route, path=path, status=status, user_id=user_id)
+        event.update(route=route, path=path, client=client, status=status, user_id=user_id)
         event.update(duration_ms=round(seconds * 1000.0, 3), timestamp=TIMESTAMPS.now())
         line = scrubbed_json(event)
     (_logging.state.sink or _logging.state.current_sink()).write(line)
@@ -71,6 +77,7 @@ def write_access(
 
 _INFO_HEAD = b'{"event":"request","level":"info","logger":"tenfold.access","request_id":'
 _ERROR_HEAD = b'{"event":"request","level":"error","logger":"tenfold.access","request_id":'
+_NO_CLIENT = b',"client":null'
 _STATUS = [b',"status":%d,"duration_ms":' % code for code in range(600)]
 _MILLIS = [b'.%03dZ"}\n' % ms for ms in range(1000)]
 # Routes are templates and methods are normalised, so this cache stays small.

@@ -179,7 +179,17 @@ class _Recorder:
         if metrics is not None:
             metrics.observe_request(route, method, status, seconds)
         if self.access_log and (status >= 500 or _logging.state.level <= _INFO):
-            _write_access(request_id, user, method, route, scope["path"], status, seconds)
+            client = scope.get("client")
+            _write_access(
+                request_id,
+                user,
+                method,
+                route,
+                scope["path"],
+                status,
+                seconds,
+                client[0] if client else None,
+            )
 
 
 class TelemetryMiddleware:
@@ -304,4 +314,14 @@ class ObservabilityMiddleware:
                 path = scope["path"]
                 principal = acting.principal
                 user = principal.id if principal is not None else None
-                _write_access(request_id, user, method, route, path, status, seconds)
+                client = scope.get("client")
+                _write_access(
+                    request_id,
+                    user,
+                    method,
+                    route,
+                    path,
+                    status,
+                    seconds,
+                    client[0] if client else None,
+                )

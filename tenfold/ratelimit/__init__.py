@@ -17,7 +17,6 @@ an app, to path prefixes or route templates, or to endpoints marked with
 """
 
 from tenfold.ratelimit._backend import LimiterBackend
-from tenfold.ratelimit._clientip import IPNetwork, client_ip, parse_networks
 from tenfold.ratelimit._component import (
     RateLimitComponent,
     RateLimits,
@@ -43,6 +42,7 @@ from tenfold.ratelimit._rule import ALGORITHMS, Rate, Rule
 from tenfold.ratelimit._settings import RateLimitSettings
 from tenfold.ratelimit._stats import RateLimitStats
 from tenfold.ratelimit._websocket import ConnectionLimiter
+from tenfold.web import IPNetwork, client_ip, parse_networks
 
 __all__ = [
     "ALGORITHMS",

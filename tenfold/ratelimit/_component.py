@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from tenfold._errors import ConfigurationError
 from tenfold._settings import RedisSettings
 from tenfold.ratelimit._backend import LimiterBackend
-from tenfold.ratelimit._clientip import parse_networks
 from tenfold.ratelimit._keys import KeyFunc, by_api_key, by_ip, by_user
 from tenfold.ratelimit._lease import LeasedBackend
 from tenfold.ratelimit._memory import MemoryBackend
@@ -113,15 +112,17 @@ class RateLimitComponent:
         return RedisBackend.from_settings(self.redis_settings, prefix=self.settings.prefix)
 
     def key(self) -> KeyFunc:
-        """The key function ``TENFOLD_RATELIMIT__KEY`` names, behind the trusted proxies."""
+        """The key function ``TENFOLD_RATELIMIT__KEY`` names.
+
+        The address it keys on is ``scope["client"]``, which the app's HTTP layer has
+        already resolved behind ``TENFOLD_HTTP__TRUSTED_PROXIES``.
+        """
         s = self.settings
-        trusted = parse_networks(s.trusted_proxies)
         if s.key == "user":
-            return by_user(trusted, s.forwarded_header)
+            return by_user()
         if s.key == "api_key":
-            fallback = by_ip(trusted, s.forwarded_header)
-            return by_api_key(s.api_key_header, trusted, fallback=fallback)
-        return by_ip(trusted, s.forwarded_header)
+            return by_api_key(s.api_key_header)
+        return by_ip()
 
     def policies(self, code: RateLimits | None = None) -> dict[str, Any]:
         """``RateLimitMiddleware``'s ``default``, ``prefixes`` and ``routes``: settings + code."""

@@ -1,6 +1,10 @@
 """Key functions: what a policy counts against (client IP, user, API key, route).
 
-A key function takes the ASGI scope and returns a string. ``by_user`` reads
+A key function takes the ASGI scope and returns a string. The address keys read
+``scope["client"]``; in a tenfold app the HTTP layer has already resolved it
+behind ``TENFOLD_HTTP__TRUSTED_PROXIES``, so ``by_ip()`` with no arguments
+counts the same client as every other layer. ``trusted`` makes a key resolve
+forwarding headers itself, for an app without that layer. ``by_user`` reads
 ``current_user_id()``, so whatever authenticates must run outside (before)
 ``RateLimitMiddleware``; without a user it falls back to the client IP.
 """
@@ -13,7 +17,7 @@ from collections.abc import Callable, Sequence
 from starlette.types import Scope
 
 from tenfold._context import current_user_id
-from tenfold.ratelimit._clientip import ClientAddress, IPNetwork
+from tenfold.web import ClientAddress, IPNetwork
 
 __all__ = ["KeyFunc", "by_api_key", "by_ip", "by_route", "by_user", "composite"]
 

@@ -7,16 +7,15 @@ of these work::
     TENFOLD_RATELIMIT__DEFAULT='["100/minute", "1000/day"]'
     TENFOLD_RATELIMIT__PREFIXES='{"/media": "10/minute"}'
 
-Every rule and CIDR is parsed here, so a typo stops the process at startup
+Every rule is parsed here, so a typo stops the process at startup
 with the variable's name instead of failing the first request.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from tenfold._settings import SettingsSection
@@ -83,11 +82,12 @@ class RateLimitSettings(SettingsSection):
     api_key_header: str = Field("X-API-Key", min_length=1, description="For key=api_key.")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="CIDRs of proxies whose forwarded_header is believed "
-        "(comma-separated or JSON list).",
+        description="Moved to TENFOLD_HTTP__TRUSTED_PROXIES, which sets the client address "
+        "for the whole app; a value here stops startup.",
     )
-    forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
-        "x-forwarded-for", description="The header your proxy writes."
+    forwarded_header: str | None = Field(
+        None,
+        description="Moved to TENFOLD_HTTP__FORWARDED_HEADER; a value here stops startup.",
     )
     fail_open: bool | None = Field(
         None,
@@ -119,18 +119,20 @@ class RateLimitSettings(SettingsSection):
                 raise ValueError(f"{path!r} needs at least one rule")
         return found
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "forwarded_header", mode="before")
     @classmethod
-    def _trusted_proxies(cls, value: Any) -> list[str]:
-        value = _json_or_text(value)
-        items = value.split(",") if isinstance(value, str) else value
-        cidrs = [str(item).strip() for item in items if str(item).strip()]
-        for cidr in cidrs:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise ValueError(f"{cidr!r} is not an IP network (e.g. '10.0.0.0/8')") from None
-        return cidrs
+    def _moved(cls, value: Any, info: ValidationInfo) -> Any:
+        # The client address is resolved once for the whole app (request.client, the
+        # access log, every key), so the proxies to trust are no longer the limiter's to
+        # say; a deployment that still sets them must hear where they went, not be
+        # silently keyed on its proxy's address.
+        if value in (None, "", [], "[]"):
+            return [] if info.field_name == "trusted_proxies" else None
+        new = f"TENFOLD_HTTP__{info.field_name.upper()}"
+        raise ValueError(
+            f"has moved to {new}, which sets the client address for the whole app "
+            f"(rate limits, request.client, the access log); set {new} instead"
+        )
 
     @field_validator("prefix")
     @classmethod

@@ -14,13 +14,21 @@
   (``create_app`` does it; call it for a FastAPI app wired by hand).
 - ``Slot``: the ordered middleware slots of an app; ``AuthenticationMiddleware``
   fills the authentication slot (``create_app(authenticate=...)``).
+- ``HttpMiddleware``: the kernel's HTTP layer (``TENFOLD_HTTP__*``): the
+  client address and scheme behind trusted proxies (``client_ip``,
+  ``ClientAddress``), allowed hosts, CORS, request body and JSON limits
+  (a route's own FastAPI ``max_body_size=`` wins; ``KiB``/``MiB`` spell it),
+  and security headers.
 - ``RouteIndex``: which route a request would get, decided once before routing
   and shared by the metrics, the rate limiter and the HTTP cache (the match is
   kept in the scope under ``ROUTE_MATCH``).
 """
 
+from tenfold._http_settings import KiB, MiB
 from tenfold._routes import ROUTE_MATCH, RouteIndex, RouteMatch
 from tenfold.web._auth import Authenticate, AuthenticationMiddleware
+from tenfold.web._clientip import ClientAddress, IPNetwork, client_ip, parse_networks
+from tenfold.web._http import HttpMiddleware
 from tenfold.web._middleware import ProblemMiddleware
 from tenfold.web._openapi import document_problems
 from tenfold.web._problems import (
@@ -47,6 +55,11 @@ __all__ = [
     "ROUTE_MATCH",
     "Authenticate",
     "AuthenticationMiddleware",
+    "ClientAddress",
+    "HttpMiddleware",
+    "IPNetwork",
+    "KiB",
+    "MiB",
     "Problem",
     "ProblemEntry",
     "ProblemMiddleware",
@@ -55,8 +68,10 @@ __all__ = [
     "RouteIndex",
     "RouteMatch",
     "Slot",
+    "client_ip",
     "document_problems",
     "install_problem_handlers",
+    "parse_networks",
     "problem_for_exception",
     "problem_response",
     "retry_after_header",

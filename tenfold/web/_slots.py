@@ -3,6 +3,7 @@
 Outermost first::
 
     REQUEST_CONTEXT   request id, context, RED metrics, access log
+    HTTP              client behind trusted proxies (TENFOLD_HTTP__*)
     PROBLEM           an unhandled exception becomes a 500 problem
     IN_FLIGHT         counts requests so shutdown can drain them
     AUTHENTICATION    resolves the principal (the limiter and the HTTP cache need it)
@@ -26,6 +27,7 @@ class Slot(IntEnum):
     """Where in the stack a middleware runs; lower runs first (outermost)."""
 
     REQUEST_CONTEXT = 100
+    HTTP = 150
     PROBLEM = 200
     IN_FLIGHT = 300
     AUTHENTICATION = 400

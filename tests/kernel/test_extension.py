@@ -219,10 +219,11 @@ def test_middleware_needs_a_slot() -> None:
 
 
 def test_slots_are_ordered_as_declared() -> None:
-    """The slot order is request context < problem < in-flight < authentication < ... < app."""
+    """The slot order is request context < http < problem < in-flight < ... < app."""
     assert list(Slot) == sorted(Slot)
     assert [s.name for s in Slot] == [
         "REQUEST_CONTEXT",
+        "HTTP",
         "PROBLEM",
         "IN_FLIGHT",
         "AUTHENTICATION",

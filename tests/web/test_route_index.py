@@ -28,10 +28,10 @@ def _app() -> Any:
 
 
 def test_every_middleware_shares_the_platform_index() -> None:
-    """The observability, rate-limit and HTTP-cache layers get the same RouteIndex object."""
+    """The observability, HTTP, rate-limit and HTTP-cache layers get the same RouteIndex."""
     app = _app()
     indexes = [m.kwargs["index"] for m in app.user_middleware if "index" in m.kwargs]
-    assert len(indexes) == 3
+    assert len(indexes) == 4
     assert all(index is app.state.tenfold.route_index for index in indexes)
     assert isinstance(indexes[0], RouteIndex)
 

@@ -5,6 +5,10 @@ so they are believed only when the direct peer is a configured proxy. The
 chain is then walked from the right (the hop the nearest proxy appended),
 skipping trusted proxies; the first untrusted address is the client. The
 left-most value is whatever the client chose to send and is never used.
+
+The scheme the client used (``X-Forwarded-Proto``, or ``proto=`` of
+``Forwarded``) is believed under the same condition; the right-most value
+wins, the one the nearest proxy wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ __all__ = ["ClientAddress", "IPNetwork", "client_ip", "parse_networks"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _HEADERS = {"x-forwarded-for": b"x-forwarded-for", "forwarded": b"forwarded"}
+_PROTO = b"x-forwarded-proto"
+_SCHEMES = frozenset({"http", "https"})
 _HOPS_CACHED = 4096
 
 
@@ -54,19 +60,28 @@ class ClientAddress:
         self._name = _HEADERS[header]
         self._hops: dict[str, tuple[str | None, bool]] = {}
 
+    def __repr__(self) -> str:
+        nets = ", ".join(str(n) for n in self._trusted) or "nobody"
+        return f"<ClientAddress {self._name.decode()} from {nets}>"
+
     def __call__(self, scope: Scope) -> str | None:
+        return self.resolve(scope)[0]
+
+    def resolve(self, scope: Scope) -> tuple[str | None, str | None]:
+        """(The client address, the scheme a trusted proxy reported or None)."""
         client = scope.get("client")
         if not client:
-            return None
+            return None, None
         host = client[0]
         if not self._trusted and host and ":" not in host and host[0].isdigit():
             # No proxies to believe: a server gives a dotted IPv4 peer as is.
-            return host  # type: ignore[no-any-return]
+            return host, None
         peer, trusted = self._hop(host)
         if peer is None or not trusted:
-            return peer
+            return peer, None
+        chain, scheme = _forwarded(scope, self._name)
         result = peer
-        for value in reversed(_chain(scope, self._name)):
+        for value in reversed(chain):
             addr, trusted = self._hop(value)
             if addr is None:
                 # Left of a hop we cannot read, nothing can be attributed to anyone.
@@ -74,7 +89,7 @@ class ClientAddress:
             result = addr
             if not trusted:
                 break
-        return result
+        return result, scheme
 
     def _hop(self, text: str) -> tuple[str | None, bool]:
         found = self._hops.get(text)
@@ -87,27 +102,45 @@ class ClientAddress:
         return found
 
 
-def _chain(scope: Scope, name: bytes) -> list[str]:
+def _forwarded(scope: Scope, name: bytes) -> tuple[list[str], str | None]:
+    """The chain of hops in header ``name``, and the last scheme a proxy reported."""
     values: list[str] = []
+    scheme: str | None = None
     for key, raw in scope.get("headers", ()):
-        if key.lower() != name:
-            continue
-        text = raw.decode("latin-1")
-        values.extend(_forwarded_for(text) if name == b"forwarded" else text.split(","))
-    return values
+        key = key.lower()
+        if key == name:
+            text = raw.decode("latin-1")
+            if name == b"forwarded":
+                hops, proto = _forwarded_for(text)
+                values.extend(hops)
+                scheme = proto or scheme
+            else:
+                values.extend(text.split(","))
+        elif key == _PROTO and name != b"forwarded":
+            scheme = _scheme(raw.decode("latin-1").rpartition(",")[2]) or scheme
+    return values, scheme
 
 
-def _forwarded_for(text: str) -> list[str]:
+def _forwarded_for(text: str) -> tuple[list[str], str | None]:
     # RFC 7239: elements split by ",", pairs by ";"; one for= per element (or none).
     found: list[str] = []
+    scheme: str | None = None
     for element in text.split(","):
         value = ""
         for pair in element.split(";"):
             name, _, raw = pair.strip().partition("=")
-            if name.lower() == "for":
+            name = name.lower()
+            if name == "for":
                 value = raw.strip().strip('"')
+            elif name == "proto":
+                scheme = _scheme(raw) or scheme
         found.append(value)
-    return found
+    return found, scheme
+
+
+def _scheme(text: str) -> str | None:
+    value = text.strip().strip('"').lower()
+    return value if value in _SCHEMES else None
 
 
 def _address(value: str) -> _Address | None:

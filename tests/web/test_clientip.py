@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tenfold.ratelimit import client_ip, parse_networks
+from tenfold.web import ClientAddress, client_ip, parse_networks
 
 PROXIES = parse_networks(["10.0.0.0/8", "2001:db8::/32"])
 
@@ -72,3 +72,31 @@ def test_ipv4_mapped_peer_is_normalised(peer: str) -> None:
 def test_no_peer_is_none() -> None:
     """Without a peer address there is no client address."""
     assert client_ip(scope(None, ("x-forwarded-for", "1.2.3.4")), PROXIES) is None
+
+
+def test_trusted_peer_reports_the_scheme() -> None:
+    """X-Forwarded-Proto from a trusted peer is the scheme; the right-most value wins."""
+    s = scope("10.0.0.2", ("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "http, https"))
+    assert ClientAddress(PROXIES).resolve(s) == ("6.6.6.6", "https")
+
+
+def test_untrusted_peer_reports_no_scheme() -> None:
+    """X-Forwarded-Proto from an untrusted peer is ignored, like its X-Forwarded-For."""
+    s = scope("203.0.113.7", ("x-forwarded-proto", "https"))
+    assert ClientAddress(PROXIES).resolve(s) == ("203.0.113.7", None)
+
+
+def test_unknown_scheme_is_ignored() -> None:
+    """A scheme other than http or https is not believed."""
+    s = scope("10.0.0.2", ("x-forwarded-proto", "gopher"))
+    assert ClientAddress(PROXIES).resolve(s) == ("10.0.0.2", None)
+
+
+def test_forwarded_proto_parameter() -> None:
+    """In forwarded mode the scheme is proto= of Forwarded; X-Forwarded-Proto is ignored."""
+    s = scope(
+        "10.0.0.2",
+        ("forwarded", "for=6.6.6.6;proto=https"),
+        ("x-forwarded-proto", "http"),
+    )
+    assert ClientAddress(PROXIES, "forwarded").resolve(s) == ("6.6.6.6", "https")
