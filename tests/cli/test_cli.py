@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -18,6 +19,10 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     for name in list(os.environ):
         if name.startswith("TENFOLD_") and not name.startswith("TENFOLD_TEST_"):
             monkeypatch.delenv(name)
+    # A command loads its --app fresh, as in its own process: an app module another test
+    # imported (with that test's settings) must not stand in for it.
+    for module in [m for m in sys.modules if m == "apps" or m.startswith("apps.")]:
+        monkeypatch.delitem(sys.modules, module)
     monkeypatch.chdir(tmp_path)
     return {}
 

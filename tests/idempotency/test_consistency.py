@@ -76,6 +76,7 @@ async def app(pg_cluster: PgCluster, fresh_pg_database: str) -> AsyncIterator[Fa
         replicas=[SecretStr(pg_cluster.replica.url(name))],
         stale_reads="replica",
         replica_check_interval=3600.0,
+        cursor_secret=SecretStr("idempotency-consistency-test"),
     )
     db = Database(settings)
     await db.start()
