@@ -41,7 +41,7 @@ PROBLEMS: Mapping[type[TenfoldError], ProblemEntry] = {
         503,
         "Service Unavailable",
         type=_T + "cache-unavailable",
-        expose_detail=True,
+        detail="The cache is unavailable. Retry shortly.",
         headers=retry_after_header(),
     ),
     CacheSerializationError: Problem(

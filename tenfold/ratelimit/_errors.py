@@ -93,7 +93,7 @@ PROBLEMS: Mapping[type[TenfoldError], ProblemEntry] = {
         503,
         "Service Unavailable",
         type=_T + "rate-limiter-unavailable",
-        expose_detail=True,
+        detail="The rate limiter is unavailable. Retry shortly.",
         headers=retry_after_header(),
     ),
 }

@@ -55,7 +55,7 @@ PROBLEMS: dict[type[TenfoldError], ProblemEntry] = {
         503,
         "Service Unavailable",
         type="https://tenfold.dev/problems/redis-unavailable",
-        expose_detail=True,
+        detail="A service this request needs is unavailable. Retry shortly.",
         headers=retry_after_header(1.0),
     )
 }

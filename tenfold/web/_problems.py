@@ -129,7 +129,14 @@ def install_problem_handlers(app: FastAPI, problems: ProblemRegistry | None = No
 
 def _mapped_problem(exc: BaseException, problem: Problem[Any]) -> Response:
     status = problem.status
-    if problem.shows_detail:
+    if problem.detail is not None:
+        detail = problem.detail
+        _log.warning(
+            "service_unavailable" if status >= 500 else "client_error",
+            error_type=type(exc).__name__,
+            error=exc.message if isinstance(exc, TenfoldError) else str(exc),
+        )
+    elif problem.shows_detail:
         detail = (exc.message if isinstance(exc, TenfoldError) else str(exc)) or None
         if status >= 500:
             _log.warning(

@@ -47,6 +47,9 @@ class Problem(Generic[E]):
     ``expose_detail`` says whether the exception's message may be shown as
     ``detail``; by default a 4xx shows it and a 5xx never does (the client
     gets a generic detail, the stack is logged with the request id).
+    ``detail`` is a fixed text the client gets instead of the message, for
+    errors whose message is for operators (a dependency's address, the
+    driver's words): the message is logged, the client reads ``detail``.
     ``headers`` and ``extensions`` derive response headers and extra body
     members from the exception (never secrets). A ``ProblemError``'s own
     keyword arguments are always members.
@@ -57,6 +60,7 @@ class Problem(Generic[E]):
     type: str = "about:blank"
     expose_detail: bool | None = None
     headers: Callable[[E], Mapping[str, str]] | None = None
+    detail: str | None = None
     extensions: Callable[[E], Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
@@ -192,15 +196,15 @@ CORE_PROBLEMS: Mapping[type[TenfoldError], ProblemEntry] = {
         503,
         _UNAVAILABLE,
         type=_T + "dependency-unavailable",
-        expose_detail=True,
         headers=retry_after_header(),
+        detail="A service this request needs is unavailable. Retry shortly.",
     ),
     DatabaseUnavailable: Problem(
         503,
         _UNAVAILABLE,
         type=_T + "database-unavailable",
-        expose_detail=True,
         headers=retry_after_header(),
+        detail="The database is unavailable. Retry shortly.",
     ),
     DatabaseError: Problem(500, _INTERNAL, type=_T + "database-error", expose_detail=False),
     IntegrityConflict: Problem(409, "Conflict", type=_T + "integrity-conflict"),

@@ -62,6 +62,7 @@ from tenfold.resilience import (
 )
 from tenfold.web import GENERIC_DETAIL, Problem, ProblemRegistry, problem_for_exception
 
+_DEPENDENCY = "A service this request needs is unavailable. Retry shortly."
 _T = "https://tenfold.dev/problems/"
 _UNAVAILABLE = "Service Unavailable"
 _INTERNAL = "Internal Server Error"
@@ -70,8 +71,13 @@ _INTERNAL = "Internal Server Error"
 CLASSES: dict[type[TenfoldError], tuple[int, str, str, bool]] = {
     TenfoldError: (500, _INTERNAL, _T + "internal", False),
     ConfigurationError: (500, _INTERNAL, _T + "configuration", False),
-    DependencyUnavailable: (503, _UNAVAILABLE, _T + "dependency-unavailable", True),
-    DatabaseUnavailable: (503, _UNAVAILABLE, _T + "database-unavailable", True),
+    DependencyUnavailable: (503, _UNAVAILABLE, _T + "dependency-unavailable", _DEPENDENCY),
+    DatabaseUnavailable: (
+        503,
+        _UNAVAILABLE,
+        _T + "database-unavailable",
+        "The database is unavailable. Retry shortly.",
+    ),
     DatabaseError: (500, _INTERNAL, _T + "database-error", False),
     IntegrityConflict: (409, "Conflict", _T + "integrity-conflict", True),
     InvalidData: (422, "Unprocessable Content", _T + "invalid-data", True),
@@ -82,10 +88,20 @@ CLASSES: dict[type[TenfoldError], tuple[int, str, str, bool]] = {
     InvalidCursor: (400, "Invalid Cursor", _T + "invalid-cursor", True),
     NotFound: (404, "Not Found", _T + "not-found", True),
     Conflict: (409, "Conflict", _T + "conflict", True),
-    CacheUnavailable: (503, _UNAVAILABLE, _T + "cache-unavailable", True),
+    CacheUnavailable: (
+        503,
+        _UNAVAILABLE,
+        _T + "cache-unavailable",
+        "The cache is unavailable. Retry shortly.",
+    ),
     CacheSerializationError: (500, _INTERNAL, _T + "cache-serialization", False),
     RateLimited: (429, "Too Many Requests", _T + "rate-limited", True),
-    RateLimiterUnavailable: (503, _UNAVAILABLE, _T + "rate-limiter-unavailable", True),
+    RateLimiterUnavailable: (
+        503,
+        _UNAVAILABLE,
+        _T + "rate-limiter-unavailable",
+        "The rate limiter is unavailable. Retry shortly.",
+    ),
     IdempotencyKeyMissing: (400, "Idempotency Key Missing", _T + "idempotency-key-missing", True),
     IdempotencyScopeMissing: (401, "Unauthorized", _T + "idempotency-scope-missing", True),
     IdempotencyKeyInFlight: (409, "Idempotency Key In Use", _T + "idempotency-key-in-flight", True),
@@ -100,7 +116,7 @@ CLASSES: dict[type[TenfoldError], tuple[int, str, str, bool]] = {
     UpstreamUnreachable: (503, _UNAVAILABLE, _T + "upstream-unreachable", True),
     UpstreamTimeout: (503, _UNAVAILABLE, _T + "upstream-timeout", True),
     UpstreamError: (503, _UNAVAILABLE, _T + "upstream-error", True),
-    RedisUnavailable: (503, _UNAVAILABLE, _T + "redis-unavailable", True),
+    RedisUnavailable: (503, _UNAVAILABLE, _T + "redis-unavailable", _DEPENDENCY),
 }
 
 _REQUEST = httpx.Request("GET", "http://upstream.test/v1")
@@ -187,37 +203,37 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
         503,
         [
             (b"retry-after", b"1"),
-            (b"content-length", b"158"),
+            (b"content-length", b"197"),
             (b"content-type", b"application/problem+json"),
         ],
-        b'{"type":"https://tenfold.dev/problems/dependency-unavailable","title":"Service Unavailable","status":503,"detail":"redis is unavailable","request_id":"req-1"}',
+        b'{"type":"https://tenfold.dev/problems/dependency-unavailable","title":"Service Unavailable","status":503,"detail":"A service this request needs is unavailable. Retry shortly.","request_id":"req-1"}',
     ),
     "dependency-hint": (
         503,
         [
             (b"retry-after", b"2"),
-            (b"content-length", b"158"),
+            (b"content-length", b"197"),
             (b"content-type", b"application/problem+json"),
         ],
-        b'{"type":"https://tenfold.dev/problems/dependency-unavailable","title":"Service Unavailable","status":503,"detail":"redis is unavailable","request_id":"req-1"}',
+        b'{"type":"https://tenfold.dev/problems/dependency-unavailable","title":"Service Unavailable","status":503,"detail":"A service this request needs is unavailable. Retry shortly.","request_id":"req-1"}',
     ),
     "dependency-hint-up": (
         503,
         [
             (b"retry-after", b"1"),
-            (b"content-length", b"142"),
+            (b"content-length", b"197"),
             (b"content-type", b"application/problem+json"),
         ],
-        b'{"type":"https://tenfold.dev/problems/dependency-unavailable","title":"Service Unavailable","status":503,"detail":"down","request_id":"req-1"}',
+        b'{"type":"https://tenfold.dev/problems/dependency-unavailable","title":"Service Unavailable","status":503,"detail":"A service this request needs is unavailable. Retry shortly.","request_id":"req-1"}',
     ),
     "database-unavailable": (
         503,
         [
             (b"retry-after", b"1"),
-            (b"content-length", b"171"),
+            (b"content-length", b"179"),
             (b"content-type", b"application/problem+json"),
         ],
-        b'{"type":"https://tenfold.dev/problems/database-unavailable","title":"Service Unavailable","status":503,"detail":"the replica database is unavailable","request_id":"req-1"}',
+        b'{"type":"https://tenfold.dev/problems/database-unavailable","title":"Service Unavailable","status":503,"detail":"The database is unavailable. Retry shortly.","request_id":"req-1"}',
     ),
     "database-error": (
         500,
@@ -292,10 +308,10 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
         503,
         [
             (b"retry-after", b"1"),
-            (b"content-length", b"153"),
+            (b"content-length", b"173"),
             (b"content-type", b"application/problem+json"),
         ],
-        b'{"type":"https://tenfold.dev/problems/cache-unavailable","title":"Service Unavailable","status":503,"detail":"redis is unavailable","request_id":"req-1"}',
+        b'{"type":"https://tenfold.dev/problems/cache-unavailable","title":"Service Unavailable","status":503,"detail":"The cache is unavailable. Retry shortly.","request_id":"req-1"}',
     ),
     "cache-serialization": (
         500,
@@ -324,10 +340,10 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
         503,
         [
             (b"retry-after", b"1"),
-            (b"content-length", b"160"),
+            (b"content-length", b"187"),
             (b"content-type", b"application/problem+json"),
         ],
-        b'{"type":"https://tenfold.dev/problems/rate-limiter-unavailable","title":"Service Unavailable","status":503,"detail":"redis is unavailable","request_id":"req-1"}',
+        b'{"type":"https://tenfold.dev/problems/rate-limiter-unavailable","title":"Service Unavailable","status":503,"detail":"The rate limiter is unavailable. Retry shortly.","request_id":"req-1"}',
     ),
     "idempotency-missing": (
         400,
@@ -444,10 +460,10 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
         503,
         [
             (b"retry-after", b"1"),
-            (b"content-length", b"171"),
+            (b"content-length", b"192"),
             (b"content-type", b"application/problem+json"),
         ],
-        b'{"type":"https://tenfold.dev/problems/redis-unavailable","title":"Service Unavailable","status":503,"detail":"redis EVALSHA failed (ConnectionError)","request_id":"req-1"}',
+        b'{"type":"https://tenfold.dev/problems/redis-unavailable","title":"Service Unavailable","status":503,"detail":"A service this request needs is unavailable. Retry shortly.","request_id":"req-1"}',
     ),
     # A failing provider is a 503 from us, whatever it answered (its Retry-After kept).
     "upstream-500": (
@@ -530,7 +546,8 @@ def test_class_has_its_own_registration(cls: type[TenfoldError]) -> None:
     problem = entry if isinstance(entry, Problem) else PROBLEMS.lookup(sample)
     assert cls in PROBLEMS
     assert problem is not None
-    assert (problem.title, problem.type, problem.shows_detail) == (title, type_, exposed)
+    shown = problem.detail if problem.detail is not None else problem.shows_detail
+    assert (problem.title, problem.type, shown) == (title, type_, exposed)
     if isinstance(entry, Problem):
         assert problem.status == status
 
@@ -561,12 +578,17 @@ def test_response_is_unchanged_byte_for_byte(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(SAMPLES))
 def test_detail_is_shown_only_when_exposable(name: str, log_lines) -> None:
-    """Internal errors show the generic detail and log their stack with the request id."""
+    """Internal errors show the generic detail and log their stack with the request id;
+    unavailable dependencies show a fixed detail and log their message."""
     exc = SAMPLES[name]()
     exposed = CLASSES[type(exc)][3]
     status, _, body = render(exc)
     events = [line for line in log_lines() if line["logger"] == "tenfold.web"]
-    if not exposed:
+    if isinstance(exposed, str):
+        assert f'"detail":"{exposed}"'.encode() in body
+        (logged,) = events
+        assert (logged["event"], logged["error"]) == ("service_unavailable", exc.message)
+    elif not exposed:
         assert f'"detail":"{GENERIC_DETAIL}"'.encode() in body
         (logged,) = events
         assert (logged["event"], logged["request_id"]) == ("internal_error", "req-1")
