@@ -19,7 +19,7 @@ from tenfold.health import HealthRegistry
 from tenfold.observability import Metrics
 from tenfold.testing import RedisServer, attach_platform
 
-from .conftest import eventually
+from .conftest import eventually, with_test_namespaces
 
 
 def test_default_namespaces_follow_the_beer_olympics_plan() -> None:
@@ -68,7 +68,7 @@ async def test_cache_is_a_component_and_embedded_without_redis() -> None:
 async def test_metrics_are_exposed_on_the_apps_registry() -> None:
     """Hits and misses per namespace and level, the hit ratio and loader time are scraped."""
     metrics = Metrics(namespace="tenfold")
-    cache = Cache(metrics=metrics)
+    cache = Cache(with_test_namespaces(), metrics=metrics)
     await cache.start()
     k = cache.key("profile", 1)
 
@@ -101,7 +101,7 @@ async def test_health_check_is_registered_non_critical(redis_server: RedisServer
 
 async def test_warmers_run_at_start_and_when_l2_is_emptied(redis_server: RedisServer) -> None:
     """A warmer runs when the cache starts and again once L2 is found empty."""
-    settings = CacheSettings(warm_check_interval=0.05)
+    settings = with_test_namespaces(CacheSettings(warm_check_interval=0.05))
     cache = Cache(settings, RedisSettings(url=redis_server.url))
     runs: list[int] = []
     k = cache.key("immutable", uuid.uuid4().hex)
