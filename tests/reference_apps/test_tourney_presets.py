@@ -18,7 +18,7 @@ from apps.tourney.presets import (
     rate_limits,
 )
 from tenfold import Settings, create_app
-from tenfold.cache import Cache
+from tenfold.cache import Cache, CacheSettings
 from tenfold.ratelimit import MemoryBackend, RateLimitMiddleware, Rule, parse_networks
 from tenfold.testing import ManualClock, app_client
 from tenfold.web import AuthenticationMiddleware, install_problem_handlers
@@ -34,6 +34,34 @@ def test_cache_namespaces_follow_the_plan() -> None:
         "profile": (3600, 300),
         "immutable": (None, None),
     }
+
+
+def test_the_platform_declares_no_namespace() -> None:
+    """tenfold's settings name no namespace: the app's names get the default TTL and window."""
+    settings = CacheSettings()
+    assert settings.namespaces == {}
+    cache = Cache(settings)
+    for name in CACHE_NAMESPACES:
+        policy = cache.namespace(cache.key(name, 1))
+        assert (policy.ttl, policy.stale_ttl) == (settings.default_ttl, settings.stale_ttl)
+
+
+def test_cache_settings_add_the_table_and_keep_the_operators_values() -> None:
+    """The table is added to the environment's settings; a namespace set there keeps its value."""
+    base = CacheSettings.model_validate({"namespaces": {"leaderboard": 2, "llm": 86400}})
+    settings = cache_settings(base)
+    assert settings.namespaces["leaderboard"].ttl == 2
+    assert settings.namespaces["llm"].ttl == 86400
+    assert settings.namespaces["tournament"] == CACHE_NAMESPACES["tournament"]
+    assert cache_settings().namespaces == dict(CACHE_NAMESPACES)
+
+
+def test_sessions_are_never_served_stale_whatever_the_global_window() -> None:
+    """A global stale window applies to undeclared namespaces, never to sessions."""
+    cache = Cache(cache_settings(CacheSettings(stale_ttl=30)))
+    assert cache.namespace(cache.key("session", "s1")).stale_ttl == 0
+    assert cache.namespace(cache.key("tournament", 1)).stale_ttl == 60
+    assert cache.namespace(cache.key("elsewhere", 1)).stale_ttl == 30
 
 
 def test_rate_limits_follow_the_plan() -> None:
