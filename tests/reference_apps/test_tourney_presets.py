@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp
 
@@ -131,8 +128,7 @@ async def test_uploads_count_per_user_against_both_limits() -> None:
         assert (await c.post("/api/media", headers=alice)).status_code == 200
 
 
-@pytest.fixture
-async def tourney_client(embedded_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+def _built_app(embedded_settings: Settings) -> FastAPI:
     """An app built the way the presets' docstring shows, with a stub API."""
     router = APIRouter(prefix="/api")
 
@@ -147,20 +143,19 @@ async def tourney_client(embedded_settings: Settings) -> AsyncIterator[httpx.Asy
     settings = embedded_settings.model_copy(
         update={"cache": cache_settings(embedded_settings.cache)}
     )
-    app = create_app(settings, routers=[router], rate_limits=rate_limits(), configure_logs=False)
-    async with app_client(app) as client:
-        client.app = app  # type: ignore[attr-defined]
-        yield client
+    return create_app(settings, routers=[router], rate_limits=rate_limits(), configure_logs=False)
 
 
-async def test_create_app_applies_the_presets(tourney_client: httpx.AsyncClient) -> None:
+async def test_create_app_applies_the_presets(embedded_settings: Settings) -> None:
     """Through create_app the API answers with its 100/minute limit, uploads with their 10, and
     the app's cache resolves the plan's namespaces."""
-    api = await tourney_client.get("/api/tournaments")
-    media = await tourney_client.post("/api/media")
-    assert (api.status_code, api.headers["RateLimit-Limit"]) == (200, "100")
-    assert (media.status_code, media.headers["RateLimit-Limit"]) == (200, "10")
-    assert "RateLimit-Limit" not in (await tourney_client.get("/health")).headers
-    cache = tourney_client.app.state.tenfold.get(Cache)  # type: ignore[attr-defined]
-    assert cache.namespace(cache.key("leaderboard", 1)).ttl == 5
-    assert cache.namespace(cache.key("immutable", 1)).ttl is None
+    app = _built_app(embedded_settings)
+    async with app_client(app) as client:
+        api = await client.get("/api/tournaments")
+        media = await client.post("/api/media")
+        assert (api.status_code, api.headers["RateLimit-Limit"]) == (200, "100")
+        assert (media.status_code, media.headers["RateLimit-Limit"]) == (200, "10")
+        assert "RateLimit-Limit" not in (await client.get("/health")).headers
+        cache = app.state.tenfold.get(Cache)
+        assert cache.namespace(cache.key("leaderboard", 1)).ttl == 5
+        assert cache.namespace(cache.key("immutable", 1)).ttl is None
