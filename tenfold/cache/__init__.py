@@ -26,10 +26,9 @@ from tenfold.cache._l1 import MISS, Entry, LocalLRU
 from tenfold.cache._memory import MemoryBackend
 from tenfold.cache._redis import RedisBackend
 from tenfold.cache._serde import MsgpackSerializer, OrjsonSerializer, PickleSerializer, Serializer
-from tenfold.cache._settings import DEFAULT_NAMESPACES, CacheSettings, NamespacePolicy
+from tenfold.cache._settings import CacheSettings, NamespacePolicy
 
 __all__ = [
-    "DEFAULT_NAMESPACES",
     "MISS",
     "PROBLEMS",
     "Cache",

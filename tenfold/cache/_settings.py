@@ -1,8 +1,11 @@
 """Cache settings (`TENFOLD_CACHE__*`): TTL per namespace, L1 bounds, timeouts, breaker.
 
-Namespaces given in settings are *merged over* the defaults (the Beer Olympics
-policy below), so an app adds ``llm`` without restating the others::
+tenfold declares no namespace: how long a session or a leaderboard may be
+cached is the app's knowledge, not the platform's. A namespace ``namespaces``
+does not list lives ``default_ttl`` seconds with a ``stale_ttl`` window. The
+app declares its table in code, an operator in the environment::
 
+    settings.with_namespaces(llm=7 * 86400, leaderboard=NamespacePolicy(ttl=5, stale_ttl=5))
     TENFOLD_CACHE__NAMESPACES='{"llm": {"ttl": 604800}, "leaderboard": 2}'
 
 A bare number (or ``null``) is shorthand for ``{"ttl": <number>}``; ``null``
@@ -15,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DEFAULT_NAMESPACES", "CacheSettings", "NamespacePolicy"]
+__all__ = ["CacheSettings", "NamespacePolicy"]
 
 
 class NamespacePolicy(BaseModel):
@@ -45,17 +48,6 @@ class NamespacePolicy(BaseModel):
         return value
 
 
-#: The Beer Olympics policy: sessions 30 min, tournaments 5 min, leaderboards 5 s,
-#: profiles 1 h, immutable match results forever (LRU-bounded).
-DEFAULT_NAMESPACES: dict[str, NamespacePolicy] = {
-    "session": NamespacePolicy(ttl=1800),
-    "tournament": NamespacePolicy(ttl=300, stale_ttl=60),
-    "leaderboard": NamespacePolicy(ttl=5, stale_ttl=5),
-    "profile": NamespacePolicy(ttl=3600, stale_ttl=300),
-    "immutable": NamespacePolicy(ttl=None),
-}
-
-
 class CacheSettings(BaseModel):
     """The cache (`TENFOLD_CACHE__*`): TTL policy, L1 bounds, Redis timeout and breaker."""
 
@@ -64,8 +56,8 @@ class CacheSettings(BaseModel):
     namespaces: dict[str, NamespacePolicy] = Field(
         default_factory=dict,
         description="TTL policy per namespace (JSON: name -> seconds or {ttl, stale_ttl, "
-        "negative_ttl, l1}), merged over the defaults session=1800 tournament=300 "
-        "leaderboard=5 profile=3600 immutable=null (no expiry).",
+        "negative_ttl, l1}); a namespace not listed gets default_ttl and stale_ttl. tenfold "
+        "declares none: the table is the app's.",
     )
     default_ttl: float | None = Field(
         300.0, gt=0, description="Seconds for namespaces not listed in namespaces."
@@ -129,13 +121,13 @@ class CacheSettings(BaseModel):
 
     @field_validator("namespaces", mode="after")
     @classmethod
-    def _merge_defaults(cls, value: dict[str, NamespacePolicy]) -> dict[str, NamespacePolicy]:
+    def _check_names(cls, value: dict[str, NamespacePolicy]) -> dict[str, NamespacePolicy]:
         from tenfold.cache._keys import _SAFE
 
         bad = [name for name in value if not _SAFE(name)]
         if bad:
             raise ValueError(f"namespace names must match [A-Za-z0-9_.-]{{1,64}}: {bad}")
-        return {**DEFAULT_NAMESPACES, **value}
+        return value
 
     def with_namespaces(self, **policies: NamespacePolicy | float | None) -> CacheSettings:
         """A copy with ``policies`` added: ``settings.with_namespaces(llm=7 * 86400)``."""

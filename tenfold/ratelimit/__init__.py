@@ -36,7 +36,7 @@ from tenfold.ratelimit._keys import (
 from tenfold.ratelimit._lease import LeasedBackend
 from tenfold.ratelimit._memory import MemoryBackend
 from tenfold.ratelimit._middleware import RateLimitMiddleware, ratelimit_headers
-from tenfold.ratelimit._policy import BEER_OLYMPICS, Policy, policies_of, rate_limit
+from tenfold.ratelimit._policy import Policy, policies_of, rate_limit
 from tenfold.ratelimit._redis import RedisBackend
 from tenfold.ratelimit._rule import ALGORITHMS, Rate, Rule
 from tenfold.ratelimit._settings import RateLimitSettings
@@ -46,7 +46,6 @@ from tenfold.web import IPNetwork, client_ip, parse_networks
 
 __all__ = [
     "ALGORITHMS",
-    "BEER_OLYMPICS",
     "PROBLEMS",
     "ROUTE_TEMPLATE",
     "ConnectionLimiter",

@@ -7,16 +7,15 @@ endpoint with the ``@rate_limit(policy)`` marker.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 from tenfold.ratelimit._gcra import check_cost
-from tenfold.ratelimit._keys import KeyFunc, by_ip, by_user
+from tenfold.ratelimit._keys import KeyFunc, by_ip
 from tenfold.ratelimit._rule import Rule
 
-__all__ = ["BEER_OLYMPICS", "Policy", "policies_of", "rate_limit"]
+__all__ = ["Policy", "policies_of", "rate_limit"]
 
 _MARKER = "__tenfold_rate_limits__"
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -80,15 +79,3 @@ def rate_limit(*policies: Policy) -> Callable[[_F], _F]:
 def policies_of(endpoint: object) -> tuple[Policy, ...]:
     """The policies ``@rate_limit`` put on ``endpoint``."""
     return getattr(endpoint, _MARKER, ())
-
-
-#: The Beer Olympics defaults, as an example: the API and media uploads per user, and
-#: WebSocket messages per IP (100/minute, checked per message); their cap of 5
-#: connections per IP is ``ConnectionLimiter(backend, cap=5)``.
-BEER_OLYMPICS: Mapping[str, Policy] = MappingProxyType(
-    {
-        "api": Policy("api", [Rule("100/minute")], key=by_user()),
-        "media_upload": Policy("media_upload", [Rule("10/minute")], key=by_user()),
-        "ws_messages": Policy("ws_messages", [Rule("100/minute")], key=by_ip()),
-    }
-)

@@ -16,12 +16,16 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from tenfold import CacheSettings, RedisSettings
+from tenfold.cache import NamespacePolicy
 from tenfold.cache._cache import Cache
 
 URL = os.environ["TF_CACHE_TEST_REDIS"]
 PREFIX = os.environ["TF_CACHE_TEST_PREFIX"]
 
-cache = Cache(CacheSettings(warm_check_interval=None), RedisSettings(url=URL))
+settings = CacheSettings(warm_check_interval=None).with_namespaces(
+    profile=NamespacePolicy(ttl=3600, stale_ttl=300)
+)
+cache = Cache(settings, RedisSettings(url=URL))
 source = aioredis.Redis.from_url(URL)
 
 

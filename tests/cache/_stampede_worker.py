@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from tenfold import CacheSettings, RedisSettings
+from tenfold.cache import NamespacePolicy
 from tenfold.cache._cache import Cache
 
 
@@ -31,7 +32,9 @@ async def main(target: str, part: str, counter: str, calls: int) -> None:
         host, port = nodes[0].rsplit(":", 1)
         raw = RedisCluster(host=host, port=int(port))
     # Waiters wait for the holder however busy the machine: the test counts loader calls.
-    settings = CacheSettings(redis_timeout=2.0, lock_wait=10.0, warm_check_interval=None)
+    settings = CacheSettings(
+        redis_timeout=2.0, lock_wait=10.0, warm_check_interval=None
+    ).with_namespaces(tournament=NamespacePolicy(ttl=300, stale_ttl=60))
     cache = Cache(settings, redis)
     await cache.start()
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tenfold import CacheSettings, RedisSettings
+from tenfold.cache import NamespacePolicy
 from tenfold.cache._cache import Cache
 from tenfold.cache._memory import MemoryBackend
 from tenfold.cache._redis import RedisBackend
@@ -19,6 +20,20 @@ from tenfold.cache._redis import RedisBackend
 BOUND = 10.0
 
 BACKENDS = ["l1-only", "memory", "redis", "cluster"]
+
+#: The named namespaces these tests use, each with the policy the tests rely on. tenfold
+#: declares none, so every cache built here declares them, as an app does its own.
+TEST_NAMESPACES: dict[str, NamespacePolicy] = {
+    "tournament": NamespacePolicy(ttl=300, stale_ttl=60),
+    "leaderboard": NamespacePolicy(ttl=5, stale_ttl=5),
+    "profile": NamespacePolicy(ttl=3600, stale_ttl=300),
+    "immutable": NamespacePolicy(ttl=None),
+}
+
+
+def with_test_namespaces(settings: CacheSettings | None = None) -> CacheSettings:
+    """``settings`` (by default the defaults) with ``TEST_NAMESPACES`` declared."""
+    return (settings or CacheSettings()).with_namespaces(**TEST_NAMESPACES)
 
 
 class FakeClock:
@@ -74,7 +89,10 @@ def kind(request: pytest.FixtureRequest) -> str:
 async def make_cache(
     request: pytest.FixtureRequest, kind: str, clock: FakeClock
 ) -> AsyncIterator[Callable[..., Awaitable[Cache]]]:
-    """Build started caches on the test's backend kind; caches on one test share one L2."""
+    """Build started caches on the test's backend kind; caches on one test share one L2.
+
+    Without ``settings`` a cache has the defaults plus ``TEST_NAMESPACES``.
+    """
     made: list[Cache] = []
     memory = MemoryBackend() if kind == "memory" else None
 
@@ -95,7 +113,8 @@ async def make_cache(
         if use_clock:
             options.setdefault("clock", clock.monotonic)
             options.setdefault("wall_clock", clock.time)
-        cache = Cache(settings or CacheSettings(), RedisSettings(), backend=backend(), **options)
+        settings = settings or with_test_namespaces()
+        cache = Cache(settings, RedisSettings(), backend=backend(), **options)
         await cache.start()
         made.append(cache)
         return cache

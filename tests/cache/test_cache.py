@@ -48,7 +48,7 @@ async def test_second_instance_reads_what_first_wrote(make_cache, kind: str, ns:
 
 async def test_namespace_ttl_policy(make_cache, clock: FakeClock, ns: str) -> None:
     """Entries expire after their namespace's TTL, and apps can declare namespaces."""
-    settings = CacheSettings().with_namespaces(**{ns: 30})
+    settings = CacheSettings().with_namespaces(**{ns: 30, "immutable": None})
     cache = await make_cache(settings)
     short, long_ = cache.key(ns, 1), cache.key("immutable", ns)
     await cache.set(short, "s")

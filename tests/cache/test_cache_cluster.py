@@ -12,7 +12,7 @@ from tenfold.cache._cache import Cache
 from tenfold.cache._keys import tag_key
 from tenfold.testing import RedisCluster
 
-from .conftest import eventually
+from .conftest import eventually, with_test_namespaces
 
 
 def _master_of(cluster: RedisCluster, name: str) -> int:
@@ -27,7 +27,7 @@ def _master_of(cluster: RedisCluster, name: str) -> int:
 @pytest.fixture
 async def caches(redis_cluster: RedisCluster) -> AsyncIterator[list[Cache]]:
     """Two instances on the Cluster."""
-    settings = CacheSettings(redis_timeout=2.0, warm_check_interval=None)
+    settings = with_test_namespaces(CacheSettings(redis_timeout=2.0, warm_check_interval=None))
     made = [Cache(settings, RedisSettings(cluster_nodes=redis_cluster.startup_nodes))]
     made.append(Cache(settings, RedisSettings(cluster_nodes=redis_cluster.startup_nodes)))
     for cache in made:

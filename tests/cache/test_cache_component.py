@@ -19,30 +19,23 @@ from tenfold.health import HealthRegistry
 from tenfold.observability import Metrics
 from tenfold.testing import RedisServer, attach_platform
 
-from .conftest import eventually
+from .conftest import eventually, with_test_namespaces
 
 
-def test_default_namespaces_follow_the_beer_olympics_plan() -> None:
-    """session 30 min, tournament 5 min, leaderboard 5 s, profile 1 h, immutable forever."""
-    ttls = {name: p.ttl for name, p in CacheSettings().namespaces.items()}
-    assert ttls == {
-        "session": 1800,
-        "tournament": 300,
-        "leaderboard": 5,
-        "profile": 3600,
-        "immutable": None,
-    }
-
-
-def test_app_namespaces_merge_over_the_defaults() -> None:
-    """An app's namespaces (a bare number is a TTL) are added to the defaults, not instead."""
+def test_app_namespaces_are_declared_and_added_to() -> None:
+    """An app's namespaces (a bare number is a TTL) are the ones it declares, and
+    with_namespaces adds to them rather than replacing them."""
     settings = CacheSettings.model_validate(
         {"namespaces": {"llm": 7 * 86400, "leaderboard": {"ttl": 2, "stale_ttl": 1}}}
     )
-    assert settings.namespaces["llm"] == NamespacePolicy(ttl=604800)
-    assert settings.namespaces["leaderboard"].ttl == 2
-    assert settings.namespaces["session"].ttl == 1800
-    assert settings.with_namespaces(embeddings=None).namespaces["embeddings"].ttl is None
+    assert settings.namespaces == {
+        "llm": NamespacePolicy(ttl=604800),
+        "leaderboard": NamespacePolicy(ttl=2, stale_ttl=1),
+    }
+    added = settings.with_namespaces(embeddings=None)
+    assert added.namespaces["embeddings"].ttl is None
+    assert added.namespaces["llm"] == settings.namespaces["llm"]
+    assert added.namespaces["leaderboard"] == settings.namespaces["leaderboard"]
 
 
 def test_bad_settings_fail_with_the_field_name() -> None:
@@ -68,7 +61,7 @@ async def test_cache_is_a_component_and_embedded_without_redis() -> None:
 async def test_metrics_are_exposed_on_the_apps_registry() -> None:
     """Hits and misses per namespace and level, the hit ratio and loader time are scraped."""
     metrics = Metrics(namespace="tenfold")
-    cache = Cache(metrics=metrics)
+    cache = Cache(with_test_namespaces(), metrics=metrics)
     await cache.start()
     k = cache.key("profile", 1)
 
@@ -101,7 +94,7 @@ async def test_health_check_is_registered_non_critical(redis_server: RedisServer
 
 async def test_warmers_run_at_start_and_when_l2_is_emptied(redis_server: RedisServer) -> None:
     """A warmer runs when the cache starts and again once L2 is found empty."""
-    settings = CacheSettings(warm_check_interval=0.05)
+    settings = with_test_namespaces(CacheSettings(warm_check_interval=0.05))
     cache = Cache(settings, RedisSettings(url=redis_server.url))
     runs: list[int] = []
     k = cache.key("immutable", uuid.uuid4().hex)

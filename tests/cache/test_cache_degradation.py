@@ -15,13 +15,15 @@ from tenfold.cache._cache import Cache
 from tenfold.health import HealthRegistry
 from tenfold.testing import RedisServer, allocate_port, release_port
 
-from .conftest import FakeClock, eventually
+from .conftest import FakeClock, eventually, with_test_namespaces
 
-SETTINGS = CacheSettings(
-    redis_timeout=0.1,
-    breaker_failures=3,
-    breaker_reset=5.0,
-    warm_check_interval=None,
+SETTINGS = with_test_namespaces(
+    CacheSettings(
+        redis_timeout=0.1,
+        breaker_failures=3,
+        breaker_reset=5.0,
+        warm_check_interval=None,
+    )
 )
 
 

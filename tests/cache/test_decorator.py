@@ -16,6 +16,8 @@ from tenfold.cache._binding import CacheMiddleware, use_cache
 from tenfold.cache._cache import Cache
 from tenfold.cache._decorator import cached
 
+from .conftest import with_test_namespaces
+
 
 class Profile(BaseModel):
     id: int
@@ -25,7 +27,7 @@ class Profile(BaseModel):
 @pytest.fixture
 async def cache() -> Cache:
     """An embedded (L1-only) cache; the decorator does not care which levels are behind."""
-    c = Cache()
+    c = Cache(with_test_namespaces())
     await c.start()
     yield c
     await c.stop()
@@ -160,7 +162,7 @@ async def test_use_cache_and_bind(cache: Cache) -> None:
         await f()
         await f()
     assert calls == 1
-    other = Cache()
+    other = Cache(with_test_namespaces())
     other.bind(f)
     await f()
     assert calls == 2
@@ -186,8 +188,8 @@ async def test_return_type_is_restored_from_l2(redis_server) -> None:
     """A pydantic return annotation is validated back, so hits from Redis are models too."""
     from tenfold import RedisSettings
 
-    first = Cache(redis=RedisSettings(url=redis_server.url))
-    second = Cache(redis=RedisSettings(url=redis_server.url))
+    first = Cache(with_test_namespaces(), RedisSettings(url=redis_server.url))
+    second = Cache(with_test_namespaces(), RedisSettings(url=redis_server.url))
     await first.start()
     await second.start()
     try:

@@ -14,7 +14,7 @@ from tenfold.cache._errors import CacheUnavailable
 from tenfold.cache._redis import RedisBackend
 from tenfold.testing import RedisServer
 
-from .conftest import BOUND
+from .conftest import BOUND, with_test_namespaces
 
 #: A lock that outlives any test: a reader that waited for it would fail on BOUND instead.
 HOUR = 3600.0
@@ -59,7 +59,9 @@ async def test_a_waiter_loads_itself_after_lock_wait(
     redis_server: RedisServer, peer: RedisBackend
 ) -> None:
     """A miss whose key another instance keeps locked loads after LOCK_WAIT, not LOCK_TTL."""
-    settings = CacheSettings(lock_ttl=HOUR, lock_wait=0.05, warm_check_interval=None)
+    settings = with_test_namespaces(
+        CacheSettings(lock_ttl=HOUR, lock_wait=0.05, warm_check_interval=None)
+    )
     cache = Cache(settings, RedisSettings(url=redis_server.url))
     await cache.start()
     loads: list[str] = []

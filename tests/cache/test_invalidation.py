@@ -19,7 +19,7 @@ from tenfold.cache._cache import Cache
 from tenfold.cache._l1 import MISS
 from tenfold.testing import RedisServer, allocate_port, release_port
 
-from .conftest import BOUND, eventually
+from .conftest import BOUND, eventually, with_test_namespaces
 
 APP_DIR = Path(__file__).parent
 
@@ -27,7 +27,7 @@ APP_DIR = Path(__file__).parent
 @pytest.fixture
 async def pair(redis_server: RedisServer) -> AsyncIterator[tuple[Cache, Cache]]:
     """Two instances on one Redis, each with its own L1."""
-    settings = CacheSettings(warm_check_interval=None)
+    settings = with_test_namespaces(CacheSettings(warm_check_interval=None))
     redis = RedisSettings(url=redis_server.url, health_interval=0.2, reconnect_backoff=0.1)
     caches = [Cache(settings, redis) for _ in range(2)]
     for cache in caches:
@@ -89,7 +89,7 @@ async def test_lost_channel_clears_l1_then_reconnects(
 async def test_entries_filled_while_channel_down_are_capped(redis_server: RedisServer) -> None:
     """While the channel is down, L1 entries live at most degraded_l1_ttl."""
     now = [1000.0]
-    settings = CacheSettings(degraded_l1_ttl=1.0, warm_check_interval=None)
+    settings = with_test_namespaces(CacheSettings(degraded_l1_ttl=1.0, warm_check_interval=None))
     cache = Cache(settings, RedisSettings(url=redis_server.url), clock=lambda: now[0])
     await cache.start()
     try:

@@ -10,13 +10,11 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Scope
 
 from tenfold.ratelimit import (
-    BEER_OLYMPICS,
     MemoryBackend,
     Policy,
     RateLimitMiddleware,
     RateLimitStats,
     RedisBackend,
-    Rule,
     by_api_key,
     by_ip,
     by_route,
@@ -194,12 +192,6 @@ async def test_api_key_and_composite_keys(clock: FakeClock) -> None:
         assert (await c.get("/items/2", headers={"x-api-key": "a"})).status_code == 429
         assert (await c.get("/items/1", headers={"x-api-key": "b"})).status_code == 200
         assert (await c.get("/open", headers={"x-api-key": "a"})).status_code == 200
-
-
-def test_beer_olympics_defaults() -> None:
-    """The example defaults are API 100/minute and media upload 10/minute."""
-    assert BEER_OLYMPICS["api"].rules == (Rule("100/minute"),)
-    assert BEER_OLYMPICS["media_upload"].rules == (Rule("10/minute"),)
 
 
 async def test_wrapped_around_the_app_still_finds_routes(clock: FakeClock) -> None:

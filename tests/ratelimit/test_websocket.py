@@ -11,7 +11,6 @@ from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from tenfold.ratelimit import (
-    BEER_OLYMPICS,
     ConnectionLimiter,
     MemoryBackend,
     RedisBackend,
@@ -194,8 +193,3 @@ def test_websocket_message_rate() -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
         assert closed.value.code == 1008
-
-
-def test_beer_olympics_websocket_messages() -> None:
-    """The example WebSocket message policy is 100/minute per IP."""
-    assert BEER_OLYMPICS["ws_messages"].rules == (Rule("100/minute"),)
