@@ -75,7 +75,8 @@ async def test_run_serves_the_example_app_on_tenfold_port(tmp_path: Path) -> Non
     """The console script imports apps.hello from the working directory, on TENFOLD_PORT."""
     async with tenfold_run(tmp_path) as served, httpx.AsyncClient(base_url=served.base) as client:
         assert (await client.get("/ready")).json()["status"] == "ok"
-        created = await client.post("/notes", json={"body": "hello"})
+        key = {"Idempotency-Key": "first", "X-API-Key": "test"}
+        created = await client.post("/notes", json={"body": "hello"}, headers=key)
         assert created.status_code == 201
         note = (await client.get(f"/notes/{created.json()['id']}")).json()
         assert note["body"] == "hello"
