@@ -7,9 +7,11 @@
   (one layer). The target is >= 0.9x ``fastapi``.
 - ``tenfold-split``: the same with ``RequestContextMiddleware`` and
   ``TelemetryMiddleware`` stacked (two layers).
-- ``tenfold-full``: ``tenfold`` plus ProblemMiddleware, InFlightMiddleware and
-  the problem+json handlers: everything create_app puts in front of a route
-  except the database layer.
+- ``tenfold-full``: ``tenfold`` plus the HTTP layer (``HttpMiddleware`` with its
+  default settings: body limits, security headers), ProblemMiddleware,
+  InFlightMiddleware and the problem+json handlers: everything create_app puts
+  in front of a route except authentication, the database, rate limits and
+  the response cache.
 
 Each is one uvicorn worker (uvloop + httptools) in its own process; wrk loads
 each in turn, for ``--rounds`` interleaved rounds, and the median round is
@@ -98,7 +100,7 @@ def _tenfold_middleware(*, full: bool = False, split: bool = False) -> list[Any]
         TelemetryMiddleware,
         configure_logging,
     )
-    from tenfold.web import ProblemMiddleware
+    from tenfold.web import HttpMiddleware, ProblemMiddleware
 
     configure_logging(ObservabilitySettings(), console=False)
     metrics = Metrics()
@@ -111,6 +113,7 @@ def _tenfold_middleware(*, full: bool = False, split: bool = False) -> list[Any]
         middleware = [Middleware(ObservabilityMiddleware, metrics=metrics, access_log=True)]
     if full:
         middleware += [
+            Middleware(HttpMiddleware),
             Middleware(ProblemMiddleware),
             Middleware(InFlightMiddleware, lifecycle=Lifecycle()),
         ]

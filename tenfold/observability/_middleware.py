@@ -28,6 +28,7 @@ from tenfold._context import (
     valid_traceparent,
 )
 from tenfold._routes import RouteIndex
+from tenfold._scope import RESPONSE_HEADERS
 from tenfold.observability import _logging
 from tenfold.observability._access import write_access as _write_access
 from tenfold.observability._ids import new_request_id
@@ -283,12 +284,15 @@ class ObservabilityMiddleware:
         extras = _Extras(incoming) if incoming is not None else None
         header = (self._name, raw)
         status = 500  # what the client gets if the app dies before answering
+        scope[RESPONSE_HEADERS] = None  # an inner kernel layer may add headers through us
 
         def send_with_id(message: Message) -> object:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                headers = [*message.get("headers", ()), header]
+                finish = scope.get(RESPONSE_HEADERS)
+                message["headers"] = headers if finish is None else finish(headers)
             return send(message)
 
         metrics = self.metrics

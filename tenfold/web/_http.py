@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenfold._http_settings import HttpSettings
 from tenfold._routes import RouteIndex, RouteMatch
+from tenfold._scope import RESPONSE_HEADERS
 from tenfold.web._body import LimitedBody, body_too_large, is_json
 from tenfold.web._clientip import ClientAddress, parse_networks
 from tenfold.web._cors import Cors
@@ -72,6 +73,9 @@ class HttpMiddleware:
             self._wanted[b"host"] = _HOST
         if self.cors is not None:
             self._wanted[b"origin"] = _ORIGIN
+        names, plain, https = self._names, self._plain, self._https
+        self._finish_plain = lambda headers: _merged(headers, plain, names, False)
+        self._finish_https = lambda headers: _merged(headers, https, names, False)
         self._route_limits: tuple[object, bool] | None = None  # (routes table, any own limit)
         self._own_limits: dict[RouteMatch, int | None] = {}
 
@@ -103,7 +107,12 @@ class HttpMiddleware:
                 if cors.allows(origin):
                     extra = [*extra, cors.allow_origin(origin), *cors.response_headers]
         if extra or vary:
-            send = self._with_headers(send, extra, vary)
+            if RESPONSE_HEADERS in scope and not vary and extra is self._plain:
+                scope[RESPONSE_HEADERS] = self._finish_plain  # the outer layer's send adds them
+            elif RESPONSE_HEADERS in scope and not vary and extra is self._https:
+                scope[RESPONSE_HEADERS] = self._finish_https
+            else:
+                send = self._with_headers(send, extra, vary)
         if chunked or (length is not None and length != b"0"):
             limit = self._limit(scope)
             if length is not None and _announced(length) > limit:

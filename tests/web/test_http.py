@@ -466,3 +466,22 @@ def test_websocket_client_and_host(tmp_path: Path) -> None:
             pass
     assert seen == {"client": "203.0.113.9", "scheme": "wss"}
     assert refused.value.code == 1008
+
+
+async def test_security_headers_without_the_request_context_layer() -> None:
+    """HttpMiddleware wired alone (no ObservabilityMiddleware outside) adds the headers itself."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from tenfold.web import HttpMiddleware
+
+    async def page(request: object) -> PlainTextResponse:
+        return PlainTextResponse("hi", headers={"X-Frame-Options": "SAMEORIGIN"})
+
+    app = HttpMiddleware(Starlette(routes=[Route("/", page)]))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answer = await client.get("/")
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers.get_list("x-frame-options") == ["SAMEORIGIN"]  # the route's own wins
