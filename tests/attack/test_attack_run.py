@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tenfold.testing import PgCluster, RedisServer, allocate_port, release_port
+from tenfold.testing import PgCluster, RedisServer
+from tests._serving import REPO, tenfold_run
 
-ROOT = Path(__file__).resolve().parents[2]
-TENFOLD = Path(sys.executable).with_name("tenfold")
 PROBLEM = "application/problem+json"
 # Nothing a client sees may carry these: driver text, addresses, stacks.
 LEAKS = ("Traceback", "asyncpg", "sqlalchemy", "psycopg", "redis.exceptions", "127.0.0.1",
@@ -65,11 +61,8 @@ async def target(
 ) -> AsyncIterator[Target]:
     """`tenfold run` of tests/attack/target_app.py on a primary, a replica and Redis."""
     workdir = tmp_path_factory.mktemp("attack")
-    port = allocate_port()
     replica = pg_cluster.replica
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENFOLD_", "PYTHONPATH"))}
-    env |= {
-        "TENFOLD_PORT": str(port),
+    settings = {
         "TENFOLD_DB__URL": pg_cluster.primary.url(database),
         "TENFOLD_DB__REPLICAS": json.dumps([replica.url(database)] if replica else []),
         "TENFOLD_DB__CURSOR_SECRET": "attack-run-cursor-secret",
@@ -79,27 +72,9 @@ async def target(
         "TENFOLD_OBSERVABILITY__LOG_FORMAT": "console",
     }
     log = workdir / "server.log"
-    with log.open("wb") as out:
-        server = await asyncio.create_subprocess_exec(
-            TENFOLD, "run", "--app-dir", str(ROOT), "--app", "tests.attack.target_app:app",
-            cwd=workdir, env=env, stdout=out, stderr=out,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(timeout=1.0) as probe:
-            for _ in range(400):
-                try:
-                    if (await probe.get(f"{url}/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"tenfold run never answered:\n{log.read_text()[-3000:]}")
-        yield Target(url, log, redis_server)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(server.wait(), timeout=30)
-        release_port(port)
+    app = ("--app-dir", str(REPO), "--app", "tests.attack.target_app:app")
+    async with tenfold_run(workdir, *app, log=log, **settings) as served:
+        yield Target(served.base, log, redis_server)
 
 
 async def test_rotating_forwarded_for_does_not_escape_the_limit(target: Target) -> None:

@@ -3,72 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import socket
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
-TENFOLD = Path(sys.executable).with_name("tenfold")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def _wait_up(url: str) -> None:
-    async with httpx.AsyncClient(timeout=1.0) as client:
-        for _ in range(300):
-            try:
-                if (await client.get(url)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
-    raise AssertionError(f"{url} never answered")
-
-
-class Served:
-    """A running `tenfold run`: its base URL, and its stderr once it has stopped."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.stderr = ""
-
-
-@asynccontextmanager
-async def tenfold_run(tmp_path: Path, *args: str, **env: str) -> AsyncIterator[Served]:
-    """`tenfold run *args` from the repository with ``TENFOLD_*`` ``env``; stopped by SIGTERM."""
-    port = _free_port()
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TENFOLD_", "PYTHONPATH", "PROMETHEUS_", "FORWARDED_ALLOW_IPS"))
-    }
-    environ["TENFOLD_PORT"] = str(port)
-    environ.setdefault("TENFOLD_DB__URL", f"sqlite+aiosqlite:///{tmp_path}/hello.db")
-    environ.update(env)
-    proc = await asyncio.create_subprocess_exec(
-        str(TENFOLD), "run", *args, cwd=REPO, env=environ,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    served = Served(f"http://127.0.0.1:{port}")
-    try:
-        await _wait_up(f"{served.base}/health")
-        yield served
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 60)
-        served.stderr = err.decode()
+from tests._serving import tenfold_run
 
 
 async def test_run_serves_the_example_app_on_tenfold_port(tmp_path: Path) -> None:
