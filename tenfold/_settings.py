@@ -164,6 +164,19 @@ class AppSettings(SettingsSection):
         "collector's reach (gc.freeze), so full collections scan only request-time objects "
         "instead of pausing the event loop for every module and function (see docs/benchmarks.md).",
     )
+    cursor_secret: SecretStr | None = Field(
+        None, description="Moved to TENFOLD_DB__CURSOR_SECRET; a value here stops startup."
+    )
+
+    @field_validator("cursor_secret", mode="before")
+    @classmethod
+    def _cursor_secret_moved(cls, value: Any) -> None:
+        # A deployment that still sets the old name must hear where it went: silently
+        # ignoring it would sign cursors with no secret (and fail startup on PostgreSQL
+        # with a message about a variable the operator believes is set).
+        if value in (None, ""):
+            return None
+        raise ValueError("has moved to TENFOLD_DB__CURSOR_SECRET; set that instead")
 
 
 class CoreSettings(BaseSettings):

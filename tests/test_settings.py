@@ -143,3 +143,12 @@ def test_an_unknown_section_in_dotenv_is_ignored(tmp_path) -> None:  # type: ign
     (tmp_path / ".env").write_text("TENFOLD_DB__POOLSIZE=3\n")
     with pytest.raises(ConfigurationError, match="TENFOLD_DB__POOLSIZE"):
         Settings.load()
+
+
+def test_the_old_cursor_secret_variable_names_its_new_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TENFOLD_APP__CURSOR_SECRET stops startup and names TENFOLD_DB__CURSOR_SECRET."""
+    monkeypatch.setenv("TENFOLD_APP__CURSOR_SECRET", "an-old-secret-of-enough-length")
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load()
+    assert "TENFOLD_APP__CURSOR_SECRET" in str(caught.value)
+    assert "TENFOLD_DB__CURSOR_SECRET" in str(caught.value)
