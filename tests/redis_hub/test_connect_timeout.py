@@ -66,19 +66,16 @@ async def test_the_connect_timeout_setting_reaches_the_pool(redis_cluster: Redis
 
 
 async def test_a_connect_that_hangs_fails_within_the_connect_timeout(full_backlog: int) -> None:
-    """A Redis that takes no connections is RedisUnavailable after about CONNECT_TIMEOUT."""
-    budget = 0.2
+    """A Redis that takes no connections is RedisUnavailable by CONNECT_TIMEOUT, not by the
+    (here far longer) socket timeout: the ping fails with a timeout before the guard, which
+    only keeps a regression from hanging the suite, could fire."""
     settings = RedisSettings(
-        url=f"redis://127.0.0.1:{full_backlog}/0", socket_timeout=5.0, connect_timeout=budget
+        url=f"redis://127.0.0.1:{full_backlog}/0", socket_timeout=120.0, connect_timeout=0.2
     )
     hub = RedisHub.from_settings(settings)
-    loop = asyncio.get_running_loop()
     try:
-        started = loop.time()
         with pytest.raises(RedisUnavailable) as caught:
-            await hub.ping()
-        # Generous and relative: a connect bounded by socket_timeout (5 s) would take 25x.
-        assert loop.time() - started < 10 * budget
+            await asyncio.wait_for(hub.ping(), timeout=60)
         assert "Timeout" in caught.value.message
     finally:
         await hub.aclose()
