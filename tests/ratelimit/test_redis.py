@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -136,15 +137,14 @@ async def test_flushed_script_is_loaded_again(redis_server: RedisServer, ns: str
 
 
 async def test_stopped_redis_is_unavailable_quickly(redis_server: RedisServer, ns: str) -> None:
-    """With Redis stopped a decision raises RateLimiterUnavailable within a second."""
-    backend = RedisBackend.from_url(redis_server.url, socket_timeout=0.25, connect_timeout=0.25)
+    """With Redis stopped a decision raises RateLimiterUnavailable at once: the refused
+    connection is the answer, not a timeout (both are 30 s here, past the hang guard)."""
+    backend = RedisBackend.from_url(redis_server.url, socket_timeout=30.0, connect_timeout=30.0)
     rule = Rule(Rate(5, DAY))
     await backend.hit(ns, rule)
     redis_server.stop()
-    started = time.monotonic()
     with pytest.raises(RateLimiterUnavailable) as caught:
-        await backend.hit(ns, rule)
-    assert time.monotonic() - started < 1.0
+        await asyncio.wait_for(backend.hit(ns, rule), timeout=15)
     problem = ProblemRegistry(PROBLEMS).lookup(caught.value)
     assert problem is not None
     assert problem.status == 503

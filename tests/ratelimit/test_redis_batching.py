@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -100,17 +99,17 @@ async def test_script_flush_between_batches(
 
 async def test_redis_killed_mid_batch(redis_server: RedisServer, ns: str) -> None:
     """Redis dying with a pipeline in flight gives every waiting caller RateLimiterUnavailable."""
-    backend = RedisBackend.from_url(redis_server.url, socket_timeout=0.25, connect_timeout=0.25)
+    # Timeouts far past the hang guard: the callers must fail because the connection
+    # dropped, not because a reply timed out.
+    backend = RedisBackend.from_url(redis_server.url, socket_timeout=30.0, connect_timeout=30.0)
     rule = Rule(Rate(100, DAY))
     await backend.hit(ns, rule)
     redis_server.pause()  # the pipeline goes out and waits for a reply
     before = backend.round_trips
     callers = [asyncio.create_task(backend.hit(ns, rule)) for _ in range(20)]
     await until_sent(backend, before)
-    started = time.monotonic()
     redis_server.kill()
-    outcomes = await asyncio.gather(*callers, return_exceptions=True)
-    assert time.monotonic() - started < 1.0
+    outcomes = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 15)
     assert all(isinstance(o, RateLimiterUnavailable) for o in outcomes), outcomes
     assert all(o.__cause__ is not None for o in outcomes if isinstance(o, BaseException))
     assert len({id(o) for o in outcomes}) == len(outcomes)  # each caller raises its own
