@@ -20,6 +20,9 @@ def test_redis(redis_server):
 
 def test_bouncer(pgbouncer):
     pass
+
+def test_rabbitmq(rabbitmq_server):
+    pass
 """
 
 _BREAKS_REDIS = """
@@ -60,10 +63,11 @@ def test_missing_binary_fails_under_ci(tmp_path: Path) -> None:
     empty.mkdir()
     done = _run_pytest(tmp_path, _NEEDS_SERVERS, CI="true", TENFOLD_TEST_BIN_PATH=str(empty))
     assert done.returncode == 1, done.stdout
-    assert "3 errors" in done.stdout
+    assert "4 errors" in done.stdout
     assert "skipped" not in done.stdout
     assert "apt-get install -y postgresql" in done.stdout
     assert "apt-get install -y redis-server" in done.stdout
+    assert "apt-get install -y rabbitmq-server" in done.stdout
 
 
 def test_missing_binary_skips_outside_ci(tmp_path: Path) -> None:
@@ -72,8 +76,9 @@ def test_missing_binary_skips_outside_ci(tmp_path: Path) -> None:
     empty.mkdir()
     done = _run_pytest(tmp_path, _NEEDS_SERVERS, TENFOLD_TEST_BIN_PATH=str(empty))
     assert done.returncode == 0, done.stdout
-    assert "3 skipped" in done.stdout
+    assert "4 skipped" in done.stdout
     assert "redis-server not found" in done.stdout
+    assert "rabbitmq-server not found" in done.stdout
 
 
 @pytest.mark.redis
