@@ -30,7 +30,8 @@ Session-scoped, sync (so they work with any event loop):
 ``rabbitmq_server`` -> ``RabbitMQServer``
     a broker node of its own (own node name, cookie and data dir; AMQP and
     Erlang distribution ports on 127.0.0.1); ``.host .port .url``
-    (``amqp://guest:guest@127.0.0.1:<port>//``), ``handshake(timeout)``,
+    (``amqp://guest:guest@127.0.0.1:<port>//``), ``.node``, ``ctl(*args)``
+    (``rabbitmqctl -n <node> ...``), ``handshake(timeout)``,
     ``start() stop() kill() restart() pause() resume() is_running()``.
 ``pgbouncer`` -> ``PgBouncer``
     transaction pooling in front of ``pg_cluster.primary``; ``.port``,

@@ -93,6 +93,7 @@ def run_tool(
     user: str | None = None,
     timeout: float = 60,
     cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """Run a short-lived tool and return its stdout; raise ``HarnessError`` on failure."""
     try:
@@ -103,6 +104,7 @@ def run_tool(
             timeout=timeout,
             stdin=subprocess.DEVNULL,
             cwd=cwd or tempfile.gettempdir(),
+            env=env,
             check=False,
             **_user_kwargs(user),  # type: ignore[arg-type]
         )

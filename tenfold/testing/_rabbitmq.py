@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from tenfold.testing._binaries import find_binary
 from tenfold.testing._errors import HarnessError, NotManaged
 from tenfold.testing._ports import allocate_port, release_port
-from tenfold.testing._process import ServerProcess, poll_until
+from tenfold.testing._process import ServerProcess, poll_until, run_tool
 
 __all__ = ["RABBITMQ_URL_ENV", "RabbitMQServer", "amqp_handshake"]
 
@@ -71,8 +71,11 @@ class RabbitMQServer:
         url: str | None = None,
         process: ServerProcess | None = None,
         dist_port: int | None = None,
+        node: str | None = None,
     ) -> None:
         self.host, self.port = host, port
+        #: The Erlang node name of a harness-owned broker (``tenfold-<pid>-<n>@localhost``).
+        self.node = node
         self.url = url or f"amqp://guest:guest@{host}:{port}//"
         self.process = process
         self.dist_port = dist_port
@@ -92,7 +95,8 @@ class RabbitMQServer:
         port, dist_port = allocate_port(), allocate_port()
         home = workdir / name
         home.mkdir()
-        env = _node_environment(home, port=port, dist_port=dist_port)
+        node = f"tenfold-{os.getpid()}-{next(_node_numbers)}@localhost"
+        env = _node_environment(home, node=node, port=port, dist_port=dist_port)
         # "-noinput" goes to erl: with RABBITMQ_ALLOW_INPUT set, the start
         # script execs the VM instead of waiting on it as a background job,
         # so our child is beam.smp itself. That keeps PR_SET_PDEATHSIG on the
@@ -100,7 +104,7 @@ class RabbitMQServer:
         process = ServerProcess(
             [binary, "-noinput"], name=name, log_path=workdir / f"{name}.log", cwd=home, env=env
         )
-        server = cls(host="127.0.0.1", port=port, process=process, dist_port=dist_port)
+        server = cls(host="127.0.0.1", port=port, process=process, dist_port=dist_port, node=node)
         try:
             server.start()
         except BaseException:
@@ -111,6 +115,18 @@ class RabbitMQServer:
     def handshake(self, timeout: float = 5) -> None:
         """Connect and complete the AMQP protocol-header exchange (see ``amqp_handshake``)."""
         amqp_handshake(self.host, self.port, timeout=timeout)
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl -n <node> *args`` against this node and return its output.
+
+        For example ``ctl("list_queues", "name", "messages")`` or
+        ``ctl("close_all_connections", "test")``.
+        """
+        proc = self._proc("run rabbitmqctl on")
+        binary = find_binary("rabbitmqctl", prefer=[_RABBITMQ_BIN])
+        return run_tool(
+            [binary, "-q", "-n", str(self.node), *args], timeout=timeout, cwd=proc.cwd, env=proc.env
+        )
 
     def _proc(self, action: str) -> ServerProcess:
         if self.process is None:
@@ -190,7 +206,7 @@ class RabbitMQServer:
         return cls(host=parts.hostname, port=parts.port or 5672, url=url)
 
 
-def _node_environment(home: Path, *, port: int, dist_port: int) -> dict[str, str]:
+def _node_environment(home: Path, *, node: str, port: int, dist_port: int) -> dict[str, str]:
     """The environment of a node whose every file and port is its own."""
     cookie = home / ".erlang.cookie"
     cookie.write_text(secrets.token_hex(20))
@@ -206,7 +222,7 @@ def _node_environment(home: Path, *, port: int, dist_port: int) -> dict[str, str
         # Erlang reads the cookie from $HOME; rabbitmqctl run with the same
         # HOME agrees with the node.
         "HOME": str(home),
-        "RABBITMQ_NODENAME": f"tenfold-{os.getpid()}-{next(_node_numbers)}@localhost",
+        "RABBITMQ_NODENAME": node,
         "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
         "RABBITMQ_NODE_PORT": str(port),
         "RABBITMQ_DIST_PORT": str(dist_port),

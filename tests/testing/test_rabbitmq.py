@@ -17,6 +17,14 @@ def test_broker_answers_the_amqp_handshake(rabbitmq_server: RabbitMQServer) -> N
     rabbitmq_server.handshake()
 
 
+def test_ctl_runs_rabbitmqctl_on_the_harness_node(rabbitmq_server: RabbitMQServer) -> None:
+    """ctl() reaches the harness's own node (its unique name), not a broker the machine runs."""
+    node = rabbitmq_server.node
+    assert node is not None
+    assert node.startswith("tenfold-")
+    assert rabbitmq_server.ctl("eval", "node().").strip() == f"'{node}'"
+
+
 def test_stopped_broker_refuses_then_starts_on_same_port(rabbitmq_server: RabbitMQServer) -> None:
     """A stopped broker refuses connections; start() brings it back on the same URL."""
     url = rabbitmq_server.url
@@ -59,6 +67,7 @@ def test_external_broker_cannot_be_broken() -> None:
     assert server is not None
     assert (server.host, server.port, server.url) == ("broker.example", 5673, url)
     assert RabbitMQServer.from_env({}) is None
-    for helper in (server.stop, server.kill, server.pause, server.resume, server.start):
+    assert server.node is None
+    for helper in (server.stop, server.kill, server.pause, server.resume, server.start, server.ctl):
         with pytest.raises(NotManaged):
             helper()
