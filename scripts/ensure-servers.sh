@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the server binaries the test harness starts are installed:
-# PostgreSQL >= 15 (initdb, pg_ctl, pg_basebackup), Redis >= 7, pgbouncer, promtool, wrk.
+# PostgreSQL >= 15 (initdb, pg_ctl, pg_basebackup), Redis >= 7, pgbouncer, RabbitMQ,
+# promtool, wrk.
 # On Debian/Ubuntu as root, installs what is missing with apt; elsewhere lists it and fails.
 set -euo pipefail
 
@@ -21,10 +22,15 @@ redis_ok() {
   local v; v=$(redis-server --version | sed -n 's/.*v=\([0-9]*\).*/\1/p')
   [ "${v:-0}" -ge 7 ]
 }
+rabbitmq_ok() {
+  # The harness runs the start script itself (Debian's /usr/sbin one switches user).
+  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null
+}
 
 pg_ok || missing+=(postgresql)
 redis_ok || missing+=(redis-server)
 command -v pgbouncer >/dev/null || missing+=(pgbouncer)
+rabbitmq_ok || missing+=(rabbitmq-server)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v wrk >/dev/null || missing+=(wrk)
 
@@ -33,7 +39,8 @@ command -v wrk >/dev/null || missing+=(wrk)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
-  # Debian's postgresql/redis packages try to start services; the harness starts its own.
+  # Debian's postgresql/redis/rabbitmq packages try to start services; the harness
+  # starts its own nodes beside them.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   pg_ok || { echo "PostgreSQL >= 15 is still missing after apt-get install" >&2; exit 1; }
   redis_ok || { echo "Redis >= 7 is still missing after apt-get install" >&2; exit 1; }
@@ -43,7 +50,7 @@ fi
 cat >&2 <<MSG
 The test harness needs these server binaries, which are missing: ${missing[*]}
 Install them with your package manager, e.g. on Debian/Ubuntu:
-  sudo apt-get install postgresql redis-server pgbouncer prometheus wrk
+  sudo apt-get install postgresql redis-server pgbouncer rabbitmq-server prometheus wrk
 (PostgreSQL >= 15 and Redis >= 7.)
 MSG
 exit 1

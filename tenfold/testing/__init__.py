@@ -1,9 +1,9 @@
-"""tenfold's test harness: real PostgreSQL, Redis and pgbouncer servers, and ways to break them.
+"""tenfold's test harness: real PostgreSQL, Redis, pgbouncer and RabbitMQ, and ways to break them.
 
 It is a pytest plugin (registered as ``pytest11: tenfold``), so installing
 tenfold makes the fixtures available in any project's tests. Servers run
 from this machine's binaries (``/usr/lib/postgresql/<15+>/bin``,
-``redis-server``, ``redis-cli``, ``pgbouncer``) in a temp dir on free
+``redis-server``, ``redis-cli``, ``pgbouncer``, ``rabbitmq-server``) in a temp dir on free
 loopback ports. Each starts the first time a test asks for it and stops at
 the end of the session; no process outlives pytest (finalizers, ``atexit``,
 and ``PR_SET_PDEATHSIG`` for a SIGKILLed pytest).
@@ -27,6 +27,12 @@ Session-scoped, sync (so they work with any event loop):
 ``redis_cluster`` -> ``RedisCluster``
     three masters; ``.nodes`` (``RedisServer``), ``.startup_nodes``
     (``["127.0.0.1:p", ...]``), ``.url`` (first node), ``client()``, ``wait_ok()``.
+``rabbitmq_server`` -> ``RabbitMQServer``
+    a broker node of its own (own node name, cookie and data dir; AMQP and
+    Erlang distribution ports on 127.0.0.1); ``.host .port .url``
+    (``amqp://guest:guest@127.0.0.1:<port>//``), ``.node``, ``ctl(*args)``
+    (``rabbitmqctl -n <node> ...``), ``handshake(timeout)``,
+    ``start() stop() kill() restart() pause() resume() is_running()``.
 ``pgbouncer`` -> ``PgBouncer``
     transaction pooling in front of ``pg_cluster.primary``; ``.port``,
     ``url(db)``, ``dsn(db)``, ``admin("SHOW POOLS")``, plus the break-helpers.
@@ -53,6 +59,8 @@ Environment
     ``redis://`` URL of an external standalone Redis.
 ``TENFOLD_TEST_REDIS_CLUSTER``
     ``host:port,host:port,...`` of an external Redis Cluster.
+``TENFOLD_TEST_RABBITMQ_URL``
+    ``amqp://`` URL of an external RabbitMQ broker.
 ``TENFOLD_TEST_BIN_PATH``
     directories (``os.pathsep``-joined) to search for binaries instead of the
     defaults.
@@ -89,6 +97,7 @@ from tenfold.testing._platform import attach_platform
 from tenfold.testing._ports import allocate_port, release_port
 from tenfold.testing._postgres import PgServer
 from tenfold.testing._proxy import FaultProxy
+from tenfold.testing._rabbitmq import RabbitMQServer
 from tenfold.testing._redis import RedisCluster, RedisServer
 from tenfold.testing._serve import serve_asgi
 
@@ -101,6 +110,7 @@ __all__ = [
     "PgBouncer",
     "PgCluster",
     "PgServer",
+    "RabbitMQServer",
     "RecordingListener",
     "RedisCluster",
     "RedisServer",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from tenfold.testing._errors import MissingBinary
@@ -25,6 +26,8 @@ _INSTALL_HINTS = {
     "redis-server": "install it with `apt-get install -y redis-server`",
     "redis-cli": "install it with `apt-get install -y redis-tools`",
     "pgbouncer": "install it with `apt-get install -y pgbouncer`",
+    "rabbitmq-server": "install it with `apt-get install -y rabbitmq-server` "
+    "(or point TENFOLD_TEST_RABBITMQ_URL at a running broker)",
 }
 
 
@@ -35,12 +38,19 @@ def _override_dirs() -> list[Path] | None:
     return [Path(p) for p in raw.split(os.pathsep) if p]
 
 
-def find_binary(name: str) -> Path:
-    """Return the path of executable *name*, or raise ``MissingBinary``."""
+def find_binary(name: str, *, prefer: Sequence[Path] = ()) -> Path:
+    """Return the path of executable *name*, or raise ``MissingBinary``.
+
+    The directories in *prefer* are searched before PATH (not when
+    ``TENFOLD_TEST_BIN_PATH`` replaces the search).
+    """
     dirs = _override_dirs()
     if dirs is None:
-        found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-        searched = ["PATH", "/usr/sbin"]
+        preferred = os.pathsep.join(map(str, prefer))
+        found = (preferred and shutil.which(name, path=preferred)) or (
+            shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+        )
+        searched = [*map(str, prefer), "PATH", "/usr/sbin"]
     else:
         found = shutil.which(name, path=os.pathsep.join(map(str, dirs)))
         searched = [str(d) for d in dirs]

@@ -20,6 +20,7 @@ from tenfold.testing._pgbouncer import PgBouncer
 from tenfold.testing._pgcluster import PgCluster
 from tenfold.testing._process import make_workdir
 from tenfold.testing._proxy import FaultProxy
+from tenfold.testing._rabbitmq import RabbitMQServer
 from tenfold.testing._redis import RedisCluster, RedisServer
 
 KEEP_DIR_ENV = "TENFOLD_TEST_KEEP_DIR"
@@ -141,6 +142,19 @@ def redis_cluster(request: pytest.FixtureRequest) -> Iterator[RedisCluster]:
     yield cluster
     del harness.active["redis_cluster"]
     cluster.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server(request: pytest.FixtureRequest) -> Iterator[RabbitMQServer]:
+    """A RabbitMQ broker node of the harness's own (or the TENFOLD_TEST_RABBITMQ_URL broker)."""
+    server = RabbitMQServer.from_env()
+    if server is None:
+        with _binaries_required():
+            server = RabbitMQServer.launch(request.config.stash[_HARNESS].workdir)
+    harness = _register(request, "rabbitmq_server", server)
+    yield server
+    del harness.active["rabbitmq_server"]
+    server.close()
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tenfold.testing._errors import HarnessError
@@ -93,6 +93,7 @@ def run_tool(
     user: str | None = None,
     timeout: float = 60,
     cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """Run a short-lived tool and return its stdout; raise ``HarnessError`` on failure."""
     try:
@@ -103,6 +104,7 @@ def run_tool(
             timeout=timeout,
             stdin=subprocess.DEVNULL,
             cwd=cwd or tempfile.gettempdir(),
+            env=env,
             check=False,
             **_user_kwargs(user),  # type: ignore[arg-type]
         )
@@ -160,12 +162,14 @@ class ServerProcess:
         log_path: Path,
         user: str | None = None,
         cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.name = name
         self.log_path = log_path
         self.user = user
         self.cwd = cwd or log_path.parent
+        self.env = dict(env) if env is not None else None
         self.paused = False
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -190,6 +194,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.cwd,
+                env=self.env,
                 start_new_session=True,
                 # PDEATHSIG fires when the *thread* that forked dies, so only
                 # the main thread (which lives as long as pytest) may use it.

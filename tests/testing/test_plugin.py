@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tenfold.testing import RedisServer
+from tenfold.testing import RabbitMQServer, RedisServer
 
 _NEEDS_SERVERS = """
 def test_pg(pg_cluster):
@@ -19,6 +19,9 @@ def test_redis(redis_server):
     pass
 
 def test_bouncer(pgbouncer):
+    pass
+
+def test_rabbitmq(rabbitmq_server):
     pass
 """
 
@@ -37,6 +40,18 @@ def test_pause(redis_server):
 
 def test_finds_it_running(redis_server):
     assert redis_server.command("PING") is True
+"""
+
+_LEAVES_RABBITMQ_BROKEN = """
+def test_kill(rabbitmq_server):
+    rabbitmq_server.kill()
+
+def test_pause(rabbitmq_server):
+    rabbitmq_server.handshake()
+    rabbitmq_server.pause()
+
+def test_finds_it_running(rabbitmq_server):
+    rabbitmq_server.handshake()
 """
 
 
@@ -60,10 +75,11 @@ def test_missing_binary_fails_under_ci(tmp_path: Path) -> None:
     empty.mkdir()
     done = _run_pytest(tmp_path, _NEEDS_SERVERS, CI="true", TENFOLD_TEST_BIN_PATH=str(empty))
     assert done.returncode == 1, done.stdout
-    assert "3 errors" in done.stdout
+    assert "4 errors" in done.stdout
     assert "skipped" not in done.stdout
     assert "apt-get install -y postgresql" in done.stdout
     assert "apt-get install -y redis-server" in done.stdout
+    assert "apt-get install -y rabbitmq-server" in done.stdout
 
 
 def test_missing_binary_skips_outside_ci(tmp_path: Path) -> None:
@@ -72,8 +88,9 @@ def test_missing_binary_skips_outside_ci(tmp_path: Path) -> None:
     empty.mkdir()
     done = _run_pytest(tmp_path, _NEEDS_SERVERS, TENFOLD_TEST_BIN_PATH=str(empty))
     assert done.returncode == 0, done.stdout
-    assert "3 skipped" in done.stdout
+    assert "4 skipped" in done.stdout
     assert "redis-server not found" in done.stdout
+    assert "rabbitmq-server not found" in done.stdout
 
 
 @pytest.mark.redis
@@ -91,5 +108,16 @@ def test_servers_are_healed_after_each_test(tmp_path: Path, redis_server: RedisS
     """A server one test killed, and one it paused, is back up for the next test."""
     # redis_server is requested only so that a missing binary skips (or fails) this test.
     done = _run_pytest(tmp_path, _LEAVES_REDIS_BROKEN)
+    assert done.returncode == 0, done.stdout
+    assert "3 passed" in done.stdout
+
+
+@pytest.mark.rabbitmq
+def test_rabbitmq_is_healed_after_each_test(
+    tmp_path: Path, rabbitmq_server: RabbitMQServer
+) -> None:
+    """A broker one test killed, and one it paused, is back up for the next test."""
+    # rabbitmq_server is requested only so that a missing binary skips (or fails) this test.
+    done = _run_pytest(tmp_path, _LEAVES_RABBITMQ_BROKEN)
     assert done.returncode == 0, done.stdout
     assert "3 passed" in done.stdout
