@@ -207,6 +207,39 @@ async def test_redis_outage_steps_down_without_raising(redis_server: RedisServer
         await hub.aclose()
 
 
+async def test_hung_renewal_steps_down_at_the_deadline(redis_server: RedisServer) -> None:
+    """A renewal Redis never answers ends at the tenure's deadline: on_lost, not a hang."""
+    hub = RedisHub.from_url(redis_server.url, socket_timeout=BOUND * 3)  # longer than the test
+    lease = LeaderLease(hub, unique(), ttl=0.6, renew_every=0.05)
+    hooks = Hooks()
+    try:
+        async with lease.leading(hooks.on_elected, hooks.on_lost):
+            await asyncio.wait_for(hooks.elected.wait(), BOUND)
+            hooks.elected.clear()
+            redis_server.pause()
+            try:
+                await asyncio.wait_for(hooks.lost.wait(), BOUND)
+                assert lease.is_leader is False
+            finally:
+                redis_server.resume()
+            await asyncio.wait_for(hooks.elected.wait(), BOUND)
+    finally:
+        await hub.aclose()
+
+
+async def test_a_failing_hook_stops_the_loop_and_releases(hub: RedisHub) -> None:
+    """An error raised by a hook escapes run() after the lease is released."""
+    name = unique()
+    lease = LeaderLease(hub, name, ttl=30)
+
+    def broken(token: int) -> None:
+        raise LookupError(token)
+
+    with pytest.raises(LookupError):
+        await asyncio.wait_for(lease.run(on_elected=broken), BOUND)
+    assert await LeaderLease(hub, name, ttl=30).acquire() is not None
+
+
 async def test_cluster_keys_share_a_slot(redis_cluster: RedisCluster) -> None:
     """On a Cluster, acquire, renew and release work (both keys in one slot)."""
     hub = RedisHub.from_cluster(redis_cluster.startup_nodes)
