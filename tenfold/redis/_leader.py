@@ -238,8 +238,11 @@ class LeaderLease:
 
     async def _release_quietly(self) -> None:
         try:
-            await self.release()
-        except RedisUnavailable as exc:  # the key expires on its own within ttl
+            # Waiting past ttl is pointless (the key has expired by then) and would hold up
+            # a shutdown while Redis hangs.
+            async with asyncio.timeout(self.ttl):
+                await self.release()
+        except (RedisUnavailable, TimeoutError) as exc:
             _log.warning("leader_release_failed", lease=self.name, error=str(exc))
 
     @contextlib.asynccontextmanager

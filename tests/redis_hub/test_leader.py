@@ -227,6 +227,23 @@ async def test_hung_renewal_steps_down_at_the_deadline(redis_server: RedisServer
         await hub.aclose()
 
 
+async def test_stopping_while_redis_hangs_waits_at_most_the_ttl(redis_server: RedisServer) -> None:
+    """A leader cancelled while Redis hangs gives up releasing after ttl, not the socket timeout."""
+    hub = RedisHub.from_url(redis_server.url, socket_timeout=BOUND * 3)  # longer than the test
+    lease = LeaderLease(hub, unique(), ttl=2, renew_every=0.5)
+    hooks = Hooks()
+    task = asyncio.create_task(lease.run(hooks.on_elected, hooks.on_lost))
+    try:
+        await asyncio.wait_for(hooks.elected.wait(), BOUND)
+        redis_server.pause()
+        task.cancel()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), BOUND)
+    finally:
+        redis_server.resume()
+        task.cancel()
+        await hub.aclose()
+
+
 async def test_a_failing_hook_stops_the_loop_and_releases(hub: RedisHub) -> None:
     """An error raised by a hook escapes run() after the lease is released."""
     name = unique()
