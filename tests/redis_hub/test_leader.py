@@ -152,7 +152,7 @@ async def test_run_loops_fail_over_when_the_leader_stops(hub: RedisHub) -> None:
     """Of two run loops one leads; stopping it hands leadership to the other."""
     name = unique()
     rounds = [Rounds() for _ in range(2)]
-    leases = [LeaderLease(hub, name, ttl=0.6, renew_every=0.05, sleep=r.sleep) for r in rounds]
+    leases = [LeaderLease(hub, name, ttl=3, renew_every=0.05, sleep=r.sleep) for r in rounds]
     hooks = [Hooks() for _ in leases]
     tasks = [
         asyncio.create_task(lease.run(h.on_elected, h.on_lost))
