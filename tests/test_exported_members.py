@@ -16,6 +16,7 @@ PACKAGES = [
     "tenfold.httpcache",
     "tenfold.idempotency",
     "tenfold.ratelimit",
+    "tenfold.redis",
     "tenfold.resilience",
     "tenfold.observability",
     "tenfold.testing",

@@ -9,6 +9,7 @@
     RedisUnavailable    what a failed command raises (never the driver's error, never a host)
     Slots               the in-flight bound
     hash_tag            the Cluster hash tag of a key
+    LeaderLease         one leader per name across processes, with a fencing token
 
 See docs/architecture.md ("Redis: one hub per process").
 """
@@ -25,12 +26,14 @@ from tenfold.redis._clients import (
     standalone_client,
 )
 from tenfold.redis._hub import RedisHub, split_hub_options
+from tenfold.redis._leader import LeaderLease
 from tenfold.redis._pubsub import PubSub
 
 __all__ = [
     "MAX_BATCH",
     "PROBLEMS",
     "REDIS_ERRORS",
+    "LeaderLease",
     "PubSub",
     "RedisHub",
     "RedisUnavailable",
