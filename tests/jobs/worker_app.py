@@ -1,0 +1,36 @@
+"""A small app with background tasks, for `tenfold worker` in the jobs tests.
+
+Each task inserts a row into ``marks`` through the worker's platform; the
+tests count rows to see which tasks ran, and how many times.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from tenfold import create_app
+from tenfold.jobs import JobsExtension, Tasks, current_platform
+
+metadata = sa.MetaData()
+marks = sa.Table(
+    "marks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("marker", sa.String(100), nullable=False),
+    sa.Column("sent_to", sa.String(100), nullable=False),
+)
+
+tasks = Tasks()
+
+
+@tasks.task
+async def mark(marker: str, sent_to: str = "") -> None:
+    """Insert one row through the worker's platform (its database session)."""
+    async with current_platform().db.session() as session:
+        await session.execute(sa.insert(marks).values(marker=marker, sent_to=sent_to))
+
+
+def make_app() -> FastAPI:
+    """The app as `tenfold --app tests.jobs.worker_app:make_app` loads it."""
+    return create_app(extensions=[JobsExtension(tasks=[tasks])])
