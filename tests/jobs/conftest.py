@@ -49,10 +49,11 @@ class JobsWorld:
         with sqlite3.connect(self.db_file) as conn:
             return list(conn.execute("SELECT marker, sent_to FROM marks ORDER BY id"))
 
-    async def wait_for_row(self, marker: str) -> None:
-        """Return once a row with ``marker`` exists; fail after about 60 s (a hang guard)."""
+    async def wait_for_row(self, marker: str, *, count: int = 1) -> None:
+        """Return once ``count`` rows with ``marker`` exist; fail after about 60 s (a hang
+        guard)."""
         for _ in range(600):
-            if any(m == marker for m, _ in await asyncio.to_thread(self.rows)):
+            if [m for m, _ in await asyncio.to_thread(self.rows)].count(marker) >= count:
                 return
             await asyncio.sleep(0.1)
         raise AssertionError(f"no row {marker!r} after 60 s; rows: {self.rows()}")

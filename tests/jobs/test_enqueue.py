@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +21,11 @@ def remind(who: str) -> str:
     return f"remind {who}"
 
 
-def _platform(redis_server: RedisServer, clock: float | None = None) -> Platform:
-    settings = Settings.load(redis=RedisSettings(url=redis_server.url))
+def _platform(redis_server: RedisServer, tmp_path: Path, clock: float | None = None) -> Platform:
+    settings = Settings.load(
+        db={"url": f"sqlite+aiosqlite:///{tmp_path}/app.db"},
+        redis=RedisSettings(url=redis_server.url),
+    )
     platform = Platform.build(
         settings, extensions=[JobsExtension(tasks=[group])], configure_logs=False
     )
@@ -30,11 +34,13 @@ def _platform(redis_server: RedisServer, clock: float | None = None) -> Platform
     return platform
 
 
-async def test_a_countdown_beyond_the_maximum_is_refused(redis_server: RedisServer) -> None:
+async def test_a_countdown_beyond_the_maximum_is_refused(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     """A countdown or eta past TENFOLD_JOBS__MAX_COUNTDOWN is refused and nothing is sent."""
     now = 1_800_000_000.0
     queue = remind.options.queue
-    async with _platform(redis_server, clock=now) as platform:
+    async with _platform(redis_server, tmp_path, clock=now) as platform:
         limit = platform.jobs.settings.max_countdown
         with pytest.raises(ConfigurationError) as raised:
             await remind.enqueue("ada", countdown=limit + 1)

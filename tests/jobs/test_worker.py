@@ -40,3 +40,20 @@ async def test_a_worker_takes_only_its_own_queues(jobs_world: JobsWorld) -> None
         await jobs_world.wait_for_row("for-a")
     assert jobs_world.rows() == [("for-b", queue_b), ("for-a", queue_a)]
     assert redis.llen(queue_a) == 0
+
+
+async def test_a_transient_failure_is_retried_on_the_same_queue(jobs_world: JobsWorld) -> None:
+    """A task failing with ConnectionError runs again from its queue until it succeeds; a task
+    failing with a bug runs once."""
+    queue = _queue("retry")
+    async with jobs_world.platform():
+        await worker_app.broken.enqueue("bug", queue=queue)
+        await worker_app.flaky.enqueue("flaky", 2, queue=queue)
+        async with jobs_world.worker("--queues", queue, "--concurrency", "1"):
+            await jobs_world.wait_for_row("flaky", count=3)
+            # Due after any retry of the broken task would be: once it ran, none is pending.
+            await worker_app.mark.enqueue("done", queue=queue, countdown=0.2)
+            await jobs_world.wait_for_row("done")
+    markers = [m for m, _ in jobs_world.rows()]
+    assert markers.count("flaky") == 3
+    assert markers.count("bug") == 1

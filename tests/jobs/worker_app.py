@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from tenfold import create_app
+from tenfold import Backoff, create_app
 from tenfold.jobs import JobsExtension, Tasks, current_platform
 
 metadata = sa.MetaData()
@@ -34,3 +34,22 @@ async def mark(marker: str, sent_to: str = "") -> None:
 def make_app() -> FastAPI:
     """The app as `tenfold --app tests.jobs.worker_app:make_app` loads it."""
     return create_app(extensions=[JobsExtension(tasks=[tasks])])
+
+
+@tasks.task(backoff=Backoff(base=0.05, max=0.05), max_retries=3)
+async def flaky(marker: str, failures: int) -> None:
+    """Insert a row per attempt; the first ``failures`` attempts lose their connection."""
+    await mark(marker)
+    async with current_platform().db.session(readonly=True) as session:
+        attempts = await session.scalar(
+            sa.select(sa.func.count()).select_from(marks).where(marks.c.marker == marker)
+        )
+    if attempts <= failures:
+        raise ConnectionError(f"attempt {attempts} of {marker} failed")
+
+
+@tasks.task(backoff=Backoff(base=0.05, max=0.05), max_retries=3)
+async def broken(marker: str) -> None:
+    """Insert a row, then fail with a bug (not a transient error)."""
+    await mark(marker)
+    raise ValueError(f"{marker} is broken")
