@@ -15,6 +15,7 @@ PACKAGES = [
     "tenfold.health",
     "tenfold.httpcache",
     "tenfold.idempotency",
+    "tenfold.jobs",
     "tenfold.ratelimit",
     "tenfold.redis",
     "tenfold.resilience",

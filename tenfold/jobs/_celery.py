@@ -1,0 +1,100 @@
+"""The Celery app a platform's jobs run on, configured from ``TENFOLD_JOBS__*``.
+
+Each setting below is one of the safe defaults docs/jobs.md explains; what
+Celery would otherwise do is in the comment beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from tenfold._errors import ConfigurationError
+from tenfold._settings import RedisSettings
+from tenfold.jobs._settings import JobsSettings
+
+__all__ = ["broker_of", "celery_app"]
+
+
+def broker_of(settings: JobsSettings, redis: RedisSettings) -> tuple[str, str]:
+    """(kind, URL) of the broker the settings choose; ``ConfigurationError`` naming the variable."""
+    kind = settings.broker
+    if kind == "auto":
+        kind = "redis" if settings.broker_url is not None or redis.url is not None else "memory"
+    if kind == "memory":
+        return kind, "memory://"
+    if settings.broker_url is not None:
+        url = settings.broker_url.get_secret_value()
+        if settings.broker == "auto" and not url.startswith(("redis://", "rediss://")):
+            raise ConfigurationError(
+                "TENFOLD_JOBS__BROKER_URL is not a redis:// URL: set TENFOLD_JOBS__BROKER "
+                "(rabbitmq for amqp://)",
+                setting="TENFOLD_JOBS__BROKER",
+            )
+        return kind, url
+    if redis.url is None:
+        raise ConfigurationError(
+            "TENFOLD_JOBS__BROKER is redis but no Redis URL is set: set TENFOLD_REDIS__URL "
+            "or TENFOLD_JOBS__BROKER_URL (Redis Cluster cannot be a Celery broker)",
+            setting="TENFOLD_JOBS__BROKER",
+        )
+    return kind, redis.url.get_secret_value()
+
+
+def _result_backend(settings: JobsSettings, redis: RedisSettings) -> str | None:
+    if settings.result_backend == "off":
+        return None
+    if redis.url is None:
+        raise ConfigurationError(
+            "TENFOLD_JOBS__RESULT_BACKEND is redis but TENFOLD_REDIS__URL is unset",
+            setting="TENFOLD_JOBS__RESULT_BACKEND",
+        )
+    return redis.url.get_secret_value()
+
+
+def celery_app(name: str, settings: JobsSettings, redis: RedisSettings) -> Celery:
+    """A Celery app for these settings; nothing connects until a message is sent."""
+    kind, url = broker_of(settings, redis)
+    backend = _result_backend(settings, redis)
+    app = Celery(name, set_as_current=False)
+    conf: dict[str, Any] = {
+        "broker_url": url,
+        "broker_connection_retry_on_startup": True,
+        "result_backend": backend,
+        "task_ignore_result": backend is None,
+        "task_default_queue": settings.default_queue,
+        # Queues a task names are declared on first use, so routing needs no central table.
+        "task_create_missing_queues": True,
+        # Filled as tasks are registered: task name -> {"queue": ...}.
+        "task_routes": {},
+        # Acknowledge after the task ran, not when it was received: a worker that dies
+        # mid-task leaves the message to be delivered again (at-least-once) ...
+        "task_acks_late": True,
+        # ... including when the pool process was killed (OOM, time limit, kill -9),
+        # which Celery otherwise acknowledges as failed.
+        "task_reject_on_worker_lost": True,
+        # One message reserved per process: a long task does not hold others hostage.
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "worker_max_memory_per_child": settings.max_memory_per_child,
+        "task_soft_time_limit": settings.soft_time_limit,
+        "task_time_limit": settings.time_limit,
+        # Remote control and events publish to broadcast exchanges on every worker and
+        # task; off unless asked for (they are what `celery inspect` and flower read).
+        "worker_enable_remote_control": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        # JSON only: pickle would run whatever a message carries.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # tenfold configures logging; Celery must not replace the root logger's handlers.
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+    }
+    if kind == "redis":
+        # A message not acknowledged within this many seconds is delivered again; it must
+        # exceed every task's run time and every countdown (enforced at enqueue).
+        conf["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
+    app.conf.update(conf)
+    return app

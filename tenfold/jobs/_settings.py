@@ -1,0 +1,99 @@
+"""The jobs section (`TENFOLD_JOBS__*`): broker, queues, and the worker's safe defaults."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+from tenfold._section import SettingsSection
+
+__all__ = ["JobsSettings"]
+
+
+class JobsSettings(SettingsSection):
+    """Background jobs on Celery (`TENFOLD_JOBS__*`): broker, queues and worker limits."""
+
+    broker: Literal["auto", "redis", "rabbitmq", "memory"] = Field(
+        "auto",
+        description="Message broker; auto: redis when TENFOLD_REDIS__URL is set, else memory "
+        "(in-process only).",
+    )
+    broker_url: SecretStr | None = Field(
+        None,
+        description="Broker URL: amqp://... for rabbitmq (required), or a redis:// URL other "
+        "than TENFOLD_REDIS__URL.",
+    )
+    default_queue: str = Field("default", min_length=1, description="Queue of tasks given none.")
+    visibility_timeout: int = Field(
+        3600,
+        ge=1,
+        description="Seconds before Redis redelivers an unacknowledged message; longer than "
+        "any task and any countdown.",
+    )
+    max_countdown: int = Field(
+        3000,
+        ge=0,
+        description="Longest countdown or ETA (seconds) accepted at enqueue; below "
+        "visibility_timeout.",
+    )
+    prefetch_multiplier: int = Field(
+        1, ge=1, description="Messages a worker process reserves ahead of the one it runs."
+    )
+    max_memory_per_child: int | None = Field(
+        512_000,
+        ge=1,
+        description="KiB of resident memory after which a pool process is replaced; unset: never.",
+    )
+    soft_time_limit: int | None = Field(
+        300, ge=1, description="Seconds before SoftTimeLimitExceeded is raised in a task."
+    )
+    time_limit: int | None = Field(
+        360, ge=1, description="Seconds before a task's pool process is killed."
+    )
+    result_backend: Literal["off", "redis"] = Field(
+        "off", description="Where task results are stored; redis: TENFOLD_REDIS__URL."
+    )
+
+    @field_validator("broker_url")
+    @classmethod
+    def _rabbitmq_needs_url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        broker = info.data.get("broker")
+        if broker == "rabbitmq" and value is None:
+            raise ValueError("the rabbitmq broker needs an amqp:// URL")
+        if value is not None:
+            scheme = value.get_secret_value().partition("://")[0]
+            wanted = {"rabbitmq": ("amqp", "amqps", "pyamqp"), "redis": ("redis", "rediss")}
+            if broker in wanted and scheme not in wanted[broker]:
+                raise ValueError(f"a {broker} broker URL starts with {wanted[broker][0]}://")
+        return value
+
+    @field_validator("max_countdown")
+    @classmethod
+    def _countdown_below_visibility(cls, value: int, info: ValidationInfo) -> int:
+        visibility = info.data.get("visibility_timeout")
+        if visibility is not None and value >= visibility:
+            raise ValueError(
+                f"must be below TENFOLD_JOBS__VISIBILITY_TIMEOUT ({visibility} s): Redis would "
+                "deliver a message waiting longer than that a second time"
+            )
+        return value
+
+    @field_validator("time_limit")
+    @classmethod
+    def _hard_after_soft(cls, value: int | None, info: ValidationInfo) -> int | None:
+        soft = info.data.get("soft_time_limit")
+        if value is not None and soft is not None and value <= soft:
+            raise ValueError(f"must be above TENFOLD_JOBS__SOFT_TIME_LIMIT ({soft} s)")
+        visibility = info.data.get("visibility_timeout")
+        if value is not None and visibility is not None and value >= visibility:
+            raise ValueError(
+                f"must be below TENFOLD_JOBS__VISIBILITY_TIMEOUT ({visibility} s): a task still "
+                "running then is delivered to a second worker"
+            )
+        return value
+
+    @property
+    def distributed(self) -> bool:
+        """Whether jobs go through a broker server (Redis or RabbitMQ)."""
+        return self.broker in ("redis", "rabbitmq")

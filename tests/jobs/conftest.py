@@ -1,0 +1,98 @@
+"""A SQLite file both the test and `tenfold worker` open, and the worker as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tenfold import Platform, RedisSettings, Settings
+from tenfold.jobs import JobsExtension
+from tenfold.testing import RedisServer
+from tests.jobs import worker_app
+
+REPO = Path(__file__).resolve().parents[2]
+TENFOLD = Path(sys.executable).with_name("tenfold")
+_NOT_INHERITED = ("TENFOLD_", "PYTHONPATH", "PROMETHEUS_")
+
+
+class JobsWorld:
+    """The database file, the worker's environment, and helpers over both."""
+
+    def __init__(self, tmp_path: Path, redis_server: RedisServer) -> None:
+        self.tmp_path = tmp_path
+        self.db_file = tmp_path / "jobs.db"
+        self.redis = redis_server
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
+        self.env["TENFOLD_DB__URL"] = f"sqlite+aiosqlite:///{self.db_file}"
+        self.env["TENFOLD_REDIS__URL"] = redis_server.url
+
+    def platform(self) -> Platform:
+        """The enqueueing side: the same app's extensions, built in the test process."""
+        settings = Settings.load(
+            db={"url": self.env["TENFOLD_DB__URL"]}, redis=RedisSettings(url=self.redis.url)
+        )
+        return Platform.build(
+            settings, extensions=[JobsExtension(tasks=[worker_app.tasks])], configure_logs=False
+        )
+
+    def rows(self) -> list[tuple[str, str]]:
+        with sqlite3.connect(self.db_file) as conn:
+            return list(conn.execute("SELECT marker, sent_to FROM marks ORDER BY id"))
+
+    async def wait_for_row(self, marker: str, *, count: int = 1) -> None:
+        """Return once ``count`` rows with ``marker`` exist; fail after about 60 s (a hang
+        guard)."""
+        for _ in range(600):
+            if [m for m, _ in await asyncio.to_thread(self.rows)].count(marker) >= count:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no row {marker!r} after 60 s; rows: {self.rows()}")
+
+    @asynccontextmanager
+    async def worker(self, *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+        """`tenfold --app tests.jobs.worker_app:make_app worker *args`, SIGTERM on exit."""
+        log = (self.tmp_path / f"worker-{'-'.join(args)}.log").open("wb")
+        argv = [str(TENFOLD), "--app", "tests.jobs.worker_app:make_app", "--app-dir", str(REPO)]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, "worker", *args, cwd=self.tmp_path, env=self.env, stdout=log, stderr=log
+        )
+        log.close()
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 60)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise
+
+    def log_of(self, *args: str) -> str:
+        return (self.tmp_path / f"worker-{'-'.join(args)}.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def jobs_world(tmp_path: Path, redis_server: RedisServer) -> JobsWorld:
+    world = JobsWorld(tmp_path, redis_server)
+    engine = sa.create_engine(f"sqlite:///{world.db_file}")
+    worker_app.metadata.create_all(engine)
+    engine.dispose()
+    return world
+
+
+def redis_client(server: RedisServer) -> Any:
+    import redis
+
+    return redis.Redis.from_url(server.url)

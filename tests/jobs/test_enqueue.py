@@ -1,0 +1,80 @@
+"""Enqueueing: what is refused before anything reaches the broker, and task declarations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tenfold import Backoff, ConfigurationError, Platform, RedisSettings, Settings
+from tenfold.jobs import Jobs, JobsExtension, Tasks, task
+from tenfold.testing import RedisServer
+from tests.jobs.conftest import redis_client
+
+group = Tasks()
+
+
+@group.task(queue=f"late-{uuid.uuid4().hex[:8]}")
+def remind(who: str) -> str:
+    return f"remind {who}"
+
+
+def _platform(redis_server: RedisServer, tmp_path: Path, clock: float | None = None) -> Platform:
+    settings = Settings.load(
+        db={"url": f"sqlite+aiosqlite:///{tmp_path}/app.db"},
+        redis=RedisSettings(url=redis_server.url),
+    )
+    platform = Platform.build(
+        settings, extensions=[JobsExtension(tasks=[group])], configure_logs=False
+    )
+    if clock is not None:
+        platform.get(Jobs).clock = lambda: clock
+    return platform
+
+
+async def test_a_countdown_beyond_the_maximum_is_refused(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A countdown or eta past TENFOLD_JOBS__MAX_COUNTDOWN is refused and nothing is sent."""
+    now = 1_800_000_000.0
+    queue = remind.options.queue
+    async with _platform(redis_server, tmp_path, clock=now) as platform:
+        limit = platform.jobs.settings.max_countdown
+        with pytest.raises(ConfigurationError) as raised:
+            await remind.enqueue("ada", countdown=limit + 1)
+        assert raised.value.setting == "TENFOLD_JOBS__MAX_COUNTDOWN"
+        late = datetime.fromtimestamp(now, UTC) + timedelta(seconds=limit + 1)
+        with pytest.raises(ConfigurationError):
+            await remind.enqueue("ada", eta=late)
+        assert redis_client(redis_server).llen(queue) == 0
+        await remind.enqueue("ada", countdown=limit)
+        assert redis_client(redis_server).llen(queue) == 1
+
+
+def test_a_declared_task_runs_in_place_when_called() -> None:
+    """Calling a declaration runs the function; it is named after its module and function."""
+    assert remind("bob") == "remind bob"
+    assert remind.name == f"{__name__}.remind"
+
+
+async def test_a_task_of_no_platform_cannot_be_enqueued() -> None:
+    """Enqueueing a task no JobsExtension registered says how to register it."""
+
+    @task
+    def orphan() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="JobsExtension"):
+        await orphan.enqueue()
+
+
+def test_a_backoff_longer_than_the_maximum_countdown_fails_the_build(
+    redis_server: RedisServer,
+) -> None:
+    """A retry wait that could exceed TENFOLD_JOBS__MAX_COUNTDOWN is refused when built."""
+    slow = task(name="slow", backoff=Backoff(base=1, max=10_000))(lambda: None)
+    settings = Settings.load(redis=RedisSettings(url=redis_server.url))
+    with pytest.raises(ConfigurationError) as raised:
+        Platform.build(settings, extensions=[JobsExtension(tasks=[slow])], configure_logs=False)
+    assert raised.value.setting == "TENFOLD_JOBS__MAX_COUNTDOWN"

@@ -1,0 +1,55 @@
+"""A small app with background tasks, for `tenfold worker` in the jobs tests.
+
+Each task inserts a row into ``marks`` through the worker's platform; the
+tests count rows to see which tasks ran, and how many times.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from tenfold import Backoff, create_app
+from tenfold.jobs import JobsExtension, Tasks, current_platform
+
+metadata = sa.MetaData()
+marks = sa.Table(
+    "marks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("marker", sa.String(100), nullable=False),
+    sa.Column("sent_to", sa.String(100), nullable=False),
+)
+
+tasks = Tasks()
+
+
+@tasks.task
+async def mark(marker: str, sent_to: str = "") -> None:
+    """Insert one row through the worker's platform (its database session)."""
+    async with current_platform().db.session() as session:
+        await session.execute(sa.insert(marks).values(marker=marker, sent_to=sent_to))
+
+
+def make_app() -> FastAPI:
+    """The app as `tenfold --app tests.jobs.worker_app:make_app` loads it."""
+    return create_app(extensions=[JobsExtension(tasks=[tasks])])
+
+
+@tasks.task(backoff=Backoff(base=0.05, max=0.05), max_retries=3)
+async def flaky(marker: str, failures: int) -> None:
+    """Insert a row per attempt; the first ``failures`` attempts lose their connection."""
+    await mark(marker)
+    async with current_platform().db.session(readonly=True) as session:
+        attempts = await session.scalar(
+            sa.select(sa.func.count()).select_from(marks).where(marks.c.marker == marker)
+        )
+    if attempts <= failures:
+        raise ConnectionError(f"attempt {attempts} of {marker} failed")
+
+
+@tasks.task(backoff=Backoff(base=0.05, max=0.05), max_retries=3)
+async def broken(marker: str) -> None:
+    """Insert a row, then fail with a bug (not a transient error)."""
+    await mark(marker)
+    raise ValueError(f"{marker} is broken")
