@@ -67,6 +67,7 @@ def worker(
     loglevel: str,
 ) -> None:
     """Run a Celery worker for the app's tasks, with the app's platform in each process."""
+    from tenfold._platform import _wants_console as wants_console
     from tenfold.jobs._jobs import Jobs
     from tenfold.jobs._worker import run_worker
     from tenfold.observability import configure_logging
@@ -80,7 +81,10 @@ def worker(
             "TENFOLD_JOBS__BROKER_URL",
             code=2,
         )
-    configure_logging(platform.settings.observability, console=True, stream=sys.stderr.buffer)
+    # A worker is a service like `run`: its lines follow TENFOLD_OBSERVABILITY__LOG_FORMAT
+    # (JSON outside local development), so a log pipeline can match them to requests.
+    console = wants_console(platform.settings)
+    configure_logging(platform.settings.observability, console=console, stream=sys.stderr.buffer)
     code = run_worker(
         platform,
         jobs,

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task as CeleryTask
 
+from tenfold._context import restore
 from tenfold._errors import ConfigurationError
+from tenfold.jobs._context import in_context, task_context
 
 if TYPE_CHECKING:
     from tenfold.jobs._jobs import Jobs
@@ -26,10 +28,12 @@ def celery_task(jobs: Jobs, declared: Task[Any, Any]) -> CeleryTask:
         )
 
     def run(self: CeleryTask, *args: Any, **kwargs: Any) -> Any:
+        snap = task_context(self.request)
         try:
             if declared.is_async:
-                return jobs.runtime.run(declared.fn(*args, **kwargs))
-            return declared.fn(*args, **kwargs)
+                return jobs.runtime.run(in_context(snap, declared.fn(*args, **kwargs)))
+            with restore(snap):
+                return declared.fn(*args, **kwargs)
         except Exception as exc:
             attempt = self.request.retries + 1
             if attempt > opts.max_retries or not opts.retries(exc):

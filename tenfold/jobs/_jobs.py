@@ -13,6 +13,7 @@ from celery import Celery
 from celery import Task as CeleryTask
 
 from tenfold._errors import ConfigurationError
+from tenfold.jobs._context import context_headers
 from tenfold.jobs._runtime import WorkerRuntime
 from tenfold.jobs._settings import JobsSettings
 from tenfold.jobs._task import Task
@@ -72,7 +73,9 @@ class Jobs:
         """Send ``declared`` with these arguments; the message id.
 
         kombu publishes with blocking sockets, so the publish runs in a thread
-        (``asyncio.to_thread``) and the event loop keeps serving meanwhile.
+        (``asyncio.to_thread``) and the event loop keeps serving meanwhile. The
+        current context (request id, principal, ...) travels in the message and
+        is restored around the task in the worker.
         """
         registered = self.app.tasks.get(declared.name)
         if registered is None or self.tasks.get(declared.name) is not declared:
@@ -81,7 +84,7 @@ class Jobs:
                 "JobsExtension(tasks=[...])"
             )
         delay = self._checked_delay(countdown, eta)
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"headers": context_headers()}
         if (queue or declared.options.queue) is not None:
             options["queue"] = queue or declared.options.queue
         if delay is not None:

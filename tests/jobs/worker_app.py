@@ -9,8 +9,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from tenfold import Backoff, create_app
+from tenfold import (
+    Backoff,
+    create_app,
+    current_causation_id,
+    current_request_id,
+    current_user_id,
+)
 from tenfold.jobs import JobsExtension, Tasks, current_platform
+from tenfold.observability import get_logger
 
 metadata = sa.MetaData()
 marks = sa.Table(
@@ -53,3 +60,17 @@ async def broken(marker: str) -> None:
     """Insert a row, then fail with a bug (not a transient error)."""
     await mark(marker)
     raise ValueError(f"{marker} is broken")
+
+
+@tasks.task
+async def whoami(marker: str) -> None:
+    """Log, and insert a row whose ``sent_to`` is the request id and principal it runs as."""
+    get_logger("tests.jobs").info("whoami ran", marker=marker)
+    acting = f"{current_request_id()}/{current_user_id()}/{current_causation_id()}"
+    await mark(marker, sent_to=acting)
+
+
+@tasks.task
+def whoami_sync(marker: str) -> None:
+    """Log from a sync task (no loop, no platform)."""
+    get_logger("tests.jobs").info("whoami_sync ran", marker=marker)
