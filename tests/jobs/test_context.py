@@ -99,3 +99,20 @@ def test_a_malformed_carried_context_is_dropped_and_the_message_id_serves() -> N
             "msg-1",
         )
         assert snap.principal is None
+
+
+async def test_a_retried_task_keeps_the_context_it_was_enqueued_with(
+    jobs_world: JobsWorld,
+) -> None:
+    """Each attempt of a task retried after a transient failure logs the enqueuer's request id."""
+    queue = _queue("ctx-retry")
+    async with jobs_world.platform():
+        with restore(ContextSnapshot(request_id="req-ctx-3", principal=Principal("cy"))):
+            await worker_app.flaky.enqueue("ctx-retry", 1, queue=queue)
+
+    jobs_world.env["TENFOLD_OBSERVABILITY__LOG_FORMAT"] = "json"
+    args = ("--queues", queue, "--concurrency", "1")
+    async with jobs_world.worker(*args):
+        await jobs_world.wait_for_row("ctx-retry", count=2)
+    attempts = _logged(jobs_world, args, "flaky ran")
+    assert [(a["request_id"], a["user_id"]) for a in attempts] == [("req-ctx-3", "cy")] * 2

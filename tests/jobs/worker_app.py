@@ -45,7 +45,9 @@ def make_app() -> FastAPI:
 
 @tasks.task(backoff=Backoff(base=0.05, max=0.05), max_retries=3)
 async def flaky(marker: str, failures: int) -> None:
-    """Insert a row per attempt; the first ``failures`` attempts lose their connection."""
+    """Insert a row (and log) per attempt; the first ``failures`` attempts lose their
+    connection."""
+    get_logger("tests.jobs").info("flaky ran", marker=marker)
     await mark(marker)
     async with current_platform().db.session(readonly=True) as session:
         attempts = await session.scalar(
