@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from tenfold._extension import Build, Extension
 from tenfold.jobs._celery import broker_of, celery_app
 from tenfold.jobs._jobs import Jobs
+from tenfold.jobs._schedule import schedule_of
 from tenfold.jobs._settings import JobsSettings
 from tenfold.jobs._task import Task, Tasks, flatten
 
@@ -38,10 +39,12 @@ class JobsExtension(Extension):
         jobs = Jobs(settings, app, broker=broker)
         for declared in flatten(self.declared):
             jobs.register(declared)
+        jobs.schedule = schedule_of(self.declared, settings.schedule, jobs.tasks)
         build.provide(jobs, name="jobs")
         build.component(jobs)
 
     def commands(self) -> Sequence[click.Command]:
+        from tenfold.jobs._beat import beat
         from tenfold.jobs._cli import worker
 
-        return [worker]
+        return [worker, beat]

@@ -15,6 +15,7 @@ from celery import Task as CeleryTask
 from tenfold._errors import ConfigurationError
 from tenfold.jobs._context import context_headers
 from tenfold.jobs._runtime import WorkerRuntime
+from tenfold.jobs._schedule import Periodic
 from tenfold.jobs._settings import JobsSettings
 from tenfold.jobs._task import Task
 
@@ -45,6 +46,8 @@ class Jobs:
         self.broker = broker
         self.clock = clock
         self.tasks: dict[str, Task[Any, Any]] = {}
+        #: The periodic entries ``tenfold beat`` sends (set by the extension).
+        self.schedule: list[Periodic] = []
         #: Set by ``tenfold worker``: the loop and platform ``async def`` tasks run on.
         self.runtime = WorkerRuntime(None)
 
@@ -69,8 +72,9 @@ class Jobs:
         eta: datetime | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        headers: dict[str, Any] | None = None,
     ) -> str:
-        """Send ``declared`` with these arguments; the message id.
+        """Send ``declared`` with these arguments (and message ``headers``); the message id.
 
         kombu publishes with blocking sockets, so the publish runs in a thread
         (``asyncio.to_thread``) and the event loop keeps serving meanwhile. The
@@ -92,6 +96,8 @@ class Jobs:
         chosen_priority = priority if priority is not None else declared.options.priority
         if chosen_priority is not None:
             options["priority"] = chosen_priority
+        if headers:
+            options["headers"] = headers
         result = await asyncio.to_thread(
             registered.apply_async, tuple(args), dict(kwargs or {}), **options
         )

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from tenfold._section import SettingsSection
+from tenfold._section import SettingsSection, json_or_text
 
-__all__ = ["JobsSettings"]
+__all__ = ["JobsSettings", "ScheduledTask"]
+
+
+class ScheduledTask(BaseModel):
+    """One entry of TENFOLD_JOBS__SCHEDULE: ``{"task": ..., "every": seconds, ...}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = Field(min_length=1)
+    every: float = Field(gt=0)
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    queue: str | None = None
 
 
 class JobsSettings(SettingsSection):
@@ -54,6 +66,23 @@ class JobsSettings(SettingsSection):
     result_backend: Literal["off", "redis"] = Field(
         "off", description="Where task results are stored; redis: TENFOLD_REDIS__URL."
     )
+
+    schedule: dict[str, ScheduledTask] = Field(
+        default_factory=dict,
+        description='Periodic tasks for `tenfold beat`, JSON: {"name": {"task": "module.fn", '
+        '"every": seconds, "args": [], "kwargs": {}, "queue": null}}.',
+    )
+    beat_lease_ttl: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds the beat leader's lease outlives its last renewal; a dead "
+        "leader is replaced within 4/3 of it.",
+    )
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule_json(cls, value: Any) -> Any:
+        return json_or_text(value)
 
     @field_validator("broker_url")
     @classmethod

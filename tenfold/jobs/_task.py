@@ -20,6 +20,7 @@ from tenfold._errors import ConfigurationError
 
 if TYPE_CHECKING:
     from tenfold.jobs._jobs import Jobs
+    from tenfold.jobs._schedule import Periodic
 
 __all__ = ["RetryOn", "Task", "TaskOptions", "Tasks", "task"]
 
@@ -129,6 +130,8 @@ class Tasks:
         #: The queue of this group's tasks that name none.
         self.queue = queue
         self._tasks: list[Task[Any, Any]] = []
+        #: Periodic entries (``periodic``), sent by ``tenfold beat``.
+        self.schedule: list[Periodic] = []
 
     def __iter__(self) -> Iterator[Task[Any, Any]]:
         return iter(self._tasks)
@@ -148,6 +151,29 @@ class Tasks:
             return self.add(task(**options)(f))
 
         return declare(fn) if fn is not None else declare
+
+    def periodic(
+        self,
+        every: float,
+        declared: Task[Any, Any],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> None:
+        """Have ``tenfold beat`` send ``declared(*args, **kwargs)`` every ``every`` seconds."""
+        from tenfold.jobs._schedule import Periodic
+
+        entry = Periodic(
+            name=name or declared.name,
+            task=declared.name,
+            every=every,
+            args=tuple(args),
+            kwargs=dict(kwargs or {}),
+            queue=queue,
+        )
+        self.schedule.append(entry)
 
 
 @dataclass

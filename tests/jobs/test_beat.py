@@ -1,0 +1,160 @@
+"""`tenfold beat`: periodic tasks sent on schedule by exactly one of several beat processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from tenfold import ConfigurationError, Platform, RedisSettings, Settings
+from tenfold.jobs import Jobs, JobsExtension, Tasks
+from tenfold.jobs._beat import LEASE_NAME, TOKEN_HEADER, Beat
+from tenfold.redis import LeaderLease, RedisHub
+from tenfold.testing import RedisServer
+from tests.jobs import worker_app
+from tests.jobs.conftest import REPO, TENFOLD, JobsWorld, redis_client
+
+group = Tasks()
+QUEUE = f"beat-{uuid.uuid4().hex[:8]}"
+
+
+@group.task(queue=QUEUE)
+def ping(label: str) -> None: ...
+
+
+group.periodic(2, ping, ["every-2"])
+
+
+def _platform(redis_server: RedisServer, tmp_path: Path) -> Platform:
+    settings = Settings.load(
+        db={"url": f"sqlite+aiosqlite:///{tmp_path}/app.db"},
+        redis=RedisSettings(url=redis_server.url),
+    )
+    return Platform.build(settings, extensions=[JobsExtension(tasks=[group])], configure_logs=False)
+
+
+def _sent(redis_server: RedisServer) -> list[dict[str, object]]:
+    raw = redis_client(redis_server).lrange(QUEUE, 0, -1)
+    return [json.loads(message)["headers"] for message in reversed(raw)]
+
+
+async def test_a_leading_beat_sends_due_entries_with_its_token(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The leader sends at each multiple of `every`, skips missed ones, tags the lease token,
+    and sends nothing once it no longer leads."""
+    redis_client(redis_server).delete(QUEUE)
+    now = [1_000_000_000.5]
+    async with _platform(redis_server, tmp_path) as platform:
+        lease = LeaderLease(platform.get(RedisHub), f"beat-{uuid.uuid4().hex[:8]}", ttl=30)
+        beat = Beat(platform.get(Jobs), lease, clock=lambda: now[0])
+        assert await beat.tick() is None  # not leading: nothing is due
+        token = await lease.acquire()
+        assert await beat.tick() == pytest.approx(1.5)
+        assert _sent(redis_server) == []
+        now[0] = 1_000_000_002.0
+        assert await beat.tick() == pytest.approx(2.0)
+        now[0] = 1_000_000_009.0  # 004, 006 and 008 were missed: one send, not three
+        assert await beat.tick() == pytest.approx(1.0)
+        headers = _sent(redis_server)
+        assert [h["task"] for h in headers] == [ping.name, ping.name]
+        assert {h[TOKEN_HEADER] for h in headers} == {token}
+        await lease.release()
+        now[0] = 1_000_000_010.0
+        assert await beat.tick() is None
+        assert len(_sent(redis_server)) == 2
+
+
+def test_a_periodic_entry_of_an_unknown_task_fails_the_build(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    """A TENFOLD_JOBS__SCHEDULE entry naming a task the app does not register names the variable."""
+    monkeypatch.setenv("TENFOLD_JOBS__SCHEDULE", json.dumps({"x": {"task": "nope", "every": 1}}))
+    settings = Settings.load(redis=RedisSettings(url=redis_server.url))
+    with pytest.raises(ConfigurationError) as raised:
+        Platform.build(settings, extensions=[JobsExtension(tasks=[group])], configure_logs=False)
+    assert raised.value.setting == "TENFOLD_JOBS__SCHEDULE"
+
+
+# -- two beat processes, one worker --------------------------------------------------
+
+TTL = 2.0  # seconds; the lease renews every TTL / 3
+
+
+@asynccontextmanager
+async def _beat(world: JobsWorld, label: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    log = (world.tmp_path / f"beat-{label}.log").open("wb")
+    argv = [str(TENFOLD), "--app", "tests.jobs.worker_app:make_app", "--app-dir", str(REPO)]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, "beat", cwd=world.tmp_path, env=world.env, stdout=log, stderr=log
+    )
+    log.close()
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+
+
+def _ticks(world: JobsWorld) -> int:
+    return [marker for marker, _ in world.rows()].count("tick")
+
+
+@pytest.fixture
+def beat_world(jobs_world: JobsWorld) -> JobsWorld:
+    queue = f"ticks-{uuid.uuid4().hex[:8]}"
+    entry = {"task": worker_app.mark.name, "every": 1, "args": ["tick", queue], "queue": queue}
+    jobs_world.env["TENFOLD_JOBS__SCHEDULE"] = json.dumps({"tick": entry})
+    jobs_world.env["TENFOLD_JOBS__BEAT_LEASE_TTL"] = str(TTL)
+    jobs_world.env["QUEUE"] = queue
+    return jobs_world
+
+
+async def test_two_beats_send_a_one_second_schedule_once_per_second(beat_world: JobsWorld) -> None:
+    """With two beat processes, a 1-second entry runs about once per elapsed second, not twice."""
+    queue = beat_world.env["QUEUE"]
+    worker = beat_world.worker("--queues", queue, "--concurrency", "1", "--pool", "solo")
+    async with worker, _beat(beat_world, "a"), _beat(beat_world, "b"):
+        await beat_world.wait_for_row("tick")
+        start, first = time.monotonic(), _ticks(beat_world)
+        await asyncio.sleep(8)
+        elapsed = int(time.monotonic() - start)
+        runs = _ticks(beat_world) - first
+    assert abs(runs - elapsed) <= 2, f"{runs} runs in {elapsed} s"
+
+
+async def test_killing_the_leader_hands_the_schedule_to_the_other_beat(
+    beat_world: JobsWorld,
+) -> None:
+    """After kill -9 of the leading beat, the other one takes the lease and the runs continue."""
+    queue = beat_world.env["QUEUE"]
+    redis = redis_client(beat_world.redis)
+    worker = beat_world.worker("--queues", queue, "--concurrency", "1", "--pool", "solo")
+    async with worker, _beat(beat_world, "a") as a, _beat(beat_world, "b") as b:
+        await beat_world.wait_for_row("tick")
+        holder = redis.get(f"{{tf:leader:{LEASE_NAME}}}").decode()
+        leader_pid = int(holder.split(":")[0])
+        assert leader_pid in (a.pid, b.pid)
+        os.kill(leader_pid, signal.SIGKILL)
+        killed, before = time.monotonic(), _ticks(beat_world)
+        await beat_world.wait_for_row("tick", count=before + 2)
+        resumed = time.monotonic() - killed
+        holder = redis.get(f"{{tf:leader:{LEASE_NAME}}}").decode()
+        assert int(holder.split(":")[0]) == ({a.pid, b.pid} - {leader_pid}).pop()
+    # Failover is at most ttl + renew_every; one more second for the next due time, two for
+    # the worker to run the task and for a loaded machine.
+    assert resumed < TTL + TTL / 3 + 1 + 2, f"runs resumed {resumed:.1f} s after the kill"
