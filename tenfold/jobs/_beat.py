@@ -1,6 +1,6 @@
 """``tenfold beat``: sends the periodic tasks, from one process at a time.
 
-Every beat process campaigns for the ``LeaderLease`` named ``jobs-beat``;
+Every beat process campaigns for the ``LeaderLease`` named ``jobs-beat:<app name>``;
 only the holder sends, and it checks ``lease.token`` right before each send,
 so a beat that lost its lease (or was paused past it) sends nothing more.
 Each message carries the tenure's token in the ``tenfold_beat_token`` header:
@@ -133,7 +133,9 @@ async def beat(platform: Platform) -> None:
             code=2,
         )
     ttl = jobs.settings.beat_lease_ttl
-    lease = LeaderLease(platform.get(RedisHub), LEASE_NAME, ttl=ttl)
+    # One election per application: apps sharing a Redis each run their own beat.
+    name = f"{LEASE_NAME}:{platform.settings.app.name}"
+    lease = LeaderLease(platform.get(RedisHub), name, ttl=ttl)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -146,14 +146,14 @@ async def test_killing_the_leader_hands_the_schedule_to_the_other_beat(
     worker = beat_world.worker("--queues", queue, "--concurrency", "1", "--pool", "solo")
     async with worker, _beat(beat_world, "a") as a, _beat(beat_world, "b") as b:
         await beat_world.wait_for_row("tick")
-        holder = redis.get(f"{{tf:leader:{LEASE_NAME}}}").decode()
+        holder = redis.get(f"{{tf:leader:{LEASE_NAME}:tenfold}}").decode()
         leader_pid = int(holder.split(":")[0])
         assert leader_pid in (a.pid, b.pid)
         os.kill(leader_pid, signal.SIGKILL)
         killed, before = time.monotonic(), _ticks(beat_world)
         await beat_world.wait_for_row("tick", count=before + 2)
         resumed = time.monotonic() - killed
-        holder = redis.get(f"{{tf:leader:{LEASE_NAME}}}").decode()
+        holder = redis.get(f"{{tf:leader:{LEASE_NAME}:tenfold}}").decode()
         assert int(holder.split(":")[0]) == ({a.pid, b.pid} - {leader_pid}).pop()
     # Failover is at most ttl + renew_every; one more second for the next due time, two for
     # the worker to run the task and for a loaded machine.
