@@ -20,7 +20,10 @@ is counted. Each round, for each side:
    the first send until the last task has run;
 4. **latency**: tasks sent at a steady ``--rate`` per second for
    ``--latency-seconds``; each records the time from just before its send to
-   its start (p50 and p99 over every round).
+   its start (p50 and p99 over every round);
+5. **enqueue in a thread** (plain side only, worker stopped): ``--tasks`` sent
+   with ``await asyncio.to_thread(task.delay, ...)``, as an ``async def``
+   caller must to keep its loop free; measured, then deleted, never run.
 
 tenfold.jobs has no idempotency key, dead-letter queue or context
 propagation yet, so none of them is on in this run.
@@ -65,6 +68,8 @@ from benchmarks._results import Results, Target, record
 REPO = Path(__file__).resolve().parents[1]
 SIDES = ("tenfold", "plain-celery")
 PEER = "plain-celery"
+#: ``.delay`` in ``asyncio.to_thread``: how an async caller sends without blocking its loop.
+THREAD_PEER = "plain-celery-in-thread"
 #: tenfold over plain Celery; reported after each run, never enforced.
 TARGETS = {
     f"tenfold/{PEER}": Target.at_least(0.9),
@@ -85,6 +90,8 @@ class Side:
     latencies_ms: list[float] = field(default_factory=list)
     sent: int = 0
     ran: int = 0
+    #: The plain side's ``.delay`` run in a thread, as an async caller must (enqueue only).
+    send_in_thread: Send | None = None
 
     def add(self, figure: str, value: float) -> None:
         self.rounds.setdefault(figure, []).append(value)
@@ -181,6 +188,12 @@ async def _round(
     # Counted after the worker stopped: a task run twice would show here.
     side.ran += int(client.get(apps.COUNTER) or 0)
     side.latencies_ms.extend(float(v) for v in client.lrange(apps.LATENCIES, 0, -1))
+    if side.send_in_thread is not None:
+        start = time.perf_counter()
+        for _ in range(n):
+            await side.send_in_thread(None)
+        side.add("enqueue_in_thread_per_s", n / (time.perf_counter() - start))
+        client.delete(apps.QUEUE)  # measured only: never run, not counted as sent
 
 
 async def _bench(args: argparse.Namespace, url: str, workdir: Path) -> list[Side]:
@@ -198,9 +211,12 @@ async def _bench(args: argparse.Namespace, url: str, workdir: Path) -> list[Side
     async def plain_send(sent_at: float | None) -> None:
         plain_task.delay(sent_at)  # as a plain Celery caller does: blocking, in place
 
+    async def plain_send_in_thread(sent_at: float | None) -> None:
+        await asyncio.to_thread(plain_task.delay, sent_at)
+
     sides = [
         Side("tenfold", tenfold_send, _worker_argv("tenfold")),
-        Side(PEER, plain_send, _worker_argv(PEER)),
+        Side(PEER, plain_send, _worker_argv(PEER), send_in_thread=plain_send_in_thread),
     ]
     client = redis.Redis.from_url(url)
     try:
@@ -235,6 +251,13 @@ def _report(sides: list[Side], results: Results) -> None:
             f"{figures['tasks_per_s']:>9.0f}{figures['latency_p50_ms']:>9.2f}"
             f"{figures['latency_p99_ms']:>9.2f}   ran {side.ran} of {side.sent}"
         )
+    in_thread = sides[-1].rounds.get("enqueue_in_thread_per_s")
+    if in_thread:
+        results.figures[f"{THREAD_PEER}.enqueue_per_s"] = statistics.median(in_thread)
+        ratio = results.figures["tenfold.enqueue_per_s"] / statistics.median(in_thread)
+        results.ratios[f"tenfold/{THREAD_PEER}.enqueue_per_s"] = ratio
+        print(f"{THREAD_PEER}: enqueue/s {statistics.median(in_thread):.0f}")
+        print(f"ratio tenfold/{THREAD_PEER}.enqueue_per_s: {ratio:.2f}x")
     for measure in measures:
         ours = results.figures[f"tenfold.{measure}"]
         name = f"tenfold/{PEER}" + ("" if measure == "tasks_per_s" else f".{measure}")
