@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,9 @@ def run_worker(
     runtime = WorkerRuntime(platform)
     jobs.runtime = runtime
     signals.setup_logging.connect(_keep_tenfold_logging, weak=False)
+    # That receiver also skips Celery's own use of --loglevel: apply it to Celery's loggers
+    # here (pool processes inherit it), or every task logs two INFO lines whatever was asked.
+    logging.getLogger("celery").setLevel(loglevel.upper())
     # Pool processes stop their platform as they exit; the solo pool runs tasks in the
     # main process, which says so with worker_shutdown.
     signals.worker_process_shutdown.connect(runtime.close, weak=False)
