@@ -56,7 +56,12 @@ def _autoscale(value: str | None) -> tuple[int, int] | None:
     show_default=True,
     help="Celery execution pool.",
 )
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
 @click.pass_context
 def worker(
     ctx: click.Context,

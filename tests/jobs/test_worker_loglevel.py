@@ -20,3 +20,15 @@ async def test_loglevel_warning_silences_the_per_task_lines(jobs_world: JobsWorl
     log = jobs_world.log_of(*args)
     assert "received" not in log
     assert "succeeded" not in log
+
+
+def test_an_unknown_log_level_is_refused_with_a_clear_error() -> None:
+    """`tenfold worker --loglevel foo` names the choices, status 2, no traceback."""
+    from click.testing import CliRunner
+
+    from tenfold.jobs._cli import worker
+
+    result = CliRunner().invoke(worker, ["--loglevel", "foo"])
+    assert result.exit_code == 2
+    assert "'foo' is not one of" in result.output
+    assert "Traceback" not in result.output
