@@ -61,19 +61,28 @@ class JobsWorld:
     @asynccontextmanager
     async def worker(self, *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
         """`tenfold --app tests.jobs.worker_app:make_app worker *args`, SIGTERM on exit."""
-        log = (self.tmp_path / f"worker-{'-'.join(args)}.log").open("wb")
+        async with self.command("worker", *args, log=f"worker-{'-'.join(args)}") as proc:
+            yield proc
+
+    @asynccontextmanager
+    async def command(
+        self, name: str, *args: str, log: str, stop_within: float = 60
+    ) -> AsyncIterator[asyncio.subprocess.Process]:
+        """`tenfold --app tests.jobs.worker_app:make_app <name> *args`, its output in
+        ``<log>.log``; SIGTERM on exit, killed if it has not stopped ``stop_within`` later."""
+        out = (self.tmp_path / f"{log}.log").open("wb")
         argv = [str(TENFOLD), "--app", "tests.jobs.worker_app:make_app", "--app-dir", str(REPO)]
         proc = await asyncio.create_subprocess_exec(
-            *argv, "worker", *args, cwd=self.tmp_path, env=self.env, stdout=log, stderr=log
+            *argv, name, *args, cwd=self.tmp_path, env=self.env, stdout=out, stderr=out
         )
-        log.close()
+        out.close()
         try:
             yield proc
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 60)
+                await asyncio.wait_for(proc.wait(), stop_within)
             except TimeoutError:
                 proc.kill()
                 await proc.wait()

@@ -8,8 +8,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from tenfold.jobs._beat import LEASE_NAME, TOKEN_HEADER, Beat
 from tenfold.redis import LeaderLease, RedisHub
 from tenfold.testing import RedisServer
 from tests.jobs import worker_app
-from tests.jobs.conftest import REPO, TENFOLD, JobsWorld, redis_client
+from tests.jobs.conftest import JobsWorld, redis_client
 
 group = Tasks()
 QUEUE = f"beat-{uuid.uuid4().hex[:8]}"
@@ -89,25 +88,8 @@ def test_a_periodic_entry_of_an_unknown_task_fails_the_build(
 TTL = 2.0  # seconds; the lease renews every TTL / 3
 
 
-@asynccontextmanager
-async def _beat(world: JobsWorld, label: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    log = (world.tmp_path / f"beat-{label}.log").open("wb")
-    argv = [str(TENFOLD), "--app", "tests.jobs.worker_app:make_app", "--app-dir", str(REPO)]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, "beat", cwd=world.tmp_path, env=world.env, stdout=log, stderr=log
-    )
-    log.close()
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
+def _beat(world: JobsWorld, label: str) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    return world.command("beat", log=f"beat-{label}", stop_within=30)
 
 
 def _ticks(world: JobsWorld) -> int:
