@@ -14,7 +14,18 @@ from tenfold._errors import ConfigurationError
 from tenfold._settings import RedisSettings
 from tenfold.jobs._settings import JobsSettings
 
-__all__ = ["broker_of", "celery_app"]
+__all__ = ["PRIORITY_STEPS", "REDIS_SEP", "broker_of", "celery_app", "redis_lists"]
+
+#: kombu's Redis transport emulates priorities with one list per step; a message's
+#: (inverted, see docs/jobs.md "Priorities") priority goes to the list of its step.
+PRIORITY_STEPS = (0, 3, 6, 9)
+#: Between a queue's name and its step in the list names: ``media``, ``media:3``, ...
+REDIS_SEP = ":"
+
+
+def redis_lists(queue: str) -> list[str]:
+    """The Redis lists holding ``queue``'s waiting messages, most urgent first."""
+    return [queue if step == 0 else f"{queue}{REDIS_SEP}{step}" for step in PRIORITY_STEPS]
 
 
 def broker_of(settings: JobsSettings, redis: RedisSettings) -> tuple[str, str]:
@@ -95,6 +106,11 @@ def celery_app(name: str, settings: JobsSettings, redis: RedisSettings) -> Celer
     if kind == "redis":
         # A message not acknowledged within this many seconds is delivered again; it must
         # exceed every task's run time and every countdown (enforced at enqueue).
-        conf["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
+        conf["broker_transport_options"] = {
+            "visibility_timeout": settings.visibility_timeout,
+            "priority_steps": list(PRIORITY_STEPS),
+            "sep": REDIS_SEP,
+            "queue_order_strategy": "priority",
+        }
     app.conf.update(conf)
     return app

@@ -76,7 +76,7 @@ def test_the_celery_app_has_the_safe_defaults(monkeypatch: pytest.MonkeyPatch) -
     conf = _build(monkeypatch, REDIS, VISIBILITY_TIMEOUT="7200").app.conf
     assert conf.task_acks_late is True
     assert conf.task_reject_on_worker_lost is True
-    assert conf.broker_transport_options == {"visibility_timeout": 7200}
+    assert conf.broker_transport_options["visibility_timeout"] == 7200
     assert conf.worker_prefetch_multiplier == 1
     assert conf.worker_max_memory_per_child == 512_000
     assert (conf.task_soft_time_limit, conf.task_time_limit) == (300, 360)
