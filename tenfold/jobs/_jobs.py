@@ -7,17 +7,21 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from celery import Task as CeleryTask
 
 from tenfold._errors import ConfigurationError
-from tenfold.jobs._context import context_headers
+from tenfold.jobs._context import CONTEXT_HEADER, context_headers
+from tenfold.jobs._dead import DeadLetter, DeadLetters
 from tenfold.jobs._runtime import WorkerRuntime
 from tenfold.jobs._schedule import Periodic
 from tenfold.jobs._settings import JobsSettings
 from tenfold.jobs._task import Task
+
+if TYPE_CHECKING:
+    from tenfold.db import Database
 
 __all__ = ["Jobs"]
 
@@ -38,6 +42,7 @@ class Jobs:
         app: Celery,
         *,
         broker: str,
+        db: Database | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -45,6 +50,8 @@ class Jobs:
         #: "redis", "rabbitmq" or "memory".
         self.broker = broker
         self.clock = clock
+        #: The database of the dead-letter queue, exactly-once keys and the outbox.
+        self.db = db
         self.tasks: dict[str, Task[Any, Any]] = {}
         #: The periodic entries ``tenfold beat`` sends (set by the extension).
         self.schedule: list[Periodic] = []
@@ -117,11 +124,44 @@ class Jobs:
             )
         return delay
 
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """The dead-letter queue (``tenfold_job_dead_letters`` on the main database)."""
+        if self.db is None:
+            raise ConfigurationError("the jobs extension has no database for its tables")
+        return DeadLetters(self.db)
+
+    async def retry_dead(self, letter: DeadLetter) -> str:
+        """Send a dead-lettered task again, as a new message at attempt 1, in the context it
+        failed in; remove its row; the new message id.
+
+        ``ConfigurationError`` when its task is no longer registered, ``ValueError`` when its
+        arguments were cut when stored.
+        """
+        declared = self.tasks.get(letter.task)
+        if declared is None:
+            raise ConfigurationError(f"dead letter {letter.id}: no task {letter.task!r} here")
+        args, kwargs = letter.arguments()
+        headers = {CONTEXT_HEADER: dict(letter.context)} if letter.context else None
+        message_id = await self.enqueue(declared, args, kwargs, queue=letter.queue, headers=headers)
+        await self.dead_letters.delete(letter.id)
+        return message_id
+
+    async def dead_letter_check(self) -> dict[str, Any]:
+        """The readiness check: how many tasks are dead-lettered (degraded when any)."""
+        count = await self.dead_letters.count()
+        return {"status": "degraded" if count else "ok", "dead_letters": count}
+
     def celery_task(self, name: str) -> CeleryTask:
         """The Celery task registered under ``name``."""
         return self.app.tasks[name]
 
     async def start(self) -> None:
+        if self.db is not None and self.db.is_sqlite:
+            # The embedded profile has no migrations step: make the tables here.
+            from tenfold.jobs._tables import create_tables
+
+            await create_tables(self.db)
         if self.broker == "memory" and self.tasks:
             logger.warning(
                 "jobs use the in-process memory broker: no worker process can consume them; "

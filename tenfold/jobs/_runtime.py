@@ -19,6 +19,7 @@ from tenfold._errors import ConfigurationError
 
 if TYPE_CHECKING:
     from tenfold._platform import Platform
+    from tenfold.db import Database
 
 __all__ = ["WorkerRuntime", "current_platform"]
 
@@ -48,6 +49,12 @@ class WorkerRuntime:
 
     def __repr__(self) -> str:
         return f"<WorkerRuntime pid={self._pid} started={self._started}>"
+
+    def database(self) -> Database:
+        """The platform's database (the dead-letter queue's and exactly-once keys' home)."""
+        if self.platform is None:
+            raise ConfigurationError("no platform runs tasks in this process")
+        return self.platform.db
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on this process's loop, the platform started."""

@@ -67,6 +67,33 @@ class JobsSettings(SettingsSection):
         "off", description="Where task results are stored; redis: TENFOLD_REDIS__URL."
     )
 
+    key_retention: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        description="Seconds a committed exactly-once task key is kept; a redelivery later than "
+        "this runs the task again. Above visibility_timeout.",
+    )
+    dlq_max_args: int = Field(
+        65_536,
+        ge=256,
+        description="Bytes of a dead-lettered task's JSON arguments kept; longer ones are cut "
+        "and cannot be retried from the dead-letter queue.",
+    )
+    outbox_relay: bool = Field(
+        True,
+        description="Whether a started platform drains the outbox of tasks enqueued inside "
+        "transactions whose process died before sending them.",
+    )
+    outbox_interval: float = Field(
+        1.0, gt=0, description="Seconds between the outbox relay's passes."
+    )
+    outbox_grace: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds an outbox row is left to the process that committed it before "
+        "the relay sends it.",
+    )
+
     schedule: dict[str, ScheduledTask] = Field(
         default_factory=dict,
         description='Periodic tasks for `tenfold beat`, JSON: {"name": {"task": "module.fn", '
@@ -105,6 +132,17 @@ class JobsSettings(SettingsSection):
             raise ValueError(
                 f"must be below TENFOLD_JOBS__VISIBILITY_TIMEOUT ({visibility} s): Redis would "
                 "deliver a message waiting longer than that a second time"
+            )
+        return value
+
+    @field_validator("key_retention")
+    @classmethod
+    def _keys_outlive_redelivery(cls, value: int, info: ValidationInfo) -> int:
+        visibility = info.data.get("visibility_timeout")
+        if visibility is not None and value <= visibility:
+            raise ValueError(
+                f"must be above TENFOLD_JOBS__VISIBILITY_TIMEOUT ({visibility} s): a message "
+                "redelivered after its key was pruned would run a second time"
             )
         return value
 

@@ -46,6 +46,8 @@ dead_letters = sa.Table(
     # The context snapshot the task ran in (carried on to a retry from the DLQ).
     sa.Column("context", sa.JSON, nullable=True),
     sa.Column("failed_at", sa.Float, nullable=False, index=True),
+    # Ids are never reused on SQLite either: a retried letter's id names no later one.
+    sqlite_autoincrement=True,
 )
 
 #: Messages enqueued inside a transaction, sent after it commits (and by the relay

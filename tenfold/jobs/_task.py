@@ -48,8 +48,16 @@ class TaskOptions:
     soft_time_limit: int | None = None
     time_limit: int | None = None
     rate_limit: str | None = None
+    #: Record the task's key in the transaction of its writes (``task_session()``), so a
+    #: redelivered message whose effect committed is acknowledged without running again.
+    exactly_once: bool = False
+    #: The key of a run, from the task's arguments; default: the message id. Implies
+    #: ``exactly_once``.
+    key: Callable[..., str] | None = None
 
     def __post_init__(self) -> None:
+        if self.key is not None and not self.exactly_once:
+            object.__setattr__(self, "exactly_once", True)
         if self.max_retries < 0:
             raise ValueError(f"task {self.name}: max_retries must be >= 0")
         if self.priority is not None and not 0 <= self.priority <= 9:
@@ -77,6 +85,11 @@ class Task(Generic[P, R]):
         self.fn = fn
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
+        if options.exactly_once and not self.is_async:
+            raise ConfigurationError(
+                f"task {options.name!r}: an exactly-once task is an `async def`; its writes "
+                "go through task_session() in the transaction that records its key"
+            )
         self._jobs: Jobs | None = None
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
@@ -202,6 +215,8 @@ def task(
     soft_time_limit: int | None = None,
     time_limit: int | None = None,
     rate_limit: str | None = None,
+    exactly_once: bool = False,
+    key: Callable[..., str] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -214,6 +229,11 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     ``backoff.delay(attempt)``, at most ``max_retries`` times; anything else
     fails the task at once. ``soft_time_limit``/``time_limit`` (seconds) and
     ``rate_limit`` (Celery's ``"10/m"``) override the section's defaults.
+
+    ``exactly_once=True`` (an ``async def`` task) runs the task in one
+    transaction that also records its key (``key(*args, **kwargs)``, default:
+    the message id); its writes go through ``task_session()``. A delivery whose
+    key committed before is acknowledged without running.
     """
     declarator = _Declarator(dict(options))
     return declarator(fn) if fn is not None else declarator

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from tenfold import Platform, RedisSettings, Settings
 from tenfold.jobs import JobsExtension
+from tenfold.jobs import metadata as jobs_metadata
 from tenfold.testing import RedisServer
 from tests.jobs import worker_app
 
@@ -48,6 +49,21 @@ class JobsWorld:
     def rows(self) -> list[tuple[str, str]]:
         with sqlite3.connect(self.db_file) as conn:
             return list(conn.execute("SELECT marker, sent_to FROM marks ORDER BY id"))
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db_file) as conn:
+            return list(conn.execute(sql))
+
+    async def wait_for_dead_letters(self, count: int) -> None:
+        """Return once ``count`` dead letters exist; fail after about 60 s (a hang guard)."""
+        for _ in range(600):
+            found = await asyncio.to_thread(
+                self.query, "SELECT count(*) FROM tenfold_job_dead_letters"
+            )
+            if found[0][0] >= count:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"fewer than {count} dead letters after 60 s")
 
     async def wait_for_row(self, marker: str, *, count: int = 1) -> None:
         """Return once ``count`` rows with ``marker`` exist; fail after about 60 s (a hang
@@ -88,6 +104,22 @@ class JobsWorld:
                 await proc.wait()
                 raise
 
+    async def cli(self, *args: str) -> tuple[int, str, str]:
+        """`tenfold --app tests.jobs.worker_app:make_app *args`: exit status, stdout, stderr."""
+        argv = [str(TENFOLD), "--app", "tests.jobs.worker_app:make_app", "--app-dir", str(REPO)]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            *args,
+            cwd=self.tmp_path,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
     def log_of(self, *args: str) -> str:
         return (self.tmp_path / f"worker-{'-'.join(args)}.log").read_text(errors="replace")
 
@@ -97,6 +129,7 @@ def jobs_world(tmp_path: Path, redis_server: RedisServer) -> JobsWorld:
     world = JobsWorld(tmp_path, redis_server)
     engine = sa.create_engine(f"sqlite:///{world.db_file}")
     worker_app.metadata.create_all(engine)
+    jobs_metadata.create_all(engine)
     engine.dispose()
     return world
 

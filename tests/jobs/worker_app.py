@@ -6,6 +6,9 @@ tests count rows to see which tasks ran, and how many times.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import sqlalchemy as sa
 from fastapi import FastAPI
 
@@ -16,7 +19,7 @@ from tenfold import (
     current_request_id,
     current_user_id,
 )
-from tenfold.jobs import JobsExtension, Tasks, current_platform
+from tenfold.jobs import JobsExtension, Tasks, current_platform, task_session
 from tenfold.observability import get_logger
 
 metadata = sa.MetaData()
@@ -62,6 +65,43 @@ async def broken(marker: str) -> None:
     """Insert a row, then fail with a bug (not a transient error)."""
     await mark(marker)
     raise ValueError(f"{marker} is broken")
+
+
+@tasks.task(exactly_once=True)
+async def mark_once(marker: str, hold: float = 0.0) -> None:
+    """Insert a row in the task's own transaction; ``hold`` seconds before it commits."""
+    await task_session().execute(sa.insert(marks).values(marker=marker, sent_to="once"))
+    if hold:
+        await asyncio.sleep(hold)
+
+
+@tasks.task(exactly_once=True, key=lambda order: f"order-{order}")
+async def charge(order: int) -> None:
+    """Insert one row per order: the key is the order, whatever the message."""
+    await task_session().execute(sa.insert(marks).values(marker=f"charge-{order}", sent_to=""))
+
+
+@tasks.task(backoff=Backoff(base=0.2, max=0.2), max_retries=2, retry_on=(LookupError,))
+async def poison(marker: str) -> None:
+    """Insert a row per attempt and fail, until a row ``fixed-<marker>`` exists."""
+    await mark(marker)
+    async with current_platform().db.session(readonly=True) as session:
+        fixed = await session.scalar(
+            sa.select(sa.func.count()).select_from(marks).where(marks.c.marker == f"fixed-{marker}")
+        )
+    if not fixed:
+        raise LookupError(f"{marker} is poison")
+
+
+@tasks.task(
+    backoff=Backoff(base=0.3, multiplier=2.0, max=5.0, jitter="none"),
+    max_retries=3,
+    retry_on=(LookupError,),
+)
+async def slow_retry(marker: str) -> None:
+    """Insert a row stamped with the worker's clock, and fail; four attempts in all."""
+    await mark(marker, sent_to=repr(time.time()))
+    raise LookupError(f"{marker} failed")
 
 
 @tasks.task
