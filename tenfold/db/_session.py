@@ -43,6 +43,7 @@ from tenfold.db._errors import map_error
 
 if TYPE_CHECKING:
     from tenfold.db._lease import Lease
+    from tenfold.db._router import Router
 
 __all__ = ["AfterCommit", "TenfoldSession"]
 
@@ -103,6 +104,11 @@ class TenfoldSession(AsyncSession):
     def role(self) -> str:
         """``primary`` or ``replica``: where this session's statements run now."""
         return self._lease.endpoint.role if self._lease is not None else "primary"
+
+    @property
+    def router(self) -> Router | None:
+        """The database (main or shard) this session's statements run on."""
+        return self._lease.router if self._lease is not None else None
 
     @property
     def endpoint_name(self) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -15,13 +16,14 @@ from celery import Task as CeleryTask
 from tenfold._errors import ConfigurationError
 from tenfold.jobs._context import CONTEXT_HEADER, context_headers
 from tenfold.jobs._dead import DeadLetter, DeadLetters
+from tenfold.jobs._outbox import Outbox, OutboxRelay
 from tenfold.jobs._runtime import WorkerRuntime
 from tenfold.jobs._schedule import Periodic
 from tenfold.jobs._settings import JobsSettings
 from tenfold.jobs._task import Task
 
 if TYPE_CHECKING:
-    from tenfold.db import Database
+    from tenfold.db import Database, TenfoldSession
 
 __all__ = ["Jobs"]
 
@@ -57,6 +59,19 @@ class Jobs:
         self.schedule: list[Periodic] = []
         #: Set by ``tenfold worker``: the loop and platform ``async def`` tasks run on.
         self.runtime = WorkerRuntime(None)
+        #: Messages enqueued inside a transaction (``enqueue(..., session=...)``).
+        self.outbox = Outbox(self._publish_row, clock=clock)
+        #: Sends outbox rows left behind; started with the platform unless the worker's.
+        self.relay: OutboxRelay | None = None
+        if db is not None and settings.outbox_relay:
+            self.relay = OutboxRelay(
+                db,
+                self._publish_row,
+                interval=settings.outbox_interval,
+                grace=settings.outbox_grace,
+                clock=clock,
+                key_retention=settings.key_retention,
+            )
 
     def __repr__(self) -> str:
         return f"<Jobs broker={self.broker} tasks={sorted(self.tasks)}>"
@@ -80,6 +95,7 @@ class Jobs:
         priority: int | None = None,
         queue: str | None = None,
         headers: dict[str, Any] | None = None,
+        session: TenfoldSession | None = None,
     ) -> str:
         """Send ``declared`` with these arguments (and message ``headers``); the message id.
 
@@ -87,6 +103,9 @@ class Jobs:
         (``asyncio.to_thread``) and the event loop keeps serving meanwhile. The
         current context (request id, principal, ...) travels in the message and
         is restored around the task in the worker.
+
+        With ``session``, the message is written to the outbox in that session's
+        transaction and sent only once it commits (see ``tenfold.jobs._outbox``).
         """
         registered = self.app.tasks.get(declared.name)
         if registered is None or self.tasks.get(declared.name) is not declared:
@@ -95,18 +114,42 @@ class Jobs:
                 "JobsExtension(tasks=[...])"
             )
         delay = self._checked_delay(countdown, eta)
-        options: dict[str, Any] = {"headers": context_headers()}
-        if (queue or declared.options.queue) is not None:
-            options["queue"] = queue or declared.options.queue
-        if delay is not None:
-            options["countdown"] = delay
-        chosen_priority = priority if priority is not None else declared.options.priority
-        if chosen_priority is not None:
-            options["priority"] = chosen_priority
-        if headers:
-            options["headers"] = headers
-        result = await asyncio.to_thread(
-            registered.apply_async, tuple(args), dict(kwargs or {}), **options
+        message: dict[str, Any] = {
+            "args": list(args),
+            "kwargs": dict(kwargs or {}),
+            "queue": queue or declared.options.queue,
+            "priority": priority if priority is not None else declared.options.priority,
+            "headers": headers or context_headers(),
+        }
+        if session is None:
+            message["countdown"] = delay
+            return await asyncio.to_thread(self.publish, None, declared.name, message)
+        message_id = str(uuid.uuid4())
+        # The outbox row may be sent long after: the delay becomes a due time.
+        message["eta"] = self.clock() + delay if delay is not None else None
+        await self.outbox.add(session, message_id, declared.name, message)
+        return message_id
+
+    def publish(self, message_id: str | None, name: str, message: dict[str, Any]) -> str:
+        """Send one message (blocking: call it from a thread); its id.
+
+        ``message`` is what ``enqueue`` prepared: args, kwargs, queue, priority,
+        headers, and a ``countdown`` or an absolute ``eta`` (seconds since the epoch).
+        """
+        options: dict[str, Any] = {"headers": message.get("headers") or {}}
+        if message_id is not None:
+            options["task_id"] = message_id
+        if message.get("queue") is not None:
+            options["queue"] = message["queue"]
+        countdown = message.get("countdown")
+        if message.get("eta") is not None:
+            countdown = max(0.0, message["eta"] - self.clock())
+        if countdown:
+            options["countdown"] = countdown
+        if message.get("priority") is not None:
+            options["priority"] = message["priority"]
+        result = self.app.tasks[name].apply_async(
+            tuple(message.get("args", ())), dict(message.get("kwargs", {})), **options
         )
         return str(result.id)
 
@@ -123,6 +166,9 @@ class Jobs:
                 setting="TENFOLD_JOBS__MAX_COUNTDOWN",
             )
         return delay
+
+    def _publish_row(self, message_id: str, name: str, message: dict[str, Any]) -> None:
+        self.publish(message_id, name, message)
 
     @property
     def dead_letters(self) -> DeadLetters:
@@ -162,6 +208,8 @@ class Jobs:
             from tenfold.jobs._tables import create_tables
 
             await create_tables(self.db)
+        if self.relay is not None:
+            self.relay.start()
         if self.broker == "memory" and self.tasks:
             logger.warning(
                 "jobs use the in-process memory broker: no worker process can consume them; "
@@ -169,5 +217,7 @@ class Jobs:
             )
 
     async def stop(self) -> None:
+        if self.relay is not None:
+            await self.relay.stop()
         # Closing the producer pool's sockets blocks; it is a thread's job too.
         await asyncio.to_thread(self.app.close)

@@ -19,6 +19,7 @@ from tenfold._backoff import Backoff
 from tenfold._errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from tenfold.db import TenfoldSession
     from tenfold.jobs._jobs import Jobs
     from tenfold.jobs._schedule import Periodic
 
@@ -77,8 +78,8 @@ class TaskOptions:
 class Task(Generic[P, R]):
     """A declared task. Call it to run the function here; ``await t.enqueue(...)`` to send it.
 
-    ``countdown``, ``eta``, ``priority`` and ``queue`` are ``enqueue``'s own
-    keywords, so a task's parameters cannot use those names.
+    ``countdown``, ``eta``, ``priority``, ``queue`` and ``session`` are
+    ``enqueue``'s own keywords, so a task's parameters cannot use those names.
     """
 
     def __init__(self, fn: Callable[P, R] | Callable[P, Awaitable[R]], options: TaskOptions):
@@ -110,15 +111,25 @@ class Task(Generic[P, R]):
         eta: datetime | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        session: TenfoldSession | None = None,
         **kwargs: Any,
     ) -> str:
         """Send the task to its queue; the message id. Publishing runs in a thread.
 
+        With ``session``, the message is written to the outbox in that session's
+        transaction and sent only after it commits; a rollback drops it.
         A ``countdown`` or ``eta`` further away than TENFOLD_JOBS__MAX_COUNTDOWN
         is a ``ConfigurationError`` (see docs/jobs.md, "Visibility timeout").
         """
         return await self.jobs.enqueue(
-            self, args, kwargs, countdown=countdown, eta=eta, priority=priority, queue=queue
+            self,
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            priority=priority,
+            queue=queue,
+            session=session,
         )
 
     @property

@@ -38,6 +38,8 @@ def run_worker(
     """
     runtime = WorkerRuntime(platform)
     jobs.runtime = runtime
+    # Pool processes run tasks, not the outbox relay: the app's processes and beat do.
+    jobs.relay = None
     signals.setup_logging.connect(_keep_tenfold_logging, weak=False)
     # That receiver also skips Celery's own use of --loglevel: apply it to Celery's loggers
     # here (pool processes inherit it), or every task logs two INFO lines whatever was asked.

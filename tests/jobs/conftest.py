@@ -54,6 +54,10 @@ class JobsWorld:
         with sqlite3.connect(self.db_file) as conn:
             return list(conn.execute(sql))
 
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        with sqlite3.connect(self.db_file) as conn:
+            conn.execute(sql, params)
+
     async def wait_for_dead_letters(self, count: int) -> None:
         """Return once ``count`` dead letters exist; fail after about 60 s (a hang guard)."""
         for _ in range(600):
