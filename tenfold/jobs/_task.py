@@ -67,9 +67,12 @@ class TaskOptions:
     def retries(self, exc: BaseException) -> bool:
         """Whether ``exc`` is one this task tries again after."""
         if self.retry_on is None:
+            from tenfold._errors import DatabaseUnavailable
             from tenfold.resilience import transient
 
-            return transient(exc)
+            # A lost connection mid-commit has an unknown outcome: harmless to retry only
+            # when the task's key tells a committed run from one that did not commit.
+            return transient(exc) or (self.exactly_once and isinstance(exc, DatabaseUnavailable))
         if isinstance(self.retry_on, tuple):
             return isinstance(exc, self.retry_on)
         return self.retry_on(exc)

@@ -84,3 +84,12 @@ async def test_a_failed_run_leaves_no_key_and_its_writes_roll_back(jobs_world: J
     assert [m for m, _ in jobs_world.rows()] == ["last"]
     assert jobs_world.query("SELECT count(*) FROM tenfold_job_keys") == [(0,)]
     assert jobs_world.query("SELECT attempts FROM tenfold_job_dead_letters") == [(1,)]
+
+
+def test_exactly_once_tasks_retry_a_lost_database_and_plain_tasks_do_not() -> None:
+    from tenfold._errors import DatabaseUnavailable
+
+    lost = DatabaseUnavailable("connection lost during commit")
+    assert worker_app.mark_once.options.retries(lost)
+    assert not worker_app.mark.options.retries(lost)
+    assert worker_app.mark.options.retries(ConnectionError("refused"))
