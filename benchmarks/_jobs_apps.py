@@ -19,18 +19,34 @@ import os
 import time
 from typing import Any
 
+import sqlalchemy as sa
 from celery import Celery
 
 from tenfold import create_app
-from tenfold.jobs import JobsExtension, Tasks
+from tenfold.jobs import JobsExtension, Tasks, task_session
 
-__all__ = ["COUNTER", "LATENCIES", "QUEUE", "make_app", "plain_celery", "record", "tasks"]
+__all__ = [
+    "COUNTER",
+    "EFFECTS_DDL",
+    "LATENCIES",
+    "QUEUE",
+    "make_app",
+    "plain_celery",
+    "record",
+    "tasks",
+]
 
 QUEUE = "bench_jobs"
 COUNTER = "bench_jobs:done"
 LATENCIES = "bench_jobs:start_ms"
 #: The Redis both workers' tasks write to (the broker's), set in their environment.
 URL_ENV = "BENCH_JOBS_REDIS_URL"
+#: The PostgreSQL database the effect tasks insert into (asyncpg DSN), for the plain side.
+PG_ENV = "BENCH_JOBS_PG_DSN"
+#: One row per effect task run; ``side`` tells the two sides' rows apart.
+EFFECTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS bench_effects (id bigserial PRIMARY KEY, side text, n int)"
+)
 
 _client: Any = None
 
@@ -59,6 +75,15 @@ tasks = Tasks(queue=QUEUE)
 def tenfold_noop(sent_at: float | None = None) -> None:
     """The tenfold side's trivial task."""
     record(sent_at)
+
+
+@tasks.task(name="bench.tenfold_effect", exactly_once=True)
+async def tenfold_effect(n: int) -> None:
+    """One row inserted in the task's transaction, which also records its key."""
+    await task_session().execute(
+        sa.text("INSERT INTO bench_effects (side, n) VALUES ('tenfold', :n)"), {"n": n}
+    )
+    record(None)
 
 
 def make_app() -> Any:
@@ -92,7 +117,32 @@ def plain_celery(url: str) -> Celery:
     def plain_noop(sent_at: float | None = None) -> None:
         record(sent_at)
 
+    @app.task(name="bench.plain_effect", shared=False)
+    def plain_effect(n: int) -> None:
+        """The same row, inserted the way a Celery app on asyncpg would: one loop and one
+        connection per pool process, no key, no protection against a redelivery."""
+        loop, conn = _plain_connection()
+        loop.run_until_complete(
+            conn.execute("INSERT INTO bench_effects (side, n) VALUES ('plain', $1)", n)
+        )
+        record(None)
+
     return app
+
+
+_plain: tuple[Any, Any] | None = None
+
+
+def _plain_connection() -> tuple[Any, Any]:
+    global _plain
+    if _plain is None:  # made in the pool process, after the fork
+        import asyncio
+
+        import asyncpg
+
+        loop = asyncio.new_event_loop()
+        _plain = loop, loop.run_until_complete(asyncpg.connect(os.environ[PG_ENV]))
+    return _plain
 
 
 #: What ``celery -A benchmarks._jobs_apps:plain worker`` runs (the URL from the environment).
