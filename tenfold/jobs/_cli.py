@@ -62,6 +62,12 @@ def _autoscale(value: str | None) -> tuple[int, int] | None:
     default="INFO",
     show_default=True,
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Serve the task metrics on this port [default: TENFOLD_JOBS__WORKER_METRICS_PORT].",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -70,6 +76,7 @@ def worker(
     autoscale: str | None,
     pool: str,
     loglevel: str,
+    metrics_port: int | None,
 ) -> None:
     """Run a Celery worker for the app's tasks, with the app's platform in each process."""
     from tenfold._platform import _wants_console as wants_console
@@ -98,5 +105,6 @@ def worker(
         autoscale=_autoscale(autoscale),
         pool=pool,
         loglevel=loglevel,
+        metrics_port=metrics_port,
     )
     sys.exit(code)
