@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from tenfold._errors import ConfigurationError
 from tenfold.cli import fail
 from tenfold.cli._target import target_of
 
@@ -97,14 +98,17 @@ def worker(
     # (JSON outside local development), so a log pipeline can match them to requests.
     console = wants_console(platform.settings)
     configure_logging(platform.settings.observability, console=console, stream=sys.stderr.buffer)
-    code = run_worker(
-        platform,
-        jobs,
-        queues=_queues(queues),
-        concurrency=concurrency,
-        autoscale=_autoscale(autoscale),
-        pool=pool,
-        loglevel=loglevel,
-        metrics_port=metrics_port,
-    )
+    try:
+        code = run_worker(
+            platform,
+            jobs,
+            queues=_queues(queues),
+            concurrency=concurrency,
+            autoscale=_autoscale(autoscale),
+            pool=pool,
+            loglevel=loglevel,
+            metrics_port=metrics_port,
+        )
+    except ConfigurationError as exc:
+        fail(str(exc), code=2)
     sys.exit(code)

@@ -4,9 +4,9 @@ A queue's depth is the same whichever process reads it, so one process reads
 it: every process that serves the jobs extension's metrics campaigns for the
 ``LeaderLease`` named ``jobs-metrics:<app name>`` (with a Redis hub), and only
 the holder samples, every ``TENFOLD_JOBS__METRICS_INTERVAL`` seconds. The
-others export no series for these gauges, so summing over the scraped
-processes never counts a queue twice. Without Redis there is no lease and the
-one process samples.
+others export no series for these gauges, so the deployment has one series
+per queue, not one per process. Without Redis there is no lease and each
+process samples.
 
 A process joins the election when it is first scraped, not when it starts:
 ``tenfold beat`` and CLI commands start the platform too, and a leader nobody
@@ -14,7 +14,10 @@ scrapes would hide the gauges from everyone.
 
 ``JobsSampler.samplers`` is a list of ``async`` callables, each returning
 metric families; the queue depths are one of them, and another gauge read the
-same way (say, a count of rows) is one more entry.
+same way (say, a count of rows) is one more entry, appended when the platform
+is built: ``jobs.sampler.samplers.append(count_rows)`` (``jobs.sampler`` is
+None when metrics are off). A sampler that raises a ``TenfoldError`` (an
+outage) exports nothing until it succeeds again; the others go on.
 """
 
 from __future__ import annotations

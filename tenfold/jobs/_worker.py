@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
+from tenfold._errors import ConfigurationError
 from tenfold.jobs._metrics import MetricsServer
 from tenfold.jobs._runtime import WorkerRuntime
 from tenfold.observability import get_logger
@@ -87,6 +88,13 @@ def _metrics_server(
     stats.pool = pool
     server = MetricsServer(stats, host=jobs.settings.worker_metrics_host, port=port)
     # Started before the pool forks: its thread stays in this process (a fork copies none).
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve the worker's metrics on {server.host}:{port} ({exc.strerror}): "
+            "choose another --metrics-port or TENFOLD_JOBS__WORKER_METRICS_PORT",
+            setting="TENFOLD_JOBS__WORKER_METRICS_PORT",
+        ) from exc
     _log.info("worker_metrics_serving", host=server.host, port=server.port)
     return server

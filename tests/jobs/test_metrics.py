@@ -225,3 +225,20 @@ async def test_rabbitmq_depths_come_from_a_passive_declare(
             await parked.enqueue(n)
         depths = AmqpDepths(platform.get(Jobs).app)
         assert await depths([WAITING, missing, WAITING]) == {WAITING: 3, missing: 0}
+
+
+async def test_a_metrics_port_in_use_stops_the_worker_naming_the_setting(
+    jobs_world: JobsWorld,
+) -> None:
+    """`tenfold worker --metrics-port` on a port already bound exits with status 2 and
+    names TENFOLD_JOBS__WORKER_METRICS_PORT, before consuming anything."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        async with jobs_world.worker("--metrics-port", port) as proc:
+            code = await asyncio.wait_for(proc.wait(), 60)  # a hang guard
+    assert code == 2
+    assert "TENFOLD_JOBS__WORKER_METRICS_PORT" in jobs_world.log_of("--metrics-port", port)
