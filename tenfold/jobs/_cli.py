@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from tenfold._errors import ConfigurationError
 from tenfold.cli import fail
 from tenfold.cli._target import target_of
 
@@ -62,6 +63,12 @@ def _autoscale(value: str | None) -> tuple[int, int] | None:
     default="INFO",
     show_default=True,
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Serve the task metrics on this port [default: TENFOLD_JOBS__WORKER_METRICS_PORT].",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -70,6 +77,7 @@ def worker(
     autoscale: str | None,
     pool: str,
     loglevel: str,
+    metrics_port: int | None,
 ) -> None:
     """Run a Celery worker for the app's tasks, with the app's platform in each process."""
     from tenfold._platform import _wants_console as wants_console
@@ -90,13 +98,17 @@ def worker(
     # (JSON outside local development), so a log pipeline can match them to requests.
     console = wants_console(platform.settings)
     configure_logging(platform.settings.observability, console=console, stream=sys.stderr.buffer)
-    code = run_worker(
-        platform,
-        jobs,
-        queues=_queues(queues),
-        concurrency=concurrency,
-        autoscale=_autoscale(autoscale),
-        pool=pool,
-        loglevel=loglevel,
-    )
+    try:
+        code = run_worker(
+            platform,
+            jobs,
+            queues=_queues(queues),
+            concurrency=concurrency,
+            autoscale=_autoscale(autoscale),
+            pool=pool,
+            loglevel=loglevel,
+            metrics_port=metrics_port,
+        )
+    except ConfigurationError as exc:
+        fail(str(exc), code=2)
     sys.exit(code)

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from tenfold.jobs._tables import dead_letters
 
 if TYPE_CHECKING:
     from tenfold.db import Database
 
-__all__ = ["DeadLetter", "DeadLetters"]
+__all__ = ["DeadLetter", "DeadLetterGauge", "DeadLetters"]
 
 _MAX_EXCEPTION = 1000
 _MAX_TRACEBACK = 64 * 1024
@@ -170,3 +171,20 @@ class DeadLetters:
         async with self.db.session() as session:
             result = await session.execute(statement)
             return int(getattr(result, "rowcount", 0) or 0)
+
+
+class DeadLetterGauge:
+    """``<ns>_jobs_dead_letters``: rows in the dead-letter queue (a sampler of ``JobsSampler``)."""
+
+    name = "dead_letters"
+
+    def __init__(self, letters: DeadLetters, namespace: str = "tenfold") -> None:
+        self.letters = letters
+        self._name = f"{namespace}_jobs_dead_letters" if namespace else "jobs_dead_letters"
+
+    async def __call__(self) -> list[Metric]:
+        family = GaugeMetricFamily(
+            self._name, "Tasks in the dead-letter queue (sampled by one process)."
+        )
+        family.add_metric([], await self.letters.count())
+        return [family]

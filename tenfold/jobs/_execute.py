@@ -128,6 +128,7 @@ def celery_task(jobs: Jobs, declared: Task[Any, Any]) -> CeleryTask:
         # Not shared: Celery would otherwise add the task to every app made later in the
         # process (a process-wide registry), and two platforms would share tasks.
         "shared": False,
+        "Request": jobs.worker_stats.request_class,  # records outcomes (tenfold.jobs._metrics)
     }
     if opts.queue is not None:
         # Routed by the app's task_routes (Celery 6 drops the task's own queue attribute).

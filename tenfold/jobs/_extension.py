@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any
 from tenfold._extension import Build, Extension
 from tenfold.db import Database
 from tenfold.jobs._celery import broker_of, celery_app
+from tenfold.jobs._dead import DeadLetterGauge
 from tenfold.jobs._jobs import Jobs
+from tenfold.jobs._sampler import (
+    LEASE_NAME,
+    AmqpDepths,
+    DepthCounter,
+    JobsSampler,
+    QueueDepth,
+    RedisDepths,
+)
 from tenfold.jobs._schedule import schedule_of
 from tenfold.jobs._settings import JobsSettings
 from tenfold.jobs._task import Task, Tasks, flatten
@@ -35,12 +44,13 @@ class JobsExtension(Extension):
 
     def build(self, build: Build) -> None:
         settings: JobsSettings = build.section
-        broker, _ = broker_of(settings, build.settings.redis)
+        broker, url = broker_of(settings, build.settings.redis)
         app = celery_app(build.settings.app.name, settings, build.settings.redis)
         jobs = Jobs(settings, app, broker=broker, db=build.find(Database))
         for declared in flatten(self.declared):
             jobs.register(declared)
         jobs.schedule = schedule_of(self.declared, settings.schedule, jobs.tasks)
+        jobs.sampler = _sampler(build, jobs, url)
         build.provide(jobs, name="jobs")
         build.component(jobs)
         if jobs.db is not None:
@@ -53,3 +63,41 @@ class JobsExtension(Extension):
         from tenfold.jobs._dlq_cli import jobs_group
 
         return [worker, beat, jobs_group]
+
+
+def _sampler(build: Build, jobs: Jobs, url: str) -> JobsSampler | None:
+    """The queue-depth sampler, registered as a collector (None when metrics are off)."""
+    metrics = build.metrics
+    if metrics is None:
+        return None
+    hub = build.redis
+    lease = None
+    if hub is not None:
+        from tenfold.redis import LeaderLease
+
+        # One election per application: apps sharing a Redis each sample their own queues.
+        lease = LeaderLease(hub, f"{LEASE_NAME}:{build.settings.app.name}")
+    sampler = JobsSampler(interval=jobs.settings.metrics_interval, lease=lease)
+    counter = _depth_counter(build, jobs, url)
+    if counter is not None:
+        sampler.samplers.append(QueueDepth(jobs.queues, counter, metrics.namespace))
+    if jobs.db is not None:
+        sampler.samplers.append(DeadLetterGauge(jobs.dead_letters, metrics.namespace))
+    build.collector(sampler)
+    return sampler
+
+
+def _depth_counter(build: Build, jobs: Jobs, url: str) -> DepthCounter | None:
+    if jobs.broker == "rabbitmq":
+        return AmqpDepths(jobs.app)
+    if jobs.broker != "redis":
+        return None  # the memory broker's messages live in one process: nothing to sample
+    hub, redis = build.redis, build.settings.redis
+    same = redis.url is not None and redis.url.get_secret_value() == url
+    if hub is not None and not hub.cluster and same:
+        return RedisDepths(hub.client, owns_client=False)  # type: ignore[arg-type]
+    from tenfold.redis import standalone_client
+
+    # TENFOLD_JOBS__BROKER_URL names another Redis than the hub's: a small client of its own.
+    client = standalone_client(url, socket_timeout=5.0, connect_timeout=5.0, max_connections=2)
+    return RedisDepths(client, owns_client=True)

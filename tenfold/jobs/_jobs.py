@@ -16,8 +16,10 @@ from celery import Task as CeleryTask
 from tenfold._errors import ConfigurationError
 from tenfold.jobs._context import CONTEXT_HEADER, context_headers
 from tenfold.jobs._dead import DeadLetter, DeadLetters
+from tenfold.jobs._metrics import WorkerStats
 from tenfold.jobs._outbox import Outbox, OutboxRelay
 from tenfold.jobs._runtime import WorkerRuntime
+from tenfold.jobs._sampler import JobsSampler
 from tenfold.jobs._schedule import Periodic
 from tenfold.jobs._settings import JobsSettings
 from tenfold.jobs._task import Task
@@ -72,6 +74,11 @@ class Jobs:
                 clock=clock,
                 key_retention=settings.key_retention,
             )
+        #: Queue depths (and other deployment-wide gauges), sampled by one process; None
+        #: when metrics are off (set by the extension).
+        self.sampler: JobsSampler | None = None
+        #: The task figures a worker's main process records (``tenfold worker --metrics-port``).
+        self.worker_stats = WorkerStats()
 
     def __repr__(self) -> str:
         return f"<Jobs broker={self.broker} tasks={sorted(self.tasks)}>"
@@ -198,6 +205,14 @@ class Jobs:
         count = await self.dead_letters.count()
         return {"status": "degraded" if count else "ok", "dead_letters": count}
 
+    def queues(self) -> set[str]:
+        """Every queue tasks go to (each task's, each periodic entry's, the default queue)
+        and those of TENFOLD_JOBS__METRICS_QUEUES."""
+        found = {self.settings.default_queue, *self.settings.metrics_queues}
+        found.update(t.options.queue for t in self.tasks.values() if t.options.queue)
+        found.update(entry.queue for entry in self.schedule if entry.queue)
+        return found
+
     def celery_task(self, name: str) -> CeleryTask:
         """The Celery task registered under ``name``."""
         return self.app.tasks[name]
@@ -215,9 +230,13 @@ class Jobs:
                 "jobs use the in-process memory broker: no worker process can consume them; "
                 "set TENFOLD_REDIS__URL or TENFOLD_JOBS__BROKER"
             )
+        if self.sampler is not None:
+            await self.sampler.start()
 
     async def stop(self) -> None:
         if self.relay is not None:
             await self.relay.stop()
+        if self.sampler is not None:
+            await self.sampler.stop()
         # Closing the producer pool's sockets blocks; it is a thread's job too.
         await asyncio.to_thread(self.app.close)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import NoDecode
 
 from tenfold._section import SettingsSection, json_or_text
 
@@ -105,6 +106,36 @@ class JobsSettings(SettingsSection):
         description="Seconds the beat leader's lease outlives its last renewal; a dead "
         "leader is replaced within 4/3 of it.",
     )
+    metrics_interval: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between two samples of the queue depths, taken by one process "
+        "(the leader of `jobs-metrics:<app name>`).",
+    )
+    metrics_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Queues sampled besides the tasks' own and the default queue "
+        "(comma-separated or JSON list).",
+    )
+    worker_metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port `tenfold worker` serves its task metrics on (plain Prometheus "
+        "text); unset: none. `--metrics-port` overrides it.",
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1", min_length=1, description="Address the worker's metrics port binds."
+    )
+
+    @field_validator("metrics_queues", mode="before")
+    @classmethod
+    def _queue_names(cls, value: Any) -> list[str]:
+        value = json_or_text(value)
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ValueError("must be a comma-separated or JSON list of queue names")
+        return [str(item).strip() for item in items if str(item).strip()]
 
     @field_validator("schedule", mode="before")
     @classmethod

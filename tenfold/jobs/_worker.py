@@ -8,13 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
+from tenfold._errors import ConfigurationError
+from tenfold.jobs._metrics import MetricsServer
 from tenfold.jobs._runtime import WorkerRuntime
+from tenfold.observability import get_logger
 
 if TYPE_CHECKING:
     from tenfold._platform import Platform
     from tenfold.jobs._jobs import Jobs
 
 __all__ = ["run_worker"]
+
+_log = get_logger("tenfold.jobs")
 
 
 def _keep_tenfold_logging(**_: Any) -> None:
@@ -30,11 +35,14 @@ def run_worker(
     autoscale: tuple[int, int] | None,
     pool: str,
     loglevel: str,
+    metrics_port: int | None = None,
 ) -> int:
     """Run a worker until it is told to stop (SIGTERM: warm shutdown); its exit code.
 
     The platform is built here and started lazily in each pool process, on
     that process's event loop, the first time an ``async def`` task runs.
+    ``metrics_port`` (else TENFOLD_JOBS__WORKER_METRICS_PORT) serves the task
+    metrics from this main process.
     """
     runtime = WorkerRuntime(platform)
     jobs.runtime = runtime
@@ -63,5 +71,32 @@ def run_worker(
     if autoscale is not None:
         options["autoscale"] = f"{autoscale[0]},{autoscale[1]}"
     worker = jobs.app.Worker(**options)
-    worker.start()
+    server = _metrics_server(platform, jobs, metrics_port, lambda: getattr(worker, "pool", None))
+    try:
+        worker.start()
+    finally:
+        if server is not None:
+            server.stop()
     return int(worker.exitcode or 0)
+
+
+def _metrics_server(
+    platform: Platform, jobs: Jobs, port: int | None, pool: Any
+) -> MetricsServer | None:
+    port = jobs.settings.worker_metrics_port if port is None else port
+    if port is None:
+        return None
+    stats = jobs.worker_stats
+    stats.pool = pool
+    server = MetricsServer(stats, host=jobs.settings.worker_metrics_host, port=port)
+    # Started before the pool forks: its thread stays in this process (a fork copies none).
+    try:
+        server.start()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve the worker's metrics on {server.host}:{port} ({exc.strerror}): "
+            "choose another --metrics-port or TENFOLD_JOBS__WORKER_METRICS_PORT",
+            setting="TENFOLD_JOBS__WORKER_METRICS_PORT",
+        ) from exc
+    _log.info("worker_metrics_serving", host=server.host, port=server.port)
+    return server
