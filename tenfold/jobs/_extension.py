@@ -53,6 +53,10 @@ class JobsExtension(Extension):
         jobs.sampler = _sampler(build, jobs, url)
         build.provide(jobs, name="jobs")
         build.component(jobs)
+        if jobs.broker != "memory":
+            # Non-critical: requests still answer, and tasks enqueued in a transaction wait
+            # in the outbox until the broker is back.
+            build.check("jobs_broker", jobs.broker_check, critical=False)
         if jobs.db is not None:
             # Non-critical: a dead-lettered task needs a human, not a restart.
             build.check("jobs_dead_letters", jobs.dead_letter_check, critical=False)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 from celery import Task as CeleryTask
 
-from tenfold._errors import ConfigurationError
+from tenfold._errors import ConfigurationError, DependencyUnavailable
 from tenfold.jobs._context import CONTEXT_HEADER, context_headers
 from tenfold.jobs._dead import DeadLetter, DeadLetters
 from tenfold.jobs._metrics import WorkerStats
@@ -199,6 +199,22 @@ class Jobs:
         message_id = await self.enqueue(declared, args, kwargs, queue=letter.queue, headers=headers)
         await self.dead_letters.delete(letter.id)
         return message_id
+
+    async def broker_check(self) -> dict[str, Any]:
+        """The readiness check: the broker accepts a connection (kombu's, in a thread)."""
+        await asyncio.to_thread(self._connect_broker)
+        return {"broker": self.broker}
+
+    def _connect_broker(self) -> None:
+        from kombu.exceptions import OperationalError
+
+        with self.app.connection_for_write() as conn:
+            try:
+                conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+            except OperationalError as exc:
+                raise DependencyUnavailable(
+                    f"the jobs broker is unreachable ({type(exc).__name__})", dependency="broker"
+                ) from exc
 
     async def dead_letter_check(self) -> dict[str, Any]:
         """The readiness check: how many tasks are dead-lettered (degraded when any)."""

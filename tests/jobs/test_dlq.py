@@ -122,3 +122,17 @@ async def test_retries_wait_at_least_their_backoff(jobs_world: JobsWorld) -> Non
     backoff = worker_app.slow_retry.options.backoff
     for attempt, (before, after) in enumerate(itertools.pairwise(stamps), start=1):
         assert after - before >= backoff.delay(attempt)
+
+
+async def test_the_broker_check_degrades_readiness_when_the_broker_is_down(
+    jobs_world: JobsWorld,
+) -> None:
+    async with jobs_world.platform() as platform:
+        assert await platform.jobs.broker_check() == {"broker": "redis"}
+        jobs_world.redis.stop()
+        try:
+            report = await platform.health.report()
+        finally:
+            jobs_world.redis.start()
+    assert report.checks["jobs_broker"]["status"] == "failing"
+    assert report.checks["jobs_broker"]["critical"] is False
