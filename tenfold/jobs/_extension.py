@@ -40,6 +40,14 @@ class JobsExtension(Extension):
         for declared in flatten(self.declared):
             jobs.register(declared)
         jobs.schedule = schedule_of(self.declared, settings.schedule, jobs.tasks)
+        if broker == "memory" and settings.embedded_worker and jobs.tasks:
+            from tenfold.jobs._embedded import EmbeddedWorker
+
+            jobs.embedded = EmbeddedWorker(jobs)
+            # Started once the whole platform has (the app's own components start after
+            # the extensions'): a task may use any of them. Jobs.stop stops it, before the
+            # database and cache stop.
+            build.on_started(jobs.embedded.start)
         build.provide(jobs, name="jobs")
         build.component(jobs)
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from celery import Task as CeleryTask
@@ -18,6 +18,9 @@ from tenfold.jobs._runtime import WorkerRuntime
 from tenfold.jobs._schedule import Periodic
 from tenfold.jobs._settings import JobsSettings
 from tenfold.jobs._task import Task
+
+if TYPE_CHECKING:
+    from tenfold.jobs._embedded import EmbeddedWorker
 
 __all__ = ["Jobs"]
 
@@ -48,8 +51,10 @@ class Jobs:
         self.tasks: dict[str, Task[Any, Any]] = {}
         #: The periodic entries ``tenfold beat`` sends (set by the extension).
         self.schedule: list[Periodic] = []
-        #: Set by ``tenfold worker``: the loop and platform ``async def`` tasks run on.
+        #: Set by ``tenfold worker`` or the embedded worker: where ``async def`` tasks run.
         self.runtime = WorkerRuntime(None)
+        #: The in-process worker of the memory broker, or None (set by the extension).
+        self.embedded: EmbeddedWorker | None = None
 
     def __repr__(self) -> str:
         return f"<Jobs broker={self.broker} tasks={sorted(self.tasks)}>"
@@ -122,12 +127,15 @@ class Jobs:
         return self.app.tasks[name]
 
     async def start(self) -> None:
-        if self.broker == "memory" and self.tasks:
+        # The embedded worker starts once the whole platform has (an on_started hook).
+        if self.broker == "memory" and self.tasks and self.embedded is None:
             logger.warning(
-                "jobs use the in-process memory broker: no worker process can consume them; "
-                "set TENFOLD_REDIS__URL or TENFOLD_JOBS__BROKER"
+                "jobs use the in-process memory broker and TENFOLD_JOBS__EMBEDDED_WORKER is "
+                "off: nothing runs them; set TENFOLD_REDIS__URL or TENFOLD_JOBS__BROKER"
             )
 
     async def stop(self) -> None:
+        if self.embedded is not None:
+            await self.embedded.stop()
         # Closing the producer pool's sockets blocks; it is a thread's job too.
         await asyncio.to_thread(self.app.close)
