@@ -53,9 +53,11 @@ router = APIRouter()
 @router.post("/enqueue/{name}", status_code=202)
 async def enqueue(name: str, body: dict[str, Any]) -> dict[str, str]:
     """Enqueue the task of this module named ``name`` with ``body["args"]`` (and a
-    ``countdown``); the message id."""
+    ``countdown`` or ``queue``); the message id."""
     declared = {t.fn.__name__: t for t in tasks}[name]
-    job = await declared.enqueue(*body.get("args", []), countdown=body.get("countdown"))
+    job = await declared.enqueue(
+        *body.get("args", []), countdown=body.get("countdown"), queue=body.get("queue")
+    )
     return {"job": job}
 
 
