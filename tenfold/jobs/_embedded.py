@@ -1,8 +1,8 @@
 """The embedded worker: a Celery worker in a thread of the web process, for the memory broker.
 
-With no broker server (the embedded profile) messages go to kombu's
-in-process memory transport, which only a worker in the same process can
-consume. ``EmbeddedWorker`` runs Celery's own ``WorkController`` (solo pool,
+With no broker server (the embedded profile) messages go to the app's
+in-process memory broker (``_memory.py``), which only a worker in the same
+process can consume. ``EmbeddedWorker`` runs Celery's own ``WorkController`` (solo pool,
 so one task at a time) in one background thread. Celery's blocking loop for
 transports without an event loop waits two seconds per poll and fires
 delayed messages (countdown, eta, retries) from a second, timer thread; the
