@@ -13,7 +13,7 @@ from celery import Celery
 
 from tenfold._errors import ConfigurationError
 from tenfold._settings import RedisSettings
-from tenfold.jobs._memory import QUEUES_OPTION, MemoryTransport
+from tenfold.jobs._memory import QUEUES_OPTION
 from tenfold.jobs._settings import JobsSettings
 
 __all__ = ["PRIORITY_STEPS", "REDIS_SEP", "broker_of", "celery_app", "redis_lists"]
@@ -116,7 +116,7 @@ def celery_app(name: str, settings: JobsSettings, redis: RedisSettings) -> Celer
         }
     if kind == "memory":
         # Not kombu's memory transport as is: its queues are shared by the whole process.
-        conf["broker_transport"] = MemoryTransport
+        conf["broker_transport"] = "tenfold.jobs._memory:MemoryTransport"
         # The app's own queues; every connection's options are a shallow copy of these. The
         # id keeps kombu's process-wide producer pools (keyed by the options' repr) apart.
         conf["broker_transport_options"] = {QUEUES_OPTION: {}, "tenfold_broker": uuid.uuid4().hex}
