@@ -6,12 +6,14 @@ Celery would otherwise do is in the comment beside it.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from celery import Celery
 
 from tenfold._errors import ConfigurationError
 from tenfold._settings import RedisSettings
+from tenfold.jobs._memory import QUEUES_OPTION
 from tenfold.jobs._settings import JobsSettings
 
 __all__ = ["PRIORITY_STEPS", "REDIS_SEP", "broker_of", "celery_app", "redis_lists"]
@@ -34,7 +36,7 @@ def broker_of(settings: JobsSettings, redis: RedisSettings) -> tuple[str, str]:
     if kind == "auto":
         kind = "redis" if settings.broker_url is not None or redis.url is not None else "memory"
     if kind == "memory":
-        return kind, "memory://"
+        return kind, "memory://localhost/"
     if settings.broker_url is not None:
         url = settings.broker_url.get_secret_value()
         if settings.broker == "auto" and not url.startswith(("redis://", "rediss://")):
@@ -112,5 +114,11 @@ def celery_app(name: str, settings: JobsSettings, redis: RedisSettings) -> Celer
             "sep": REDIS_SEP,
             "queue_order_strategy": "priority",
         }
+    if kind == "memory":
+        # Not kombu's memory transport as is: its queues are shared by the whole process.
+        conf["broker_transport"] = "tenfold.jobs._memory:MemoryTransport"
+        # The app's own queues; every connection's options are a shallow copy of these. The
+        # id keeps kombu's process-wide producer pools (keyed by the options' repr) apart.
+        conf["broker_transport_options"] = {QUEUES_OPTION: {}, "tenfold_broker": uuid.uuid4().hex}
     app.conf.update(conf)
     return app

@@ -51,6 +51,14 @@ class JobsExtension(Extension):
             jobs.register(declared)
         jobs.schedule = schedule_of(self.declared, settings.schedule, jobs.tasks)
         jobs.sampler = _sampler(build, jobs, url)
+        if broker == "memory" and settings.embedded_worker and jobs.tasks:
+            from tenfold.jobs._embedded import EmbeddedWorker
+
+            jobs.embedded = EmbeddedWorker(jobs)
+            # Started once the whole platform has (the app's own components start after
+            # the extensions'): a task may use any of them. Jobs.stop stops it, before the
+            # database and cache stop.
+            build.on_started(jobs.embedded.start)
         build.provide(jobs, name="jobs")
         build.component(jobs)
         if jobs.broker != "memory":

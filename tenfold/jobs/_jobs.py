@@ -26,6 +26,7 @@ from tenfold.jobs._task import Task
 
 if TYPE_CHECKING:
     from tenfold.db import Database, TenfoldSession
+    from tenfold.jobs._embedded import EmbeddedWorker
 
 __all__ = ["Jobs"]
 
@@ -59,7 +60,7 @@ class Jobs:
         self.tasks: dict[str, Task[Any, Any]] = {}
         #: The periodic entries ``tenfold beat`` sends (set by the extension).
         self.schedule: list[Periodic] = []
-        #: Set by ``tenfold worker``: the loop and platform ``async def`` tasks run on.
+        #: Set by ``tenfold worker`` or the embedded worker: where ``async def`` tasks run.
         self.runtime = WorkerRuntime(None)
         #: Messages enqueued inside a transaction (``enqueue(..., session=...)``).
         self.outbox = Outbox(self._publish_row, clock=clock)
@@ -79,6 +80,8 @@ class Jobs:
         self.sampler: JobsSampler | None = None
         #: The task figures a worker's main process records (``tenfold worker --metrics-port``).
         self.worker_stats = WorkerStats()
+        #: The in-process worker of the memory broker, or None (set by the extension).
+        self.embedded: EmbeddedWorker | None = None
 
     def __repr__(self) -> str:
         return f"<Jobs broker={self.broker} tasks={sorted(self.tasks)}>"
@@ -241,15 +244,18 @@ class Jobs:
             await create_tables(self.db)
         if self.relay is not None:
             self.relay.start()
-        if self.broker == "memory" and self.tasks:
+        # The embedded worker starts once the whole platform has (an on_started hook).
+        if self.broker == "memory" and self.tasks and self.embedded is None:
             logger.warning(
-                "jobs use the in-process memory broker: no worker process can consume them; "
-                "set TENFOLD_REDIS__URL or TENFOLD_JOBS__BROKER"
+                "jobs use the in-process memory broker and TENFOLD_JOBS__EMBEDDED_WORKER is "
+                "off: nothing runs them; set TENFOLD_REDIS__URL or TENFOLD_JOBS__BROKER"
             )
         if self.sampler is not None:
             await self.sampler.start()
 
     async def stop(self) -> None:
+        if self.embedded is not None:
+            await self.embedded.stop()
         if self.relay is not None:
             await self.relay.stop()
         if self.sampler is not None:

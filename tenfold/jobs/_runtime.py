@@ -5,6 +5,9 @@ created on its first async task (after the fork, so no loop or connection
 crosses a process boundary), and starts the platform on it once, so that
 database sessions, the cache and the Redis hub work inside tasks exactly as
 in a request. ``close`` stops the platform when the process exits.
+
+The embedded worker (``_embedded.py``) has its own runtime instead: its tasks
+run on the web app's loop, with the app's started platform.
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ _platform: ContextVar[Platform | None] = ContextVar("tenfold_jobs_platform", def
 
 
 def current_platform() -> Platform:
-    """The started platform of the worker running the current ``async def`` task."""
+    """The started platform of the worker running the current ``async def`` task.
+
+    In ``tenfold worker`` it is the worker process's platform; in the embedded
+    worker (the memory broker) it is the app's own.
+    """
     platform = _platform.get()
     if platform is None:
         raise ConfigurationError(
-            "no task is running here: current_platform() is for tasks run by `tenfold worker`"
+            "no task is running here: current_platform() is for async tasks run by a worker "
+            "(`tenfold worker`, or the embedded one of the memory broker)"
         )
     return platform
 

@@ -37,6 +37,11 @@ class JobsSettings(SettingsSection):
         description="Broker URL: amqp://... for rabbitmq (required), or a redis:// URL other "
         "than TENFOLD_REDIS__URL.",
     )
+    embedded_worker: bool = Field(
+        True,
+        description="With the memory broker, run a worker in a thread of each started "
+        "platform (the web app); off: messages stay queued.",
+    )
     default_queue: str = Field("default", min_length=1, description="Queue of tasks given none.")
     visibility_timeout: int = Field(
         3600,

@@ -1,16 +1,22 @@
-"""A small app with background tasks, for `tenfold worker` in the jobs tests.
+"""A small app with background tasks, for `tenfold worker` and the embedded worker in the
+jobs tests.
 
 Each task inserts a row into ``marks`` through the worker's platform; the
-tests count rows to see which tasks ran, and how many times.
+tests count rows to see which tasks ran, and how many times. ``POST
+/enqueue/{task}`` enqueues one from a request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
+from contextlib import closing
+from typing import Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from tenfold import (
     Backoff,
@@ -41,9 +47,23 @@ async def mark(marker: str, sent_to: str = "") -> None:
         await session.execute(sa.insert(marks).values(marker=marker, sent_to=sent_to))
 
 
+router = APIRouter()
+
+
+@router.post("/enqueue/{name}", status_code=202)
+async def enqueue(name: str, body: dict[str, Any]) -> dict[str, str]:
+    """Enqueue the task of this module named ``name`` with ``body["args"]`` (and a
+    ``countdown`` or ``queue``); the message id."""
+    declared = {t.fn.__name__: t for t in tasks}[name]
+    job = await declared.enqueue(
+        *body.get("args", []), countdown=body.get("countdown"), queue=body.get("queue")
+    )
+    return {"job": job}
+
+
 def make_app() -> FastAPI:
     """The app as `tenfold --app tests.jobs.worker_app:make_app` loads it."""
-    return create_app(extensions=[JobsExtension(tasks=[tasks])])
+    return create_app(routers=[router], extensions=[JobsExtension(tasks=[tasks])])
 
 
 @tasks.task(backoff=Backoff(base=0.05, max=0.05), max_retries=3)
@@ -116,3 +136,19 @@ async def whoami(marker: str) -> None:
 def whoami_sync(marker: str) -> None:
     """Log from a sync task (no loop, no platform)."""
     get_logger("tests.jobs").info("whoami_sync ran", marker=marker)
+
+
+@tasks.task
+def note(db_file: str, marker: str) -> None:
+    """A sync task: insert a row with plain sqlite3 whose ``sent_to`` is the thread it ran in
+    and the time it ran (``name@epoch seconds``)."""
+    ran = f"{threading.current_thread().name}@{time.time()}"
+    with closing(sqlite3.connect(db_file)) as conn, conn:
+        conn.execute("INSERT INTO marks (marker, sent_to) VALUES (?, ?)", (marker, ran))
+
+
+@tasks.task(max_retries=0)
+async def hang(marker: str) -> None:
+    """Insert a row, then wait for an hour (until cancelled)."""
+    await mark(marker)
+    await asyncio.sleep(3600)
