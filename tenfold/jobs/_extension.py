@@ -10,6 +10,7 @@ from tenfold.db import Database
 from tenfold.jobs._celery import broker_of, celery_app
 from tenfold.jobs._dead import DeadLetterGauge
 from tenfold.jobs._jobs import Jobs
+from tenfold.jobs._publish import RedisPublisher
 from tenfold.jobs._sampler import (
     LEASE_NAME,
     AmqpDepths,
@@ -51,6 +52,8 @@ class JobsExtension(Extension):
             jobs.register(declared)
         jobs.schedule = schedule_of(self.declared, settings.schedule, jobs.tasks)
         jobs.sampler = _sampler(build, jobs, url)
+        if broker == "redis":
+            jobs.fast = _publisher(build, jobs, url)
         if broker == "memory" and settings.embedded_worker and jobs.tasks:
             from tenfold.jobs._embedded import EmbeddedWorker
 
@@ -97,6 +100,19 @@ def _sampler(build: Build, jobs: Jobs, url: str) -> JobsSampler | None:
         sampler.samplers.append(DeadLetterGauge(jobs.dead_letters, metrics.namespace))
     build.collector(sampler)
     return sampler
+
+
+def _publisher(build: Build, jobs: Jobs, url: str) -> RedisPublisher:
+    """Sends from the loop: through the hub's client when it is the broker's Redis."""
+    hub, redis = build.redis, build.settings.redis
+    same = redis.url is not None and redis.url.get_secret_value() == url
+    if hub is not None and not hub.cluster and same:
+        return RedisPublisher(jobs.app, hub.client, owns_client=False)  # type: ignore[arg-type]
+    from tenfold.redis import standalone_client
+
+    # TENFOLD_JOBS__BROKER_URL names another Redis than the hub's: a client of its own.
+    client = standalone_client(url, socket_timeout=5.0, connect_timeout=5.0, max_connections=64)
+    return RedisPublisher(jobs.app, client, owns_client=True)
 
 
 def _depth_counter(build: Build, jobs: Jobs, url: str) -> DepthCounter | None:

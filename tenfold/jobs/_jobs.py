@@ -18,6 +18,7 @@ from tenfold.jobs._context import CONTEXT_HEADER, context_headers
 from tenfold.jobs._dead import DeadLetter, DeadLetters
 from tenfold.jobs._metrics import WorkerStats
 from tenfold.jobs._outbox import Outbox, OutboxRelay
+from tenfold.jobs._publish import RedisPublisher
 from tenfold.jobs._runtime import WorkerRuntime
 from tenfold.jobs._sampler import JobsSampler
 from tenfold.jobs._schedule import Periodic
@@ -62,14 +63,16 @@ class Jobs:
         self.schedule: list[Periodic] = []
         #: Set by ``tenfold worker`` or the embedded worker: where ``async def`` tasks run.
         self.runtime = WorkerRuntime(None)
+        #: Sends from the event loop on a Redis broker (set by the extension), else None.
+        self.fast: RedisPublisher | None = None
         #: Messages enqueued inside a transaction (``enqueue(..., session=...)``).
-        self.outbox = Outbox(self._publish_row, clock=clock)
+        self.outbox = Outbox(self.send, clock=clock)
         #: Sends outbox rows left behind; started with the platform unless the worker's.
         self.relay: OutboxRelay | None = None
         if db is not None and settings.outbox_relay:
             self.relay = OutboxRelay(
                 db,
-                self._publish_row,
+                self.send,
                 interval=settings.outbox_interval,
                 grace=settings.outbox_grace,
                 clock=clock,
@@ -133,12 +136,60 @@ class Jobs:
         }
         if session is None:
             message["countdown"] = delay
-            return await asyncio.to_thread(self.publish, None, declared.name, message)
+            (message_id,) = await self.send([(None, declared.name, message)])
+            return message_id
         message_id = str(uuid.uuid4())
         # The outbox row may be sent long after: the delay becomes a due time.
         message["eta"] = self.clock() + delay if delay is not None else None
         await self.outbox.add(session, message_id, declared.name, message)
         return message_id
+
+    async def send(self, items: Sequence[tuple[str | None, str, dict[str, Any]]]) -> list[str]:
+        """Send (message id or None, task name, message) items; their message ids.
+
+        On a Redis broker the messages go out from the event loop, several in one
+        pipeline (``RedisPublisher``); otherwise through Celery in a thread. A
+        broker that cannot be reached is ``DependencyUnavailable``.
+        """
+        if self.fast is None:
+            return await asyncio.to_thread(self._publish_all, items)
+        ids: list[str] = []
+        pushes: list[tuple[str, str]] = []
+        for message_id, name, message in items:
+            ids.append(message_id or str(uuid.uuid4()))
+            pushes.append(
+                self.fast.envelope(
+                    ids[-1],
+                    name,
+                    message.get("args", ()),
+                    dict(message.get("kwargs", {})),
+                    queue=message.get("queue") or self.settings.default_queue,
+                    priority=self._broker_priority(message.get("priority")),
+                    countdown=self._countdown_of(message),
+                    headers=message.get("headers") or {},
+                )
+            )
+        await self.fast.push(pushes)
+        return ids
+
+    def _publish_all(self, items: Sequence[tuple[str | None, str, dict[str, Any]]]) -> list[str]:
+        from kombu.exceptions import OperationalError
+
+        try:
+            return [self.publish(message_id, name, message) for message_id, name, message in items]
+        except OperationalError as exc:
+            raise DependencyUnavailable(
+                f"the jobs broker is unreachable ({type(exc).__name__})", dependency="broker"
+            ) from exc
+
+    def _countdown_of(self, message: dict[str, Any]) -> float | None:
+        if message.get("eta") is not None:
+            return max(0.0, message["eta"] - self.clock())
+        return message.get("countdown")
+
+    def _broker_priority(self, priority: int | None) -> int:
+        """The priority a message carries on the broker (kombu's scale)."""
+        return priority if priority is not None else 0
 
     def publish(self, message_id: str | None, name: str, message: dict[str, Any]) -> str:
         """Send one message (blocking: call it from a thread); its id.
@@ -151,9 +202,7 @@ class Jobs:
             options["task_id"] = message_id
         if message.get("queue") is not None:
             options["queue"] = message["queue"]
-        countdown = message.get("countdown")
-        if message.get("eta") is not None:
-            countdown = max(0.0, message["eta"] - self.clock())
+        countdown = self._countdown_of(message)
         if countdown:
             options["countdown"] = countdown
         if message.get("priority") is not None:
@@ -176,9 +225,6 @@ class Jobs:
                 setting="TENFOLD_JOBS__MAX_COUNTDOWN",
             )
         return delay
-
-    def _publish_row(self, message_id: str, name: str, message: dict[str, Any]) -> None:
-        self.publish(message_id, name, message)
 
     @property
     def dead_letters(self) -> DeadLetters:
@@ -260,5 +306,7 @@ class Jobs:
             await self.relay.stop()
         if self.sampler is not None:
             await self.sampler.stop()
+        if self.fast is not None:
+            await self.fast.aclose()
         # Closing the producer pool's sockets blocks; it is a thread's job too.
         await asyncio.to_thread(self.app.close)

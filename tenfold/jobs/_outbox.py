@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -43,15 +43,15 @@ _BATCH = 100
 #: Seconds between two prunings of old exactly-once keys.
 _PRUNE_EVERY = 600.0
 
-#: Sends one message: (row id, task name, message) -> None; blocking (run in a thread).
-Publish = Callable[[str, str, dict[str, Any]], None]
+#: Sends (message id, task name, message) items (``Jobs.send``).
+Send = Callable[[list[tuple[str | None, str, dict[str, Any]]]], Awaitable[list[str]]]
 
 
 class Outbox:
     """Writes outbox rows in a caller's transaction and sends them once it commits."""
 
-    def __init__(self, publish: Publish, *, clock: Callable[[], float]) -> None:
-        self._publish = publish
+    def __init__(self, send: Send, *, clock: Callable[[], float]) -> None:
+        self._send = send
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -66,8 +66,8 @@ class Outbox:
                 id=message_id, task=task, message=message, created_at=self._clock()
             )
         )
-        pending: list[tuple[str, str, dict[str, Any]]] | None = session.sync_session.info.get(
-            _PENDING
+        pending: list[tuple[str | None, str, dict[str, Any]]] | None = (
+            session.sync_session.info.get(_PENDING)
         )
         if pending is None:
             pending = session.sync_session.info[_PENDING] = []
@@ -77,21 +77,13 @@ class Outbox:
         pending.append((message_id, task, message))
 
     async def _after_commit(
-        self, session: TenfoldSession, pending: list[tuple[str, str, dict[str, Any]]]
+        self, session: TenfoldSession, pending: list[tuple[str | None, str, dict[str, Any]]]
     ) -> None:
         session.sync_session.info.pop(_PENDING, None)
-        sent: list[str] = []
-        try:
-            await asyncio.to_thread(self._send_all, pending, sent)
-        finally:
-            # A row whose send failed stays for the relay; the sent ones go.
-            if sent:
-                await self._delete(session, sent)
-
-    def _send_all(self, pending: list[tuple[str, str, dict[str, Any]]], sent: list[str]) -> None:
-        for message_id, task, message in pending:
-            self._publish(message_id, task, message)
-            sent.append(message_id)
+        # If the send fails, every row stays for the relay (some may have gone out: their
+        # second send has the same message id).
+        await self._send(pending)
+        await self._delete(session, [message_id for message_id, _, _ in pending if message_id])
 
     async def _delete(self, session: TenfoldSession, ids: list[str]) -> None:
         router = session.router
@@ -111,7 +103,7 @@ class OutboxRelay:
     def __init__(
         self,
         db: Database,
-        publish: Publish,
+        send: Send,
         *,
         interval: float,
         grace: float,
@@ -119,7 +111,7 @@ class OutboxRelay:
         key_retention: float | None = None,
     ) -> None:
         self.db = db
-        self._publish = publish
+        self._send = send
         #: Exactly-once keys older than this are pruned, about every ``_PRUNE_EVERY`` s.
         self.key_retention = key_retention
         self._pruned_at = clock()
@@ -155,7 +147,7 @@ class OutboxRelay:
             rows = (await session.execute(query)).all()
             if not rows:
                 return 0
-            await asyncio.to_thread(self._send_rows, rows)
+            await self._send([(row.id, row.task, row.message) for row in rows])
             await session.execute(sa.delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
         _log.info("outbox_relayed", count=len(rows))
         return len(rows)
@@ -168,10 +160,6 @@ class OutboxRelay:
         pruned = await prune_keys(self.db, before=now - self.key_retention)
         if pruned:
             _log.info("task_keys_pruned", count=pruned)
-
-    def _send_rows(self, rows: list[Any]) -> None:
-        for row in rows:
-            self._publish(row.id, row.task, row.message)
 
     def start(self) -> None:
         if self._task is None:
