@@ -8,6 +8,7 @@ from celery import Task as CeleryTask
 
 from tenfold._context import restore
 from tenfold._errors import ConfigurationError
+from tenfold.jobs._celery import broker_priority
 from tenfold.jobs._context import in_context, task_context
 
 if TYPE_CHECKING:
@@ -57,7 +58,10 @@ def celery_task(jobs: Jobs, declared: Task[Any, Any]) -> CeleryTask:
     if opts.queue is not None:
         # Routed by the app's task_routes (Celery 6 drops the task's own queue attribute).
         jobs.app.conf.task_routes[opts.name] = {"queue": opts.queue}
-    for key in ("priority", "soft_time_limit", "time_limit", "rate_limit"):
+    if opts.priority is not None:
+        # In the broker's scale, for whatever sends it without tenfold's enqueue.
+        options["priority"] = broker_priority(jobs.broker, opts.priority)
+    for key in ("soft_time_limit", "time_limit", "rate_limit"):
         value = getattr(opts, key)
         if value is not None:
             options[key] = value

@@ -13,6 +13,7 @@ from celery import Celery
 from celery import Task as CeleryTask
 
 from tenfold._errors import ConfigurationError
+from tenfold.jobs._celery import DEFAULT_PRIORITY, broker_priority
 from tenfold.jobs._context import context_headers
 from tenfold.jobs._runtime import WorkerRuntime
 from tenfold.jobs._schedule import Periodic
@@ -93,9 +94,12 @@ class Jobs:
             options["queue"] = queue or declared.options.queue
         if delay is not None:
             options["countdown"] = delay
-        chosen_priority = priority if priority is not None else declared.options.priority
-        if chosen_priority is not None:
-            options["priority"] = chosen_priority
+        if priority is None:
+            priority = declared.options.priority
+        # Always set, in the broker's own scale: a retry re-sends the message's priority.
+        options["priority"] = broker_priority(
+            self.broker, DEFAULT_PRIORITY if priority is None else priority
+        )
         if headers:
             options["headers"] = headers
         result = await asyncio.to_thread(

@@ -40,6 +40,7 @@ class TaskOptions:
 
     name: str
     queue: str | None = None
+    #: 0..9, 9 the most urgent on every broker; None: 5.
     priority: int | None = None
     backoff: Backoff = DEFAULT_BACKOFF
     max_retries: int = 3

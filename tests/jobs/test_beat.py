@@ -16,10 +16,11 @@ import pytest
 from tenfold import ConfigurationError, Platform, RedisSettings, Settings
 from tenfold.jobs import Jobs, JobsExtension, Tasks
 from tenfold.jobs._beat import LEASE_NAME, TOKEN_HEADER, Beat
+from tenfold.jobs._celery import redis_lists
 from tenfold.redis import LeaderLease, RedisHub
 from tenfold.testing import RedisServer
 from tests.jobs import worker_app
-from tests.jobs.conftest import JobsWorld, redis_client
+from tests.jobs.conftest import JobsWorld, redis_client, waiting
 
 group = Tasks()
 QUEUE = f"beat-{uuid.uuid4().hex[:8]}"
@@ -41,8 +42,7 @@ def _platform(redis_server: RedisServer, tmp_path: Path) -> Platform:
 
 
 def _sent(redis_server: RedisServer) -> list[dict[str, object]]:
-    raw = redis_client(redis_server).lrange(QUEUE, 0, -1)
-    return [json.loads(message)["headers"] for message in reversed(raw)]
+    return [json.loads(message)["headers"] for message in waiting(redis_server, QUEUE)]
 
 
 async def test_a_leading_beat_sends_due_entries_with_its_token(
@@ -50,7 +50,7 @@ async def test_a_leading_beat_sends_due_entries_with_its_token(
 ) -> None:
     """The leader sends at each multiple of `every`, skips missed ones, tags the lease token,
     and sends nothing once it no longer leads."""
-    redis_client(redis_server).delete(QUEUE)
+    redis_client(redis_server).delete(*redis_lists(QUEUE))
     now = [1_000_000_000.5]
     async with _platform(redis_server, tmp_path) as platform:
         lease = LeaderLease(platform.get(RedisHub), f"beat-{uuid.uuid4().hex[:8]}", ttl=30)
