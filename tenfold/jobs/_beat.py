@@ -3,8 +3,9 @@
 Every beat process campaigns for the ``LeaderLease`` named ``jobs-beat:<app name>``;
 only the holder sends, and it checks ``lease.token`` right before each send,
 so a beat that lost its lease (or was paused past it) sends nothing more.
-Each message carries the tenure's token in the ``tenfold_beat_token`` header:
-a deposed leader's late duplicate has a smaller token than its successor's.
+Each message carries the tenure's token, the entry and the due time in
+headers (``_fence``): the worker runs each (entry, due time) once, and refuses
+a deposed leader's late duplicate, whose token is smaller than its successor's.
 
 This is a small loop of our own that uses Celery only to send, not a Celery
 ``Scheduler`` subclass: Celery beat's ``tick()`` runs on its own blocking
@@ -27,6 +28,7 @@ from kombu.exceptions import KombuError
 
 from tenfold._platform import Platform
 from tenfold.cli._target import with_platform
+from tenfold.jobs._fence import TOKEN_HEADER, BeatRun
 from tenfold.jobs._jobs import Jobs
 from tenfold.jobs._schedule import Periodic, next_due
 from tenfold.observability import get_logger
@@ -36,8 +38,6 @@ __all__ = ["TOKEN_HEADER", "Beat", "beat"]
 
 _log = get_logger("tenfold.jobs")
 
-#: The message header holding the sending beat's fencing token.
-TOKEN_HEADER = "tenfold_beat_token"
 LEASE_NAME = "jobs-beat"
 
 
@@ -75,13 +75,13 @@ class Beat:
         for entry in self.jobs.schedule:
             due = self._due.setdefault(entry.name, next_due(entry.every, now))
             if due <= now:
-                await self._send(entry)
+                await self._send(entry, due)
                 # Missed due times (a slow send, a pause) are skipped, not sent in a burst.
                 due = self._due[entry.name] = next_due(entry.every, now)
             wait = min(wait, due - now)
         return max(0.0, wait)
 
-    async def _send(self, entry: Periodic) -> None:
+    async def _send(self, entry: Periodic, due: float) -> None:
         token = self.lease.token
         if token is None:
             return  # the tenure ended during an earlier send of this tick
@@ -91,7 +91,7 @@ class Beat:
                 entry.args,
                 dict(entry.kwargs),
                 queue=entry.queue,
-                headers={TOKEN_HEADER: token},
+                headers=BeatRun(entry.name, due, token).headers(),
             )
         except (KombuError, OSError) as exc:
             # The broker is down: this run is lost; the next due time is tried again.

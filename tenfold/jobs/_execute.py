@@ -10,6 +10,7 @@ from tenfold._context import restore
 from tenfold._errors import ConfigurationError
 from tenfold.jobs._celery import broker_priority
 from tenfold.jobs._context import in_context, task_context
+from tenfold.jobs._fence import admitted
 
 if TYPE_CHECKING:
     from tenfold.jobs._jobs import Jobs
@@ -29,6 +30,8 @@ def celery_task(jobs: Jobs, declared: Task[Any, Any]) -> CeleryTask:
         )
 
     def run(self: CeleryTask, *args: Any, **kwargs: Any) -> Any:
+        if not admitted(jobs, self.request):
+            return None  # a deposed beat's duplicate: acknowledged without running
         snap = task_context(self.request)
         try:
             if declared.is_async:

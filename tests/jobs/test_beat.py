@@ -17,6 +17,7 @@ from tenfold import ConfigurationError, Platform, RedisSettings, Settings
 from tenfold.jobs import Jobs, JobsExtension, Tasks
 from tenfold.jobs._beat import LEASE_NAME, TOKEN_HEADER, Beat
 from tenfold.jobs._celery import redis_lists
+from tenfold.jobs._fence import DUE_HEADER, ENTRY_HEADER
 from tenfold.redis import LeaderLease, RedisHub
 from tenfold.testing import RedisServer
 from tests.jobs import worker_app
@@ -66,6 +67,9 @@ async def test_a_leading_beat_sends_due_entries_with_its_token(
         headers = _sent(redis_server)
         assert [h["task"] for h in headers] == [ping.name, ping.name]
         assert {h[TOKEN_HEADER] for h in headers} == {token}
+        # The due time each was sent for (004 was due when 009 found it), and the entry.
+        assert [h[DUE_HEADER] for h in headers] == [1_000_000_002.0, 1_000_000_004.0]
+        assert {h[ENTRY_HEADER] for h in headers} == {ping.name}
         await lease.release()
         now[0] = 1_000_000_010.0
         assert await beat.tick() is None
