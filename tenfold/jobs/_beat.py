@@ -30,7 +30,7 @@ from tenfold._platform import Platform
 from tenfold.cli._target import with_platform
 from tenfold.jobs._fence import TOKEN_HEADER, BeatRun
 from tenfold.jobs._jobs import Jobs
-from tenfold.jobs._schedule import Periodic, next_due
+from tenfold.jobs._schedule import Periodic
 from tenfold.observability import get_logger
 from tenfold.redis import LeaderLease
 
@@ -45,7 +45,8 @@ class Beat:
     """Sends ``jobs.schedule``'s due entries while ``lease`` is held.
 
     ``clock`` is wall-clock seconds since the epoch (due times are multiples
-    of ``every`` on it); the lease judges its own tenure on its monotonic clock.
+    of ``every`` on it, or minutes a ``cron`` matches); the lease judges its
+    own tenure on its monotonic clock.
     """
 
     def __init__(
@@ -64,8 +65,8 @@ class Beat:
     async def tick(self) -> float | None:
         """Send every entry due now if leading; seconds until the next is due (None: not leading).
 
-        A tenure starts afresh: entries are due at their next multiple of
-        ``every`` after the tick that finds this process leading.
+        A tenure starts afresh: entries are due at their next due time after
+        the tick that finds this process leading.
         """
         if self.lease.token is None:
             self._due.clear()
@@ -73,11 +74,11 @@ class Beat:
         now = self.clock()
         wait = float("inf")
         for entry in self.jobs.schedule:
-            due = self._due.setdefault(entry.name, next_due(entry.every, now))
+            due = self._due.setdefault(entry.name, entry.next_due(now))
             if due <= now:
                 await self._send(entry, due)
                 # Missed due times (a slow send, a pause) are skipped, not sent in a burst.
-                due = self._due[entry.name] = next_due(entry.every, now)
+                due = self._due[entry.name] = entry.next_due(now)
             wait = min(wait, due - now)
         return max(0.0, wait)
 
