@@ -116,18 +116,23 @@ async def test_rabbitmq_queues_are_declared_with_max_priority(
     jobs_world.use_rabbitmq(rabbitmq_server)
     consumed, routed = _queue("prio-worker"), _queue("prio-routed")
     async with jobs_world.worker("--queues", consumed, "--concurrency", "1"):
-        for _ in range(600):  # a hang guard: about 60 s for the worker to declare its queue
-            if consumed in _queue_arguments(rabbitmq_server):
-                break
-            await asyncio.sleep(0.1)
+        declared_by_worker = await _declared(rabbitmq_server, consumed)
         async with jobs_world.platform():
             await worker_app.mark.enqueue("declared", queue=consumed)
             await worker_app.mark.enqueue("routed", queue=routed)
         await jobs_world.wait_for_row("declared")
-    arguments = _queue_arguments(rabbitmq_server)
-    assert "x-max-priority" in arguments[consumed]
-    assert "9" in arguments[consumed]
-    assert "x-max-priority" in arguments[routed]
+    declared_by_enqueue = _queue_arguments(rabbitmq_server)[routed]
+    assert declared_by_worker == declared_by_enqueue == '[{"x-max-priority",9}]'
+
+
+async def _declared(server: RabbitMQServer, queue: str) -> str:
+    """The arguments of ``queue`` once it exists; fails after about a minute (a hang guard)."""
+    for _ in range(60):
+        found = await asyncio.to_thread(_queue_arguments, server)
+        if queue in found:
+            return found[queue]
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no queue {queue!r} was declared")
 
 
 def _queue_arguments(server: RabbitMQServer) -> dict[str, str]:
