@@ -3,8 +3,9 @@
 Every beat process campaigns for the ``LeaderLease`` named ``jobs-beat:<app name>``;
 only the holder sends, and it checks ``lease.token`` right before each send,
 so a beat that lost its lease (or was paused past it) sends nothing more.
-Each message carries the tenure's token in the ``tenfold_beat_token`` header:
-a deposed leader's late duplicate has a smaller token than its successor's.
+Each message carries the tenure's token, the entry and the due time in
+headers (``_fence``): the worker runs each (entry, due time) once, and refuses
+a deposed leader's late duplicate, whose token is smaller than its successor's.
 
 This is a small loop of our own that uses Celery only to send, not a Celery
 ``Scheduler`` subclass: Celery beat's ``tick()`` runs on its own blocking
@@ -27,8 +28,9 @@ from kombu.exceptions import KombuError
 
 from tenfold._platform import Platform
 from tenfold.cli._target import with_platform
+from tenfold.jobs._fence import TOKEN_HEADER, BeatRun
 from tenfold.jobs._jobs import Jobs
-from tenfold.jobs._schedule import Periodic, next_due
+from tenfold.jobs._schedule import Periodic
 from tenfold.observability import get_logger
 from tenfold.redis import LeaderLease
 
@@ -36,8 +38,6 @@ __all__ = ["TOKEN_HEADER", "Beat", "beat"]
 
 _log = get_logger("tenfold.jobs")
 
-#: The message header holding the sending beat's fencing token.
-TOKEN_HEADER = "tenfold_beat_token"
 LEASE_NAME = "jobs-beat"
 
 
@@ -45,7 +45,8 @@ class Beat:
     """Sends ``jobs.schedule``'s due entries while ``lease`` is held.
 
     ``clock`` is wall-clock seconds since the epoch (due times are multiples
-    of ``every`` on it); the lease judges its own tenure on its monotonic clock.
+    of ``every`` on it, or minutes a ``cron`` matches); the lease judges its
+    own tenure on its monotonic clock.
     """
 
     def __init__(
@@ -64,8 +65,8 @@ class Beat:
     async def tick(self) -> float | None:
         """Send every entry due now if leading; seconds until the next is due (None: not leading).
 
-        A tenure starts afresh: entries are due at their next multiple of
-        ``every`` after the tick that finds this process leading.
+        A tenure starts afresh: entries are due at their next due time after
+        the tick that finds this process leading.
         """
         if self.lease.token is None:
             self._due.clear()
@@ -73,15 +74,15 @@ class Beat:
         now = self.clock()
         wait = float("inf")
         for entry in self.jobs.schedule:
-            due = self._due.setdefault(entry.name, next_due(entry.every, now))
+            due = self._due.setdefault(entry.name, entry.next_due(now))
             if due <= now:
-                await self._send(entry)
+                await self._send(entry, due)
                 # Missed due times (a slow send, a pause) are skipped, not sent in a burst.
-                due = self._due[entry.name] = next_due(entry.every, now)
+                due = self._due[entry.name] = entry.next_due(now)
             wait = min(wait, due - now)
         return max(0.0, wait)
 
-    async def _send(self, entry: Periodic) -> None:
+    async def _send(self, entry: Periodic, due: float) -> None:
         token = self.lease.token
         if token is None:
             return  # the tenure ended during an earlier send of this tick
@@ -91,7 +92,7 @@ class Beat:
                 entry.args,
                 dict(entry.kwargs),
                 queue=entry.queue,
-                headers={TOKEN_HEADER: token},
+                headers=BeatRun(entry.name, due, token).headers(),
             )
         except (KombuError, OSError) as exc:
             # The broker is down: this run is lost; the next due time is tried again.

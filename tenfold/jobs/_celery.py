@@ -16,7 +16,21 @@ from tenfold._settings import RedisSettings
 from tenfold.jobs._memory import QUEUES_OPTION
 from tenfold.jobs._settings import JobsSettings
 
-__all__ = ["PRIORITY_STEPS", "REDIS_SEP", "broker_of", "celery_app", "redis_lists"]
+__all__ = [
+    "DEFAULT_PRIORITY",
+    "MAX_PRIORITY",
+    "PRIORITY_STEPS",
+    "REDIS_SEP",
+    "broker_of",
+    "broker_priority",
+    "celery_app",
+    "redis_lists",
+]
+
+#: tenfold's priorities run from 0 to this, the most urgent, on every broker.
+MAX_PRIORITY = 9
+#: The priority of a message given none: below urgent work, above deferred work.
+DEFAULT_PRIORITY = 5
 
 #: kombu's Redis transport emulates priorities with one list per step; a message's
 #: (inverted, see docs/jobs.md "Priorities") priority goes to the list of its step.
@@ -28,6 +42,18 @@ REDIS_SEP = ":"
 def redis_lists(queue: str) -> list[str]:
     """The Redis lists holding ``queue``'s waiting messages, most urgent first."""
     return [queue if step == 0 else f"{queue}{REDIS_SEP}{step}" for step in PRIORITY_STEPS]
+
+
+def broker_priority(kind: str, priority: int) -> int:
+    """The message priority to send to broker ``kind`` for tenfold's ``priority`` (9: most urgent).
+
+    RabbitMQ delivers higher priorities first, as tenfold counts. kombu's Redis
+    transport pops its lists in the order of ``PRIORITY_STEPS``, so there 0 is
+    the most urgent: the scale is turned round.
+    """
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise ValueError(f"priority must be within 0..{MAX_PRIORITY}, got {priority}")
+    return MAX_PRIORITY - priority if kind == "redis" else priority
 
 
 def broker_of(settings: JobsSettings, redis: RedisSettings) -> tuple[str, str]:
@@ -81,6 +107,9 @@ def celery_app(name: str, settings: JobsSettings, redis: RedisSettings) -> Celer
         "task_create_missing_queues": True,
         # Filled as tasks are registered: task name -> {"queue": ...}.
         "task_routes": {},
+        # Celery sends a message given no priority without one, which kombu's Redis transport
+        # files in its most urgent list: give it tenfold's neutral default instead.
+        "task_default_priority": broker_priority(kind, DEFAULT_PRIORITY),
         # Acknowledge after the task ran, not when it was received: a worker that dies
         # mid-task leaves the message to be delivered again (at-least-once) ...
         "task_acks_late": True,
@@ -120,5 +149,9 @@ def celery_app(name: str, settings: JobsSettings, redis: RedisSettings) -> Celer
         # The app's own queues; every connection's options are a shallow copy of these. The
         # id keeps kombu's process-wide producer pools (keyed by the options' repr) apart.
         conf["broker_transport_options"] = {QUEUES_OPTION: {}, "tenfold_broker": uuid.uuid4().hex}
+    if kind == "rabbitmq":
+        # Queues Celery declares (the default one, a task's, a worker's --queues) are
+        # priority queues; RabbitMQ ignores the priority of messages in any other queue.
+        conf["task_queue_max_priority"] = MAX_PRIORITY
     app.conf.update(conf)
     return app

@@ -10,8 +10,10 @@ from celery.exceptions import Ignore, Reject, Retry
 
 from tenfold._context import ContextSnapshot, restore
 from tenfold._errors import ConfigurationError
+from tenfold.jobs._celery import broker_priority
 from tenfold.jobs._context import in_context, task_context
 from tenfold.jobs._dead import DeadLetters
+from tenfold.jobs._fence import admitted
 from tenfold.jobs._once import run_once
 from tenfold.jobs._runtime import current_platform
 from tenfold.observability import get_logger
@@ -58,6 +60,8 @@ def celery_task(jobs: Jobs, declared: Task[Any, Any]) -> CeleryTask:
         )
 
     def run(self: CeleryTask, *args: Any, **kwargs: Any) -> Any:
+        if not admitted(jobs, self.request):
+            return None  # a deposed beat's duplicate: acknowledged without running
         snap = task_context(self.request)
         try:
             if declared.is_async:
@@ -133,7 +137,10 @@ def celery_task(jobs: Jobs, declared: Task[Any, Any]) -> CeleryTask:
     if opts.queue is not None:
         # Routed by the app's task_routes (Celery 6 drops the task's own queue attribute).
         jobs.app.conf.task_routes[opts.name] = {"queue": opts.queue}
-    for key in ("priority", "soft_time_limit", "time_limit", "rate_limit"):
+    if opts.priority is not None:
+        # In the broker's scale, for whatever sends it without tenfold's enqueue.
+        options["priority"] = broker_priority(jobs.broker, opts.priority)
+    for key in ("soft_time_limit", "time_limit", "rate_limit"):
         value = getattr(opts, key)
         if value is not None:
             options[key] = value

@@ -14,6 +14,7 @@ from celery import Celery
 from celery import Task as CeleryTask
 
 from tenfold._errors import ConfigurationError, DependencyUnavailable
+from tenfold.jobs._celery import DEFAULT_PRIORITY, broker_priority
 from tenfold.jobs._context import CONTEXT_HEADER, context_headers
 from tenfold.jobs._dead import DeadLetter, DeadLetters
 from tenfold.jobs._metrics import WorkerStats
@@ -188,8 +189,11 @@ class Jobs:
         return message.get("countdown")
 
     def _broker_priority(self, priority: int | None) -> int:
-        """The priority a message carries on the broker (kombu's scale)."""
-        return priority if priority is not None else 0
+        """tenfold's priority (0-9, 9 most urgent; None: the default) in the broker's scale.
+
+        Always set: a retry re-sends the message's priority as it is.
+        """
+        return broker_priority(self.broker, DEFAULT_PRIORITY if priority is None else priority)
 
     def publish(self, message_id: str | None, name: str, message: dict[str, Any]) -> str:
         """Send one message (blocking: call it from a thread); its id.
@@ -205,8 +209,7 @@ class Jobs:
         countdown = self._countdown_of(message)
         if countdown:
             options["countdown"] = countdown
-        if message.get("priority") is not None:
-            options["priority"] = message["priority"]
+        options["priority"] = self._broker_priority(message.get("priority"))
         result = self.app.tasks[name].apply_async(
             tuple(message.get("args", ())), dict(message.get("kwargs", {})), **options
         )

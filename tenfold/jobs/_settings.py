@@ -13,12 +13,14 @@ __all__ = ["JobsSettings", "ScheduledTask"]
 
 
 class ScheduledTask(BaseModel):
-    """One entry of TENFOLD_JOBS__SCHEDULE: ``{"task": ..., "every": seconds, ...}``."""
+    """One entry of TENFOLD_JOBS__SCHEDULE: ``{"task": ..., "every": seconds, ...}`` or
+    ``{"task": ..., "cron": "*/5 * * * *", ...}`` (checked when the platform is built)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task: str = Field(min_length=1)
-    every: float = Field(gt=0)
+    every: float | None = Field(None, gt=0)
+    cron: str | None = None
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     queue: str | None = None
@@ -103,7 +105,8 @@ class JobsSettings(SettingsSection):
     schedule: dict[str, ScheduledTask] = Field(
         default_factory=dict,
         description='Periodic tasks for `tenfold beat`, JSON: {"name": {"task": "module.fn", '
-        '"every": seconds, "args": [], "kwargs": {}, "queue": null}}.',
+        '"every": seconds or "cron": "*/5 * * * *" (UTC), "args": [], "kwargs": {}, '
+        '"queue": null}}.',
     )
     beat_lease_ttl: float = Field(
         10.0,

@@ -41,6 +41,7 @@ class TaskOptions:
 
     name: str
     queue: str | None = None
+    #: 0..9, 9 the most urgent on every broker; None: 5.
     priority: int | None = None
     backoff: Backoff = DEFAULT_BACKOFF
     max_retries: int = 3
@@ -181,24 +182,33 @@ class Tasks:
 
     def periodic(
         self,
-        every: float,
-        declared: Task[Any, Any],
+        every: float | None = None,
+        task: Task[Any, Any] | None = None,
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         *,
+        cron: str | None = None,
         name: str | None = None,
         queue: str | None = None,
     ) -> None:
-        """Have ``tenfold beat`` send ``declared(*args, **kwargs)`` every ``every`` seconds."""
+        """Have ``tenfold beat`` send ``task(*args, **kwargs)`` every ``every`` seconds, or
+        at each minute the crontab expression ``cron`` matches in UTC.
+
+        ``ValueError`` for a bad expression, or unless exactly one of the two is given.
+        """
+        from tenfold.jobs._cron import Cron
         from tenfold.jobs._schedule import Periodic
 
+        if task is None:
+            raise ValueError("periodic: which task? (task=...)")
         entry = Periodic(
-            name=name or declared.name,
-            task=declared.name,
+            name=name or task.name,
+            task=task.name,
             every=every,
             args=tuple(args),
             kwargs=dict(kwargs or {}),
             queue=queue,
+            cron=None if cron is None else Cron.parse(cron),
         )
         self.schedule.append(entry)
 

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from tenfold import Platform, RedisSettings, Settings
 from tenfold.jobs import JobsExtension
 from tenfold.jobs import metadata as jobs_metadata
-from tenfold.testing import RedisServer
+from tenfold.jobs._celery import redis_lists
+from tenfold.testing import RabbitMQServer, RedisServer
 from tests.jobs import worker_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,14 +38,25 @@ class JobsWorld:
         self.env["TENFOLD_DB__URL"] = f"sqlite+aiosqlite:///{self.db_file}"
         self.env["TENFOLD_REDIS__URL"] = redis_server.url
 
+    def use_rabbitmq(self, server: RabbitMQServer) -> None:
+        """Send and consume through ``server`` (beat's lease stays on Redis)."""
+        self.env["TENFOLD_JOBS__BROKER"] = "rabbitmq"
+        self.env["TENFOLD_JOBS__BROKER_URL"] = server.url
+
     def platform(self) -> Platform:
-        """The enqueueing side: the same app's extensions, built in the test process."""
+        """The enqueueing side: the same app's extensions and jobs settings, built in the test
+        process."""
         settings = Settings.load(
             db={"url": self.env["TENFOLD_DB__URL"]}, redis=RedisSettings(url=self.redis.url)
         )
-        return Platform.build(
-            settings, extensions=[JobsExtension(tasks=[worker_app.tasks])], configure_logs=False
-        )
+        with pytest.MonkeyPatch.context() as env:
+            # The jobs section is read from the environment when the platform is built.
+            for name, value in self.env.items():
+                if name.startswith("TENFOLD_JOBS__"):
+                    env.setenv(name, value)
+            return Platform.build(
+                settings, extensions=[JobsExtension(tasks=[worker_app.tasks])], configure_logs=False
+            )
 
     def rows(self) -> list[tuple[str, str]]:
         with sqlite3.connect(self.db_file) as conn:
@@ -138,7 +150,22 @@ def jobs_world(tmp_path: Path, redis_server: RedisServer) -> JobsWorld:
     return world
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_world(request: pytest.FixtureRequest, jobs_world: JobsWorld) -> JobsWorld:
+    """``jobs_world`` on each broker in turn: Redis, then RabbitMQ."""
+    if request.param == "rabbitmq":
+        jobs_world.use_rabbitmq(request.getfixturevalue("rabbitmq_server"))
+    return jobs_world
+
+
 def redis_client(server: RedisServer) -> Any:
     import redis
 
     return redis.Redis.from_url(server.url)
+
+
+def waiting(server: RedisServer, queue: str) -> list[bytes]:
+    """The messages waiting in ``queue`` on Redis (all its priority lists), in the order a
+    worker takes them."""
+    client = redis_client(server)
+    return [raw for name in redis_lists(queue) for raw in reversed(client.lrange(name, 0, -1))]

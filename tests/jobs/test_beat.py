@@ -16,10 +16,12 @@ import pytest
 from tenfold import ConfigurationError, Platform, RedisSettings, Settings
 from tenfold.jobs import Jobs, JobsExtension, Tasks
 from tenfold.jobs._beat import LEASE_NAME, TOKEN_HEADER, Beat
+from tenfold.jobs._celery import redis_lists
+from tenfold.jobs._fence import DUE_HEADER, ENTRY_HEADER
 from tenfold.redis import LeaderLease, RedisHub
 from tenfold.testing import RedisServer
 from tests.jobs import worker_app
-from tests.jobs.conftest import JobsWorld, redis_client
+from tests.jobs.conftest import JobsWorld, redis_client, waiting
 
 group = Tasks()
 QUEUE = f"beat-{uuid.uuid4().hex[:8]}"
@@ -31,18 +33,27 @@ def ping(label: str) -> None: ...
 
 group.periodic(2, ping, ["every-2"])
 
+cron_group = Tasks()
+CRON_QUEUE = f"beat-cron-{uuid.uuid4().hex[:8]}"
 
-def _platform(redis_server: RedisServer, tmp_path: Path) -> Platform:
+
+@cron_group.task(queue=CRON_QUEUE)
+def pong() -> None: ...
+
+
+cron_group.periodic(cron="*/5 * * * *", task=pong)
+
+
+def _platform(redis_server: RedisServer, tmp_path: Path, tasks: Tasks = group) -> Platform:
     settings = Settings.load(
         db={"url": f"sqlite+aiosqlite:///{tmp_path}/app.db"},
         redis=RedisSettings(url=redis_server.url),
     )
-    return Platform.build(settings, extensions=[JobsExtension(tasks=[group])], configure_logs=False)
+    return Platform.build(settings, extensions=[JobsExtension(tasks=[tasks])], configure_logs=False)
 
 
-def _sent(redis_server: RedisServer) -> list[dict[str, object]]:
-    raw = redis_client(redis_server).lrange(QUEUE, 0, -1)
-    return [json.loads(message)["headers"] for message in reversed(raw)]
+def _sent(redis_server: RedisServer, queue: str = QUEUE) -> list[dict[str, object]]:
+    return [json.loads(message)["headers"] for message in waiting(redis_server, queue)]
 
 
 async def test_a_leading_beat_sends_due_entries_with_its_token(
@@ -50,7 +61,7 @@ async def test_a_leading_beat_sends_due_entries_with_its_token(
 ) -> None:
     """The leader sends at each multiple of `every`, skips missed ones, tags the lease token,
     and sends nothing once it no longer leads."""
-    redis_client(redis_server).delete(QUEUE)
+    redis_client(redis_server).delete(*redis_lists(QUEUE))
     now = [1_000_000_000.5]
     async with _platform(redis_server, tmp_path) as platform:
         lease = LeaderLease(platform.get(RedisHub), f"beat-{uuid.uuid4().hex[:8]}", ttl=30)
@@ -66,10 +77,35 @@ async def test_a_leading_beat_sends_due_entries_with_its_token(
         headers = _sent(redis_server)
         assert [h["task"] for h in headers] == [ping.name, ping.name]
         assert {h[TOKEN_HEADER] for h in headers} == {token}
+        # The due time each was sent for (004 was due when 009 found it), and the entry.
+        assert [h[DUE_HEADER] for h in headers] == [1_000_000_002.0, 1_000_000_004.0]
+        assert {h[ENTRY_HEADER] for h in headers} == {ping.name}
         await lease.release()
         now[0] = 1_000_000_010.0
         assert await beat.tick() is None
         assert len(_sent(redis_server)) == 2
+
+
+async def test_a_leading_beat_sends_a_cron_entry_at_its_minutes(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A `*/5 * * * *` entry is due at each fifth minute (UTC) by the injected clock; missed
+    ones are skipped, and each message says the due time it was sent for."""
+    start = 1_796_551_410.0  # 2026-12-06 10:03:30 UTC
+    now = [start]
+    async with _platform(redis_server, tmp_path, cron_group) as platform:
+        lease = LeaderLease(platform.get(RedisHub), f"beat-{uuid.uuid4().hex[:8]}", ttl=30)
+        beat = Beat(platform.get(Jobs), lease, clock=lambda: now[0])
+        await lease.acquire()
+        assert await beat.tick() == pytest.approx(90)  # until 10:05
+        now[0] = start + 90
+        assert await beat.tick() == pytest.approx(300)
+        now[0] = start + 90 + 16 * 60  # 10:21: 10:10, 10:15 and 10:20 were missed
+        assert await beat.tick() == pytest.approx(240)
+        await lease.release()
+    sent = _sent(redis_server, CRON_QUEUE)
+    assert [h[DUE_HEADER] for h in sent] == [start + 90, start + 90 + 300]
+    assert {h[ENTRY_HEADER] for h in sent} == {pong.name}
 
 
 def test_a_periodic_entry_of_an_unknown_task_fails_the_build(

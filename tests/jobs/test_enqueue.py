@@ -11,7 +11,7 @@ import pytest
 from tenfold import Backoff, ConfigurationError, Platform, RedisSettings, Settings
 from tenfold.jobs import Jobs, JobsExtension, Tasks, task
 from tenfold.testing import RedisServer
-from tests.jobs.conftest import redis_client
+from tests.jobs.conftest import waiting
 
 group = Tasks()
 
@@ -48,9 +48,9 @@ async def test_a_countdown_beyond_the_maximum_is_refused(
         late = datetime.fromtimestamp(now, UTC) + timedelta(seconds=limit + 1)
         with pytest.raises(ConfigurationError):
             await remind.enqueue("ada", eta=late)
-        assert redis_client(redis_server).llen(queue) == 0
+        assert waiting(redis_server, queue) == []
         await remind.enqueue("ada", countdown=limit)
-        assert redis_client(redis_server).llen(queue) == 1
+        assert len(waiting(redis_server, queue)) == 1
 
 
 def test_a_declared_task_runs_in_place_when_called() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from tests.jobs import worker_app
-from tests.jobs.conftest import JobsWorld, redis_client
+from tests.jobs.conftest import JobsWorld, waiting
 
 
 def _queue(label: str) -> str:
@@ -27,7 +27,6 @@ async def test_an_enqueued_async_task_runs_once_in_the_worker(jobs_world: JobsWo
 async def test_a_worker_takes_only_its_own_queues(jobs_world: JobsWorld) -> None:
     """A task for queue A stays in A while a B-only worker runs, and an A worker then takes it."""
     queue_a, queue_b = _queue("a"), _queue("b")
-    redis = redis_client(jobs_world.redis)
     async with jobs_world.platform():
         await worker_app.mark.enqueue("for-a", sent_to=queue_a, queue=queue_a)
         await worker_app.mark.enqueue("for-b", sent_to=queue_b, queue=queue_b)
@@ -35,11 +34,11 @@ async def test_a_worker_takes_only_its_own_queues(jobs_world: JobsWorld) -> None
         # B's own task proves the B worker was consuming while A's message waited.
         await jobs_world.wait_for_row("for-b")
     assert jobs_world.rows() == [("for-b", queue_b)]
-    assert redis.llen(queue_a) == 1
+    assert len(waiting(jobs_world.redis, queue_a)) == 1
     async with jobs_world.worker("--queues", queue_a, "--concurrency", "1"):
         await jobs_world.wait_for_row("for-a")
     assert jobs_world.rows() == [("for-b", queue_b), ("for-a", queue_a)]
-    assert redis.llen(queue_a) == 0
+    assert waiting(jobs_world.redis, queue_a) == []
 
 
 async def test_a_transient_failure_is_retried_on_the_same_queue(jobs_world: JobsWorld) -> None:
