@@ -102,17 +102,25 @@ def _sampler(build: Build, jobs: Jobs, url: str) -> JobsSampler | None:
     return sampler
 
 
-def _publisher(build: Build, jobs: Jobs, url: str) -> RedisPublisher:
-    """Sends from the loop: through the hub's client when it is the broker's Redis."""
+def _broker_client(build: Build, url: str, max_connections: int) -> tuple[Any, bool]:
+    """(async client of the broker's Redis, whether the caller owns it): the hub's client
+    when the hub is that Redis, else one of its own (TENFOLD_JOBS__BROKER_URL)."""
     hub, redis = build.redis, build.settings.redis
     same = redis.url is not None and redis.url.get_secret_value() == url
     if hub is not None and not hub.cluster and same:
-        return RedisPublisher(jobs.app, hub.client, owns_client=False)  # type: ignore[arg-type]
+        return hub.client, False
     from tenfold.redis import standalone_client
 
-    # TENFOLD_JOBS__BROKER_URL names another Redis than the hub's: a client of its own.
-    client = standalone_client(url, socket_timeout=5.0, connect_timeout=5.0, max_connections=64)
-    return RedisPublisher(jobs.app, client, owns_client=True)
+    client = standalone_client(
+        url, socket_timeout=5.0, connect_timeout=5.0, max_connections=max_connections
+    )
+    return client, True
+
+
+def _publisher(build: Build, jobs: Jobs, url: str) -> RedisPublisher:
+    """Sends from the event loop, with the broker's Redis client."""
+    client, owns = _broker_client(build, url, max_connections=64)
+    return RedisPublisher(jobs.app, client, owns_client=owns)
 
 
 def _depth_counter(build: Build, jobs: Jobs, url: str) -> DepthCounter | None:
@@ -120,12 +128,5 @@ def _depth_counter(build: Build, jobs: Jobs, url: str) -> DepthCounter | None:
         return AmqpDepths(jobs.app)
     if jobs.broker != "redis":
         return None  # the memory broker's messages live in one process: nothing to sample
-    hub, redis = build.redis, build.settings.redis
-    same = redis.url is not None and redis.url.get_secret_value() == url
-    if hub is not None and not hub.cluster and same:
-        return RedisDepths(hub.client, owns_client=False)  # type: ignore[arg-type]
-    from tenfold.redis import standalone_client
-
-    # TENFOLD_JOBS__BROKER_URL names another Redis than the hub's: a small client of its own.
-    client = standalone_client(url, socket_timeout=5.0, connect_timeout=5.0, max_connections=2)
-    return RedisDepths(client, owns_client=True)
+    client, owns = _broker_client(build, url, max_connections=2)
+    return RedisDepths(client, owns_client=owns)

@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tenfold import Backoff, ConfigurationError, Platform, RedisSettings, Settings
+from tenfold import (
+    Backoff,
+    ConfigurationError,
+    DependencyUnavailable,
+    Platform,
+    RedisSettings,
+    Settings,
+)
 from tenfold.jobs import Jobs, JobsExtension, Tasks, task
-from tenfold.testing import RedisServer
+from tenfold.testing import RedisServer, allocate_port, release_port
 from tests.jobs.conftest import waiting
 
 group = Tasks()
@@ -78,3 +85,39 @@ def test_a_backoff_longer_than_the_maximum_countdown_fails_the_build(
     with pytest.raises(ConfigurationError) as raised:
         Platform.build(settings, extensions=[JobsExtension(tasks=[slow])], configure_logs=False)
     assert raised.value.setting == "TENFOLD_JOBS__MAX_COUNTDOWN"
+
+
+def _broker_only(tmp_path: Path) -> Platform:
+    settings = Settings.load(db={"url": f"sqlite+aiosqlite:///{tmp_path}/app.db"})
+    return Platform.build(settings, extensions=[JobsExtension(tasks=[group])], configure_logs=False)
+
+
+async def test_a_broker_of_its_own_gets_a_client_of_its_own(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TENFOLD_JOBS__BROKER_URL without TENFOLD_REDIS__URL: enqueue pushes through a client
+    the jobs extension opens (and closes at stop)."""
+    monkeypatch.setenv("TENFOLD_JOBS__BROKER_URL", redis_server.url)
+    queue = remind.options.queue
+    assert queue is not None
+    before = len(waiting(redis_server, queue))
+    async with _broker_only(tmp_path) as platform:
+        assert platform.redis is None
+        await remind.enqueue("ada")
+    assert len(waiting(redis_server, queue)) == before + 1
+
+
+async def test_an_unreachable_broker_is_dependency_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No driver error reaches the caller: a closed loopback port is DependencyUnavailable."""
+    port = allocate_port()
+    try:
+        monkeypatch.setenv("TENFOLD_JOBS__BROKER_URL", f"redis://127.0.0.1:{port}/0")
+        async with _broker_only(tmp_path) as platform:
+            with pytest.raises(DependencyUnavailable) as caught:
+                await remind.enqueue("ada")
+            assert platform.get(Jobs).broker == "redis"
+    finally:
+        release_port(port)
+    assert caught.value.dependency == "broker"
