@@ -250,3 +250,22 @@ def test_worker_and_beat_refuse_the_memory_broker(
     result = CliRunner().invoke(cli, ["--app", "tests.jobs.worker_app:make_app", command])
     assert result.exit_code == 2, result.output
     assert "TENFOLD_JOBS__BROKER" in result.output
+
+
+async def test_a_task_enqueued_in_a_request_transaction_runs_only_once_it_commits(
+    embedded_settings: Settings, marks: Marks
+) -> None:
+    """Embedded profile, outbox path: a committed request's task runs once in-process; a
+    failed request's task never runs (nor its row stays)."""
+    async with _serving(embedded_settings) as (client, _):
+        failed = await client.post("/commit/mark_once", json={"args": ["never"], "fail": True})
+        assert failed.status_code == 500
+        done = await client.post("/commit/mark_once", json={"args": ["committed"]})
+        assert done.status_code == 202
+        await marks.wait_for("committed")
+        after = await client.post("/enqueue/mark", json={"args": ["after"]})
+        assert after.status_code == 202
+        await marks.wait_for("after")
+    assert sorted(marks.markers()) == ["after", "committed", "request"]
+    with closing(sqlite3.connect(marks.db_file)) as conn:
+        assert list(conn.execute("SELECT count(*) FROM tenfold_job_outbox")) == [(0,)]

@@ -25,6 +25,7 @@ from tenfold import (
     current_request_id,
     current_user_id,
 )
+from tenfold.db import DbSession
 from tenfold.jobs import JobsExtension, Tasks, current_platform, task_session
 from tenfold.observability import get_logger
 
@@ -58,6 +59,20 @@ async def enqueue(name: str, body: dict[str, Any]) -> dict[str, str]:
     job = await declared.enqueue(
         *body.get("args", []), countdown=body.get("countdown"), queue=body.get("queue")
     )
+    return {"job": job}
+
+
+@router.post("/commit/{name}", status_code=202)
+async def enqueue_in_transaction(
+    name: str, body: dict[str, Any], session: DbSession
+) -> dict[str, str]:
+    """Insert a ``request`` row and enqueue the task in the same transaction; with
+    ``body["fail"]`` the handler then raises, so both roll back."""
+    declared = {t.fn.__name__: t for t in tasks}[name]
+    await session.execute(sa.insert(marks).values(marker="request", sent_to=name))
+    job = await declared.enqueue(*body.get("args", []), session=session)
+    if body.get("fail"):
+        raise RuntimeError("the request failed after enqueueing")
     return {"job": job}
 
 
