@@ -142,6 +142,12 @@ def celery_app(name: str, settings: JobsSettings, redis: RedisSettings) -> Celer
             "priority_steps": list(PRIORITY_STEPS),
             "sep": REDIS_SEP,
             "queue_order_strategy": "priority",
+            # A dead worker's unacknowledged messages come back when another worker sweeps
+            # them. kombu sweeps at the worker's start and then on every 10th tick of 10 s,
+            # so they came back up to 100 s after the visibility timeout: sweep on each
+            # tick, every tenth of the timeout (1 to 10 s).
+            "unacked_restore_interval": min(10, max(1, settings.visibility_timeout // 10)),
+            "unacked_restore_throttle": 1,
         }
     if kind == "memory":
         # Not kombu's memory transport as is: its queues are shared by the whole process.

@@ -15,16 +15,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tenfold import Platform, RedisSettings, Settings
-from tenfold.jobs import JobsExtension
+from tenfold import CoreSettings, Platform, RedisSettings, Settings
+from tenfold.jobs import JobsExtension, JobsSettings, Tasks
 from tenfold.jobs import metadata as jobs_metadata
 from tenfold.jobs._celery import redis_lists
-from tenfold.testing import RabbitMQServer, RedisServer
+from tenfold.testing import PgCluster, RabbitMQServer, RedisServer
 from tests.jobs import worker_app
 
 REPO = Path(__file__).resolve().parents[2]
 TENFOLD = Path(sys.executable).with_name("tenfold")
 _NOT_INHERITED = ("TENFOLD_", "PYTHONPATH", "PROMETHEUS_")
+#: Signs pagination cursors; PostgreSQL requires one (TENFOLD_DB__CURSOR_SECRET).
+_CURSOR_SECRET = "jobs-tests-cursor-secret"
 
 
 class JobsWorld:
@@ -37,6 +39,24 @@ class JobsWorld:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
         self.env["TENFOLD_DB__URL"] = f"sqlite+aiosqlite:///{self.db_file}"
         self.env["TENFOLD_REDIS__URL"] = redis_server.url
+        #: The app ``tenfold --app`` loads, and the tasks it registers (the enqueueing side
+        #: registers the same ones).
+        self.app = "tests.jobs.worker_app:make_app"
+        self.tasks: Tasks = worker_app.tasks
+        #: The libpq URL of the PostgreSQL database, once ``use_postgres`` chose one.
+        self.pg_dsn: str | None = None
+
+    def use_postgres(self, url: str, dsn: str) -> None:
+        """Worker and enqueuer use PostgreSQL at ``url`` (SQLAlchemy) / ``dsn`` (libpq)."""
+        self.env["TENFOLD_DB__URL"] = url
+        self.env["TENFOLD_DB__CURSOR_SECRET"] = _CURSOR_SECRET
+        self.pg_dsn = dsn
+
+    def _section(self, name: str) -> dict[str, str]:
+        prefix = f"TENFOLD_{name.upper()}__"
+        return {
+            k.removeprefix(prefix).lower(): v for k, v in self.env.items() if k.startswith(prefix)
+        }
 
     def use_rabbitmq(self, server: RabbitMQServer) -> None:
         """Send and consume through ``server`` (beat's lease stays on Redis)."""
@@ -44,19 +64,29 @@ class JobsWorld:
         self.env["TENFOLD_JOBS__BROKER_URL"] = server.url
 
     def platform(self) -> Platform:
-        """The enqueueing side: the same app's extensions and jobs settings, built in the test
+        """The enqueueing side: the same app's extensions and settings, built in the test
         process."""
-        settings = Settings.load(
-            db={"url": self.env["TENFOLD_DB__URL"]}, redis=RedisSettings(url=self.redis.url)
+        composed = CoreSettings.compose([*Settings.sections.items(), ("jobs", JobsSettings)])
+        settings = composed.load(
+            db=self._section("db"),
+            redis=RedisSettings(url=self.redis.url),
+            jobs=self._section("jobs"),
         )
-        with pytest.MonkeyPatch.context() as env:
-            # The jobs section is read from the environment when the platform is built.
-            for name, value in self.env.items():
-                if name.startswith("TENFOLD_JOBS__"):
-                    env.setenv(name, value)
-            return Platform.build(
-                settings, extensions=[JobsExtension(tasks=[worker_app.tasks])], configure_logs=False
-            )
+        return Platform.build(
+            settings, extensions=[JobsExtension(tasks=[self.tasks])], configure_logs=False
+        )
+
+    async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` on the worker's database (PostgreSQL or the SQLite file)."""
+        if self.pg_dsn is None:
+            return await asyncio.to_thread(self.query, sql)
+        import asyncpg
+
+        conn = await asyncpg.connect(self.pg_dsn, timeout=10)
+        try:
+            return [tuple(record) for record in await conn.fetch(sql, timeout=30)]
+        finally:
+            await conn.close()
 
     def rows(self) -> list[tuple[str, str]]:
         with sqlite3.connect(self.db_file) as conn:
@@ -98,14 +128,27 @@ class JobsWorld:
 
     @asynccontextmanager
     async def command(
-        self, name: str, *args: str, log: str, stop_within: float = 60
+        self,
+        name: str,
+        *args: str,
+        log: str,
+        stop_within: float = 60,
+        new_session: bool = False,
     ) -> AsyncIterator[asyncio.subprocess.Process]:
-        """`tenfold --app tests.jobs.worker_app:make_app <name> *args`, its output in
-        ``<log>.log``; SIGTERM on exit, killed if it has not stopped ``stop_within`` later."""
+        """`tenfold --app <self.app> <name> *args`, its output in ``<log>.log``; SIGTERM on
+        exit, killed if it has not stopped ``stop_within`` later. ``new_session``: in a
+        process group of its own (which a test may kill whole)."""
         out = (self.tmp_path / f"{log}.log").open("wb")
-        argv = [str(TENFOLD), "--app", "tests.jobs.worker_app:make_app", "--app-dir", str(REPO)]
+        argv = [str(TENFOLD), "--app", self.app, "--app-dir", str(REPO)]
         proc = await asyncio.create_subprocess_exec(
-            *argv, name, *args, cwd=self.tmp_path, env=self.env, stdout=out, stderr=out
+            *argv,
+            name,
+            *args,
+            cwd=self.tmp_path,
+            env=self.env,
+            stdout=out,
+            stderr=out,
+            start_new_session=new_session,
         )
         out.close()
         try:
@@ -121,8 +164,8 @@ class JobsWorld:
                 raise
 
     async def cli(self, *args: str) -> tuple[int, str, str]:
-        """`tenfold --app tests.jobs.worker_app:make_app *args`: exit status, stdout, stderr."""
-        argv = [str(TENFOLD), "--app", "tests.jobs.worker_app:make_app", "--app-dir", str(REPO)]
+        """`tenfold --app <self.app> *args`: exit status, stdout, stderr."""
+        argv = [str(TENFOLD), "--app", self.app, "--app-dir", str(REPO)]
         proc = await asyncio.create_subprocess_exec(
             *argv,
             *args,
@@ -138,6 +181,10 @@ class JobsWorld:
 
     def log_of(self, *args: str) -> str:
         return (self.tmp_path / f"worker-{'-'.join(args)}.log").read_text(errors="replace")
+
+    def log(self, name: str) -> str:
+        """The output of the command started with ``log=name``."""
+        return (self.tmp_path / f"{name}.log").read_text(errors="replace")
 
 
 @pytest.fixture
@@ -169,3 +216,25 @@ def waiting(server: RedisServer, queue: str) -> list[bytes]:
     worker takes them."""
     client = redis_client(server)
     return [raw for name in redis_lists(queue) for raw in reversed(client.lrange(name, 0, -1))]
+
+
+@pytest.fixture
+async def pg_jobs_world(
+    tmp_path: Path, redis_server: RedisServer, pg_cluster: PgCluster, fresh_pg_database: str
+) -> JobsWorld:
+    """A JobsWorld whose database is a fresh PostgreSQL one, with ``marks`` and the jobs
+    tables."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    world = JobsWorld(tmp_path, redis_server)
+    world.use_postgres(
+        pg_cluster.primary.url(fresh_pg_database), pg_cluster.primary.dsn(fresh_pg_database)
+    )
+    engine = create_async_engine(world.env["TENFOLD_DB__URL"])
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(worker_app.metadata.create_all)
+            await conn.run_sync(jobs_metadata.create_all)
+    finally:
+        await engine.dispose()
+    return world

@@ -86,3 +86,22 @@ def test_the_celery_app_has_the_safe_defaults(monkeypatch: pytest.MonkeyPatch) -
     assert conf.accept_content == ["json"]
     assert conf.task_serializer == "json"
     assert conf.result_backend is None
+
+
+def test_redis_workers_sweep_for_unacknowledged_messages_each_tenth_of_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dead worker's messages are restored within a tenth of the visibility timeout (1 to
+    10 s) after it, not on kombu's 100 s cycle."""
+    for timeout, interval in (("3600", 10), ("60", 6), ("3", 1)):
+        options = _build(
+            monkeypatch,
+            REDIS,
+            VISIBILITY_TIMEOUT=timeout,
+            MAX_COUNTDOWN="1",
+            SOFT_TIME_LIMIT="1",
+            TIME_LIMIT="2",
+            KEY_RETENTION="3601",
+        ).app.conf.broker_transport_options
+        assert options["unacked_restore_interval"] == interval
+        assert options["unacked_restore_throttle"] == 1

@@ -167,3 +167,39 @@ async def hang(marker: str) -> None:
     """Insert a row, then wait for an hour (until cancelled)."""
     await mark(marker)
     await asyncio.sleep(3600)
+
+
+# crash tests
+
+#: The tasks of ``make_crash_app``, for the kill -9 tests (tests/jobs/test_crash.py). Their
+#: backoff stays below the small TENFOLD_JOBS__MAX_COUNTDOWN those tests set, which the
+#: tasks above (default backoff, up to 600 s) would fail at build.
+crash_tasks = Tasks()
+
+
+@crash_tasks.task(
+    exactly_once=True,
+    backoff=Backoff(base=0.05, max=0.05),
+    # Above the tests' small visibility timeout on purpose: a held delivery may outlive it,
+    # so that Redis delivers the message a second time while the first still runs.
+    soft_time_limit=60,
+    time_limit=90,
+)
+async def crash_mark(marker: str, hold: float = 0.0) -> None:
+    """Record this attempt and the pid running it (committed at once), then insert the
+    effect row in the task's transaction and keep it open ``hold`` seconds before it
+    commits."""
+    import os  # here, not at the top: this section is appended to by several hands
+
+    async with current_platform().db.session() as session:
+        await session.execute(
+            sa.insert(marks).values(marker=marker, sent_to=f"attempt:{os.getpid()}")
+        )
+    await task_session().execute(sa.insert(marks).values(marker=marker, sent_to="effect"))
+    if hold:
+        await asyncio.sleep(hold)
+
+
+def make_crash_app() -> FastAPI:
+    """The app of the crash tests: `tenfold --app tests.jobs.worker_app:make_crash_app`."""
+    return create_app(extensions=[JobsExtension(tasks=[crash_tasks])])
