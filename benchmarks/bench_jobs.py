@@ -409,12 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     if server is None:
         server = RedisServer.launch(workdir)
     print(f"redis {server.url} ({'fresh' if fresh else 'TENFOLD_TEST_REDIS_URL'})", flush=True)
-    pg = launch_primary(workdir, name="pg-bench")
+    pg_dir = Path(tempfile.mkdtemp(prefix="tenfold-bench-jobs-pg-"))
+    if os.geteuid() == 0:  # the server runs as the postgres user, never as root
+        shutil.chown(pg_dir, "postgres", "postgres")
+    pg = launch_primary(pg_dir, name="pg-bench")
     try:
         pg.psql(f"CREATE DATABASE {args.pg_db}")
         asyncio.run(run(args, server.url, pg, workdir))
     finally:
         pg.close()
+        shutil.rmtree(pg_dir, ignore_errors=True)
         if fresh:
             server.close()
         shutil.rmtree(workdir, ignore_errors=True)

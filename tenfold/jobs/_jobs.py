@@ -307,6 +307,7 @@ class Jobs:
             await self.embedded.stop()
         if self.relay is not None:
             await self.relay.stop()
+        await self.outbox.flush()
         if self.sampler is not None:
             await self.sampler.stop()
         if self.fast is not None:

@@ -31,7 +31,7 @@ from tenfold.jobs._tables import outbox
 from tenfold.observability import get_logger
 
 if TYPE_CHECKING:
-    from tenfold.db import Database, TenfoldSession
+    from tenfold.db import Database, Router, TenfoldSession
 
 __all__ = ["Outbox", "OutboxRelay"]
 
@@ -53,6 +53,9 @@ class Outbox:
     def __init__(self, send: Send, *, clock: Callable[[], float]) -> None:
         self._send = send
         self._clock = clock
+        #: Ids of sent rows still to delete, per database; one task deletes them in batches.
+        self._sent: dict[Router, list[str]] = {}
+        self._deleter: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return "<Outbox>"
@@ -83,18 +86,31 @@ class Outbox:
         # If the send fails, every row stays for the relay (some may have gone out: their
         # second send has the same message id).
         await self._send(pending)
-        await self._delete(session, [message_id for message_id, _, _ in pending if message_id])
-
-    async def _delete(self, session: TenfoldSession, ids: list[str]) -> None:
         router = session.router
         if router is None:
             return
-        try:
-            async with router.session() as fresh:
-                await fresh.execute(sa.delete(outbox).where(outbox.c.id.in_(ids)))
-        except Exception as exc:
-            # Sent already: the relay may send them again, which exactly-once tasks skip.
-            _log.warning("outbox_delete_failed", count=len(ids), exc_info=exc)
+        # The caller does not wait for the rows' deletion: one background task deletes the
+        # sent rows of every commit since its last pass, in one statement per database.
+        self._sent.setdefault(router, []).extend(i for i, _, _ in pending if i is not None)
+        if self._deleter is None or self._deleter.done():
+            self._deleter = asyncio.create_task(self._delete_sent(), name="tenfold-outbox-delete")
+
+    async def _delete_sent(self) -> None:
+        while self._sent:
+            batch, self._sent = self._sent, {}
+            for router, ids in batch.items():
+                try:
+                    async with router.session() as session:
+                        await session.execute(sa.delete(outbox).where(outbox.c.id.in_(ids)))
+                except Exception as exc:
+                    # Sent already: the relay may send them again, which exactly-once tasks
+                    # skip.
+                    _log.warning("outbox_delete_failed", count=len(ids), exc_info=exc)
+
+    async def flush(self) -> None:
+        """Wait until the rows of every send so far are deleted (``Jobs.stop`` calls it)."""
+        while self._deleter is not None and not self._deleter.done():
+            await self._deleter
 
 
 class OutboxRelay:
