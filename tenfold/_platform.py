@@ -92,6 +92,9 @@ class Platform:
         self._on_started: list[Callable[[Platform], Awaitable[None]]] = []
         self._group: ComponentGroup | None = None
         self.started = False
+        #: True in a short-lived command (``tenfold.cli.with_platform``): capabilities skip
+        #: what only a serving process should run (the embedded jobs worker, for one).
+        self.command = False
 
     def __repr__(self) -> str:
         names = ", ".join(e.name for e in self.extensions)

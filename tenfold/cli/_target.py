@@ -148,6 +148,7 @@ def with_platform(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
         from tenfold.observability import configure_logging
 
         platform = target_of(ctx).platform()
+        platform.command = True
         # A command's output is its stdout; the platform's log lines go to stderr.
         configure_logging(
             platform.settings.observability,

@@ -21,7 +21,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from tenfold.jobs._tables import dead_letters
 
 if TYPE_CHECKING:
-    from tenfold.db import Database
+    from tenfold.db import Database, TenfoldSession
 
 __all__ = ["DeadLetter", "DeadLetterGauge", "DeadLetters"]
 
@@ -153,12 +153,14 @@ class DeadLetters:
         async with self.db.session(readonly=True) as session:
             return int(await session.scalar(query) or 0)
 
-    async def delete(self, letter_id: int) -> bool:
-        """Remove one row; whether it was there."""
-        async with self.db.session() as session:
-            result = await session.execute(
-                sa.delete(dead_letters).where(dead_letters.c.id == letter_id)
-            )
+    async def delete(self, letter_id: int, *, session: TenfoldSession | None = None) -> bool:
+        """Remove one row (in ``session``'s transaction, if given); whether it was there."""
+        statement = sa.delete(dead_letters).where(dead_letters.c.id == letter_id)
+        if session is not None:
+            result = await session.execute(statement)
+            return bool(getattr(result, "rowcount", 0))
+        async with self.db.session() as own:
+            result = await own.execute(statement)
             return bool(getattr(result, "rowcount", 0))
 
     async def purge(self, *, task: str | None = None, before: float | None = None) -> int:

@@ -118,7 +118,7 @@ async def retry(
     for letter in letters:
         try:
             message_id = await jobs.retry_dead(letter)
-        except (ValueError, ConfigurationError) as exc:
+        except (ValueError, LookupError, ConfigurationError) as exc:
             refused.append({"id": letter.id, "task": letter.task, "reason": str(exc)})
         else:
             retried.append({"id": letter.id, "task": letter.task, "message_id": message_id})

@@ -54,14 +54,15 @@ class JobsExtension(Extension):
         jobs.sampler = _sampler(build, jobs, url)
         if broker == "redis":
             jobs.fast = _publisher(build, jobs, url)
-        if broker == "memory" and settings.embedded_worker and jobs.tasks:
-            from tenfold.jobs._embedded import EmbeddedWorker
+        if broker == "memory":
+            # The memory broker's messages live in this process: started once the whole
+            # platform has (the app's own components start after the extensions'), so a
+            # task may use any of them. Jobs.stop stops them, before the database and cache.
+            if settings.embedded_worker and jobs.tasks:
+                from tenfold.jobs._embedded import EmbeddedWorker
 
-            jobs.embedded = EmbeddedWorker(jobs)
-            # Started once the whole platform has (the app's own components start after
-            # the extensions'): a task may use any of them. Jobs.stop stops it, before the
-            # database and cache stop.
-            build.on_started(jobs.embedded.start)
+                jobs.embedded = EmbeddedWorker(jobs)
+            build.on_started(jobs.start_in_process)
         build.provide(jobs, name="jobs")
         build.component(jobs)
         if jobs.broker != "memory":

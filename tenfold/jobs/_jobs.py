@@ -27,6 +27,7 @@ from tenfold.jobs._settings import JobsSettings
 from tenfold.jobs._task import Task
 
 if TYPE_CHECKING:
+    from tenfold._platform import Platform
     from tenfold.db import Database, TenfoldSession
     from tenfold.jobs._embedded import EmbeddedWorker
 
@@ -64,6 +65,8 @@ class Jobs:
         self.schedule: list[Periodic] = []
         #: Set by ``tenfold worker`` or the embedded worker: where ``async def`` tasks run.
         self.runtime = WorkerRuntime(None)
+        #: Set in a command on the memory broker: messages go to the outbox, for the app.
+        self.deferred = False
         #: Sends from the event loop on a Redis broker (set by the extension), else None.
         self.fast: RedisPublisher | None = None
         #: Messages enqueued inside a transaction (``enqueue(..., session=...)``).
@@ -135,6 +138,13 @@ class Jobs:
             "priority": priority if priority is not None else declared.options.priority,
             "headers": headers or context_headers(),
         }
+        if session is None and self.deferred and self.db is not None:
+            # A command on the memory broker: through the outbox, to the app's worker.
+            message["eta"] = self.clock() + delay if delay is not None else None
+            message_id = str(uuid.uuid4())
+            async with self.db.session() as own:
+                await self.outbox.add(own, message_id, declared.name, message, send=False)
+            return message_id
         if session is None:
             message["countdown"] = delay
             (message_id,) = await self.send([(None, declared.name, message)])
@@ -238,18 +248,37 @@ class Jobs:
 
     async def retry_dead(self, letter: DeadLetter) -> str:
         """Send a dead-lettered task again, as a new message at attempt 1, in the context it
-        failed in; remove its row; the new message id.
+        failed in; the new message id.
+
+        One transaction deletes the row and writes the message to the outbox, so
+        the task is neither lost nor retried twice. The commit sends it; on the
+        memory broker (whose messages live in one process) it is left to the
+        relay of the app's own processes instead, so that a retry from
+        ``tenfold jobs dlq retry`` runs in the app, not in the command.
 
         ``ConfigurationError`` when its task is no longer registered, ``ValueError`` when its
-        arguments were cut when stored.
+        arguments were cut when stored, ``LookupError`` when the row is gone (retried or
+        purged meanwhile).
         """
         declared = self.tasks.get(letter.task)
         if declared is None:
             raise ConfigurationError(f"dead letter {letter.id}: no task {letter.task!r} here")
         args, kwargs = letter.arguments()
-        headers = {CONTEXT_HEADER: dict(letter.context)} if letter.context else None
-        message_id = await self.enqueue(declared, args, kwargs, queue=letter.queue, headers=headers)
-        await self.dead_letters.delete(letter.id)
+        message = {
+            "args": args,
+            "kwargs": kwargs,
+            "queue": letter.queue,
+            "priority": declared.options.priority,
+            "headers": {CONTEXT_HEADER: dict(letter.context)} if letter.context else {},
+            "eta": None,
+        }
+        message_id = str(uuid.uuid4())
+        async with self.dead_letters.db.session() as session:
+            if not await self.dead_letters.delete(letter.id, session=session):
+                raise LookupError(f"dead letter {letter.id} is gone (retried or purged)")
+            await self.outbox.add(
+                session, message_id, declared.name, message, send=not self.deferred
+            )
         return message_id
 
     async def broker_check(self) -> dict[str, Any]:
@@ -291,9 +320,10 @@ class Jobs:
             from tenfold.jobs._tables import create_tables
 
             await create_tables(self.db)
-        if self.relay is not None:
+        if self.relay is not None and self.broker != "memory":
             self.relay.start()
-        # The embedded worker starts once the whole platform has (an on_started hook).
+        # On the memory broker, the relay and the embedded worker start once the whole
+        # platform has (start_in_process, an on_started hook).
         if self.broker == "memory" and self.tasks and self.embedded is None:
             logger.warning(
                 "jobs use the in-process memory broker and TENFOLD_JOBS__EMBEDDED_WORKER is "
@@ -301,6 +331,21 @@ class Jobs:
             )
         if self.sampler is not None:
             await self.sampler.start()
+
+    async def start_in_process(self, platform: Platform) -> None:
+        """Memory broker, once the platform started: the embedded worker and the relay,
+        unless this is a short-lived command.
+
+        A command's messages would die with it: there, ``enqueue`` writes them to the
+        outbox instead, for the app's relay to send to the app's worker.
+        """
+        if platform.command:
+            self.deferred = True
+            return
+        if self.embedded is not None:
+            await self.embedded.start(platform)
+        if self.relay is not None:
+            self.relay.start()
 
     async def stop(self) -> None:
         if self.embedded is not None:

@@ -61,14 +61,23 @@ class Outbox:
         return "<Outbox>"
 
     async def add(
-        self, session: TenfoldSession, message_id: str, task: str, message: dict[str, Any]
+        self,
+        session: TenfoldSession,
+        message_id: str,
+        task: str,
+        message: dict[str, Any],
+        *,
+        send: bool = True,
     ) -> None:
-        """Write the row in ``session``'s transaction; it is sent after the commit."""
+        """Write the row in ``session``'s transaction; it is sent after the commit (with
+        ``send=False``, by a relay once it is ``grace`` seconds old)."""
         await session.execute(
             sa.insert(outbox).values(
                 id=message_id, task=task, message=message, created_at=self._clock()
             )
         )
+        if not send:
+            return
         pending: list[tuple[str | None, str, dict[str, Any]]] | None = (
             session.sync_session.info.get(_PENDING)
         )

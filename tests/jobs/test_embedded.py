@@ -269,3 +269,55 @@ async def test_a_task_enqueued_in_a_request_transaction_runs_only_once_it_commit
     assert sorted(marks.markers()) == ["after", "committed", "request"]
     with closing(sqlite3.connect(marks.db_file)) as conn:
         assert list(conn.execute("SELECT count(*) FROM tenfold_job_outbox")) == [(0,)]
+
+
+async def test_a_dead_letter_retried_from_another_process_runs_in_the_app(
+    embedded_settings: Settings, marks: Marks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embedded profile: `dlq retry` (a second platform, marked a command as the CLI marks it)
+    moves the dead letter into the outbox instead of its own memory broker, where nothing
+    would run it; the app's relay sends it to the app's worker."""
+    monkeypatch.setenv("TENFOLD_JOBS__OUTBOX_GRACE", "0.05")
+    monkeypatch.setenv("TENFOLD_JOBS__OUTBOX_INTERVAL", "0.05")
+    async with _serving(embedded_settings) as (_, jobs):
+        letter_id = await jobs.dead_letters.record(
+            message_id="m-1",
+            task=worker_app.mark.name,
+            queue=None,
+            args=("retried",),
+            kwargs={},
+            exc=ValueError("boom"),
+            attempts=1,
+            context=None,
+            failed_at=0.0,
+            max_args=1000,
+        )
+        command = platform_of(_app(embedded_settings))
+        command.command = True  # as tenfold.cli.with_platform marks a command's platform
+        command_jobs = command.get(Jobs)
+        async with command:
+            assert command_jobs.embedded is not None
+            assert command_jobs.embedded.thread is None  # a command runs no worker
+            letter = await command_jobs.dead_letters.get(letter_id)
+            assert letter is not None
+            await command_jobs.retry_dead(letter)
+            with pytest.raises(LookupError):
+                await command_jobs.retry_dead(letter)  # a second retry of the same row
+        await marks.wait_for("retried")
+        assert await jobs.dead_letters.count() == 0
+    assert marks.markers() == ["retried"]
+
+
+async def test_a_command_on_the_memory_broker_enqueues_for_the_app(
+    embedded_settings: Settings, marks: Marks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task enqueued from a command's platform runs in the app, through the outbox."""
+    monkeypatch.setenv("TENFOLD_JOBS__OUTBOX_GRACE", "0.05")
+    monkeypatch.setenv("TENFOLD_JOBS__OUTBOX_INTERVAL", "0.05")
+    async with _serving(embedded_settings):
+        command = platform_of(_app(embedded_settings))
+        command.command = True
+        async with command:
+            await worker_app.mark.enqueue("from-a-command")
+        await marks.wait_for("from-a-command")
+    assert marks.markers() == ["from-a-command"]
