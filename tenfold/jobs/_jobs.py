@@ -184,10 +184,17 @@ class Jobs:
         return ids
 
     def _publish_all(self, items: Sequence[tuple[str | None, str, dict[str, Any]]]) -> list[str]:
+        from amqp.exceptions import PreconditionFailed
         from kombu.exceptions import OperationalError
 
         try:
             return [self.publish(message_id, name, message) for message_id, name, message in items]
+        except PreconditionFailed as exc:
+            raise ConfigurationError(
+                "RabbitMQ refused to declare a queue with the arguments tenfold declares "
+                "(x-max-priority): the queue exists with other arguments; see docs/jobs.md, "
+                '"On RabbitMQ: x-max-priority"'
+            ) from exc
         except OperationalError as exc:
             raise DependencyUnavailable(
                 f"the jobs broker is unreachable ({type(exc).__name__})", dependency="broker"

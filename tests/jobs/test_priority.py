@@ -142,3 +142,22 @@ def _queue_arguments(server: RabbitMQServer) -> dict[str, str]:
         name, _, arguments = line.partition("\t")
         found[name.strip()] = arguments
     return found
+
+
+async def test_a_rabbitmq_queue_without_max_priority_is_a_configuration_error(
+    rabbitmq_server: RabbitMQServer, jobs_world: JobsWorld
+) -> None:
+    """A queue an older deployment declared without x-max-priority: enqueue raises tenfold's
+    ConfigurationError (naming the docs section), not the driver's PreconditionFailed."""
+    import kombu
+
+    from tenfold import ConfigurationError
+
+    jobs_world.use_rabbitmq(rabbitmq_server)
+    old = _queue("prio-old")
+    with kombu.Connection(rabbitmq_server.url) as conn:
+        kombu.Queue(old, kombu.Exchange(old, "direct"), old, durable=True)(conn.channel()).declare()
+    async with jobs_world.platform():
+        with pytest.raises(ConfigurationError, match="x-max-priority") as caught:
+            await worker_app.mark.enqueue("refused", queue=old)
+    assert "PRECONDITION" not in str(caught.value)
