@@ -187,14 +187,17 @@ class TenfoldSession(AsyncSession):
         self.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
     async def commit(self) -> None:
-        """Commit; after a write, raise the request's consistency token to the new LSN.
+        """Commit; after a write, raise the request's consistency token to the new LSN (on a
+        database with replicas).
 
         Then run the ``after_commit`` callbacks.
         """
         wrote = self.wrote
         await self._guard(AsyncSession.commit)
         self.sync_session.info.pop(_WROTE, None)
-        if wrote and self._lease is not None:
+        # A token only ever decides whether one of this database's replicas may serve a
+        # read: with none configured, the WAL read would be a round trip for nothing.
+        if wrote and self._lease is not None and self._lease.router.replicas:
             set_consistency_token(await self._lease.capture_lsn())
         await self.run_after_commit()
 

@@ -22,6 +22,9 @@ async def test_concurrent_parameterized_queries_through_pgbouncer(
     """Many sessions running parameterized statements at once share pgbouncer's servers."""
     settings = DatabaseSettings(
         url=SecretStr(pgbouncer.url(pg_db)),
+        # The primary again, through pgbouncer, as a "replica": with one configured, a write
+        # reads its WAL position for the consistency token, which must work behind pgbouncer.
+        replicas=[SecretStr(pgbouncer.url(pg_db))],
         pgbouncer=True,
         pool_size=20,
         max_overflow=0,
