@@ -116,10 +116,10 @@ class Jobs:
     ) -> str:
         """Send ``declared`` with these arguments (and message ``headers``); the message id.
 
-        kombu publishes with blocking sockets, so the publish runs in a thread
-        (``asyncio.to_thread``) and the event loop keeps serving meanwhile. The
-        current context (request id, principal, ...) travels in the message and
-        is restored around the task in the worker.
+        Nothing blocks the event loop: on Redis the message is pushed from the loop,
+        on other brokers kombu publishes in a thread. The current context (request
+        id, principal, ...) travels in the message and is restored around the task
+        in the worker.
 
         With ``session``, the message is written to the outbox in that session's
         transaction and sent only once it commits (see ``tenfold.jobs._outbox``).
@@ -131,29 +131,50 @@ class Jobs:
                 "JobsExtension(tasks=[...])"
             )
         delay = self._checked_delay(countdown, eta)
-        message: dict[str, Any] = {
-            "args": list(args),
-            "kwargs": dict(kwargs or {}),
-            "queue": queue or declared.options.queue,
-            "priority": priority if priority is not None else declared.options.priority,
-            "headers": headers or context_headers(),
-        }
-        if session is None and self.deferred and self.db is not None:
-            # A command on the memory broker: through the outbox, to the app's worker.
-            message["eta"] = self.clock() + delay if delay is not None else None
-            message_id = str(uuid.uuid4())
-            async with self.db.session() as own:
-                await self.outbox.add(own, message_id, declared.name, message, send=False)
-            return message_id
-        if session is None:
+        message = self._message(
+            declared,
+            args,
+            kwargs,
+            queue=queue or declared.options.queue,
+            priority=priority,
+            headers=headers or context_headers(),
+        )
+        # A command on the memory broker sends nothing itself: through the outbox, to the
+        # app's worker.
+        deferred = session is None and self.deferred and self.db is not None
+        if session is None and not deferred:
             message["countdown"] = delay
             (message_id,) = await self.send([(None, declared.name, message)])
             return message_id
         message_id = str(uuid.uuid4())
         # The outbox row may be sent long after: the delay becomes a due time.
         message["eta"] = self.clock() + delay if delay is not None else None
-        await self.outbox.add(session, message_id, declared.name, message)
+        if session is not None:
+            await self.outbox.add(session, message_id, declared.name, message)
+        else:
+            assert self.db is not None
+            async with self.db.session() as own:
+                await self.outbox.add(own, message_id, declared.name, message, send=False)
         return message_id
+
+    @staticmethod
+    def _message(
+        declared: Task[Any, Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any] | None,
+        *,
+        queue: str | None,
+        priority: int | None,
+        headers: dict[str, Any],
+    ) -> dict[str, Any]:
+        """What ``send`` and an outbox row carry (tenfold's priority scale, not the broker's)."""
+        return {
+            "args": list(args),
+            "kwargs": dict(kwargs or {}),
+            "queue": queue,
+            "priority": priority if priority is not None else declared.options.priority,
+            "headers": headers,
+        }
 
     async def send(self, items: Sequence[tuple[str | None, str, dict[str, Any]]]) -> list[str]:
         """Send (message id or None, task name, message) items; their message ids.
@@ -271,14 +292,15 @@ class Jobs:
         if declared is None:
             raise ConfigurationError(f"dead letter {letter.id}: no task {letter.task!r} here")
         args, kwargs = letter.arguments()
-        message = {
-            "args": args,
-            "kwargs": kwargs,
-            "queue": letter.queue,
-            "priority": declared.options.priority,
-            "headers": {CONTEXT_HEADER: dict(letter.context)} if letter.context else {},
-            "eta": None,
-        }
+        message = self._message(
+            declared,
+            args,
+            kwargs,
+            queue=letter.queue,
+            priority=None,
+            headers={CONTEXT_HEADER: dict(letter.context)} if letter.context else {},
+        )
+        message["eta"] = None
         message_id = str(uuid.uuid4())
         async with self.dead_letters.db.session() as session:
             if not await self.dead_letters.delete(letter.id, session=session):

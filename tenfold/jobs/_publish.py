@@ -16,6 +16,7 @@ every message through real ``tenfold worker`` processes.
 from __future__ import annotations
 
 import base64
+import bisect
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from kombu.serialization import dumps as serialize
 from kombu.utils.json import dumps as json_dumps
 
 from tenfold._errors import DependencyUnavailable
-from tenfold.jobs._celery import PRIORITY_STEPS, REDIS_SEP
+from tenfold.jobs._celery import PRIORITY_STEPS, redis_lists
 from tenfold.redis import REDIS_ERRORS
 
 if TYPE_CHECKING:
@@ -40,19 +41,10 @@ _BODY_ENCODING = "base64"
 _DELIVERY_MODE = 2
 
 
-def _step(priority: int) -> int:
-    """kombu's bucket for a (kombu-scale) priority: the largest step at or below it."""
-    found = PRIORITY_STEPS[0]
-    for step in PRIORITY_STEPS:
-        if step <= priority:
-            found = step
-    return found
-
-
 def list_for(queue: str, priority: int) -> str:
-    """The Redis list a message of kombu ``priority`` for ``queue`` is pushed onto."""
-    step = _step(priority)
-    return queue if step == 0 else f"{queue}{REDIS_SEP}{step}"
+    """The Redis list a message of kombu ``priority`` for ``queue`` is pushed onto: that of
+    the largest step at or below it, as kombu's Redis channel picks it."""
+    return redis_lists(queue)[bisect.bisect_right(PRIORITY_STEPS, priority) - 1]
 
 
 class RedisPublisher:
