@@ -16,6 +16,7 @@ PACKAGES = [
     "tenfold.httpcache",
     "tenfold.idempotency",
     "tenfold.jobs",
+    "tenfold.events",
     "tenfold.ratelimit",
     "tenfold.redis",
     "tenfold.resilience",

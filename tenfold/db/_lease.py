@@ -14,7 +14,7 @@ a tenth of the router's whole cost.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import asyncpg
 import structlog
@@ -114,10 +114,19 @@ class Lease:
         if self.conn is not None:
             await greenlet_spawn(self.conn.invalidate)
 
+    async def driver_connection(self) -> Any:
+        """The raw driver connection under this lease's (checked out) connection."""
+        raw = await greenlet_spawn(getattr, self.conn, "connection")  # may reconnect: a greenlet
+        return raw.driver_connection
+
     async def driver_fetchval(self, query: str) -> object:
         """One value over the raw asyncpg connection: no BEGIN, no SQLAlchemy cache."""
-        raw = await greenlet_spawn(getattr, self.conn, "connection")  # may reconnect: a greenlet
-        return await raw.driver_connection.fetchval(query)
+        return await (await self.driver_connection()).fetchval(query)
+
+    async def give_back_broken(self) -> None:
+        """Return a connection no session was built on, which the driver saw break."""
+        self.endpoint.in_flight -= 1
+        await self._drop_connection(broken=True)
 
     async def replay_reached(self, lsn: int) -> bool:
         """Whether this replica has replayed WAL up to ``lsn`` (asked, not cached)."""

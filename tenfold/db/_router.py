@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenfold._context import current_consistency_token
 from tenfold._errors import DatabaseUnavailable, TenfoldError
 from tenfold.db._engine import Endpoint, connect_with_backoff
-from tenfold.db._errors import describe, map_error, translate
+from tenfold.db._errors import describe, is_connection_error, map_error, translate
 from tenfold.db._lease import Lease
 from tenfold.db._session import TenfoldSession
 from tenfold.db._settings import DatabaseSettings
@@ -97,6 +97,17 @@ class Router:
         when it raises; a read session always rolls back.
         """
         return SessionScope(self, readonly)
+
+    def driver(self) -> DriverScope:
+        """``async with router.driver() as conn``: the primary's raw driver connection.
+
+        For hot paths that one SQL statement serves (the event store's append):
+        no session, no SQLAlchemy compilation, and no transaction block: each
+        statement commits on its own, in one round trip. Errors leave the block
+        as tenfold errors; a connection that broke is discarded, not pooled.
+        PostgreSQL only (asyncpg's ``Connection``).
+        """
+        return DriverScope(self)
 
     async def lease(self, *, readonly: bool) -> Lease:
         """The server this kind of session should use, as a ``Lease``.
@@ -337,6 +348,42 @@ class SessionScope:
                 raise mapped from exc
         finally:
             await lease.release(session)
+
+
+class DriverScope:
+    """``async with router.driver() as conn``: see ``Router.driver``."""
+
+    __slots__ = ("_lease", "_router")
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> Any:
+        lease = self._lease = await self._router.lease(readonly=False)
+        try:
+            return await lease.driver_connection()
+        except BaseException as exc:
+            await self._release(exc)
+            raise
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        await self._release(exc)
+        if exc is None or isinstance(exc, TenfoldError):
+            return
+        mapped = map_error(exc, role="primary", driver_only=True)
+        if mapped is not None and mapped is not exc:
+            raise mapped from exc
+
+    async def _release(self, exc: BaseException | None) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        # A cancelled statement (a BaseException) may leave the protocol mid-message.
+        if exc is not None and (not isinstance(exc, Exception) or is_connection_error(exc)):
+            await lease.give_back_broken()
+        else:
+            await lease.give_back()
 
 
 async def _rollback_quietly(session: AsyncSession) -> None:

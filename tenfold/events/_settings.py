@@ -1,0 +1,24 @@
+"""The events section (``TENFOLD_EVENTS__*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tenfold._section import SettingsSection
+
+__all__ = ["EventsSettings"]
+
+
+class EventsSettings(SettingsSection):
+    """The event store (``TENFOLD_EVENTS__*``): subscriptions, snapshots, relay."""
+
+    poll_interval: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description="Seconds between two reads of the global log by a subscription that has "
+        "caught up (appends in the same process wake it at once).",
+    )
+    page_size: int = Field(
+        500, ge=1, le=10_000, description="Events one read of the global log returns at most."
+    )
