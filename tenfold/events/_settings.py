@@ -22,3 +22,9 @@ class EventsSettings(SettingsSection):
     page_size: int = Field(
         500, ge=1, le=10_000, description="Events one read of the global log returns at most."
     )
+
+    # -- snapshots: fields for aggregates go here ------------------------------------------
+
+    # -- projections: fields for projection runners go here --------------------------------
+
+    # -- relay: fields for the publishing relay go here ------------------------------------
