@@ -6,6 +6,11 @@
     Position, START       places in the global log, and before its first event
     Appended              what an append wrote
     ConcurrencyError      the stream was not at the expected version (409)
+    Aggregate, on         state rebuilt from one stream; ``@on("Type")`` handlers,
+                          ``record()`` new events; ``UnknownEventType``
+    Aggregates            load (latest snapshot + the events after it) and save
+                          aggregates (``platform.get(Aggregates)``); ``Snapshot``
+    AggregateNotFound     the stream to load has no events (404)
     Upcasters             old event schema versions migrated on read
     EventsExtension       the opt-in ``events`` extension; EventsSettings
     metadata              the event store's tables, for Alembic; ``create_tables(db)``
@@ -13,16 +18,21 @@
 See docs/events.md.
 """
 
-from tenfold.events._errors import ConcurrencyError
+from tenfold.events._aggregate import Aggregate, on
+from tenfold.events._errors import AggregateNotFound, ConcurrencyError, UnknownEventType
 from tenfold.events._extension import EventsExtension
 from tenfold.events._model import START, Appended, NewEvent, Position, RecordedEvent
 from tenfold.events._settings import EventsSettings
+from tenfold.events._snapshots import Aggregates, Snapshot
 from tenfold.events._store import EventStore, context_metadata
 from tenfold.events._tables import create_tables, metadata
 from tenfold.events._upcast import Upcast, Upcasters
 
 __all__ = [
     "START",
+    "Aggregate",
+    "AggregateNotFound",
+    "Aggregates",
     "Appended",
     "ConcurrencyError",
     "EventStore",
@@ -31,9 +41,12 @@ __all__ = [
     "NewEvent",
     "Position",
     "RecordedEvent",
+    "Snapshot",
+    "UnknownEventType",
     "Upcast",
     "Upcasters",
     "context_metadata",
     "create_tables",
     "metadata",
+    "on",
 ]

@@ -1,10 +1,19 @@
-"""The event store's errors."""
+"""The event store's errors.
+
+TenfoldError
+├── UnknownEventType        an aggregate has no handler for a stream's event type
+└── ProblemError
+    ├── NotFound
+    │   └── AggregateNotFound   the stream to load has no events (404)
+    └── Conflict
+        └── ConcurrencyError    the stream was not at the expected version (409)
+"""
 
 from __future__ import annotations
 
-from tenfold._errors import Conflict
+from tenfold._errors import Conflict, NotFound, TenfoldError
 
-__all__ = ["ConcurrencyError"]
+__all__ = ["AggregateNotFound", "ConcurrencyError", "UnknownEventType"]
 
 
 class ConcurrencyError(Conflict):
@@ -31,3 +40,33 @@ class ConcurrencyError(Conflict):
         self.actual = actual
         if reason:
             self.context["reason"] = reason
+
+
+class AggregateNotFound(NotFound):
+    """The stream an aggregate was to be loaded from has no events (a 404)."""
+
+    def __init__(self, aggregate: str, stream_id: str) -> None:
+        super().__init__(
+            f"{aggregate} {stream_id!r} not found", aggregate=aggregate, stream_id=stream_id
+        )
+        self.aggregate = aggregate
+        self.stream_id = stream_id
+
+
+class UnknownEventType(TenfoldError):
+    """An aggregate met an event type it has no ``@on`` handler for.
+
+    A programming error, not a client's: add the handler, or set
+    ``ignore_unknown_events = True`` on the aggregate class.
+    """
+
+    def __init__(self, aggregate: str, stream_id: str, event_type: str) -> None:
+        super().__init__(
+            f"{aggregate} has no handler for event type {event_type!r} (stream {stream_id!r})",
+            aggregate=aggregate,
+            stream_id=stream_id,
+            event_type=event_type,
+        )
+        self.aggregate = aggregate
+        self.stream_id = stream_id
+        self.event_type = event_type

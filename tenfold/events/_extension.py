@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from tenfold._extension import Build, Extension
 from tenfold.db import Database
 from tenfold.events._settings import EventsSettings
+from tenfold.events._snapshots import Aggregates
 from tenfold.events._store import EventStore
 from tenfold.events._upcast import Upcasters
 
@@ -18,6 +19,8 @@ __all__ = ["EventsExtension"]
 
 class EventsExtension(Extension):
     """``platform.get(EventStore)`` (also ``platform.events``): the event store.
+
+    ``platform.get(Aggregates)`` loads and saves aggregates on that store.
 
     Opt-in: ``create_app(extensions=[EventsExtension(upcasters=...)])``. On
     SQLite its tables are created when the platform starts; on PostgreSQL
@@ -42,6 +45,7 @@ class EventsExtension(Extension):
             page_size=settings.page_size,
         )
         build.provide(store, name="events")
+        build.provide(Aggregates(store, snapshot_every=settings.snapshot_every))
         if db.is_sqlite:
             build.on_started(_create_tables)
 

@@ -24,6 +24,12 @@ class EventsSettings(SettingsSection):
     )
 
     # -- snapshots: fields for aggregates go here ------------------------------------------
+    snapshot_every: int = Field(
+        100,
+        ge=0,
+        description="Aggregates: a snapshot of an aggregate's state is written when a save "
+        "moves its stream across a multiple of this many events; 0 turns snapshots off.",
+    )
 
     # -- projections: fields for projection runners go here --------------------------------
 
