@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from tenfold._extension import Build, Extension
 from tenfold.db import Database
+from tenfold.events._hints import AppendHints
 from tenfold.events._settings import EventsSettings
 from tenfold.events._snapshots import Aggregates
 from tenfold.events._store import EventStore
@@ -45,6 +46,10 @@ class EventsExtension(Extension):
             page_size=settings.page_size,
         )
         build.provide(store, name="events")
+        if build.redis is not None:
+            # Subscriptions in other processes hear of appends at once instead of polling.
+            channel = f"{build.settings.app.name}:events:appended"
+            store.hints = build.component(AppendHints(build.redis, channel, store._wake))
         build.provide(Aggregates(store, snapshot_every=settings.snapshot_every))
         if db.is_sqlite:
             build.on_started(_create_tables)

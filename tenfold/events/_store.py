@@ -110,6 +110,9 @@ class EventStore:
         self.poll_interval = poll_interval
         self.page_size = page_size
         self._appended = asyncio.Event()
+        #: Tells other processes' subscriptions about appends (set by the extension when
+        #: the platform has Redis; see tenfold.events._hints).
+        self.hints: Any = None
 
     def __repr__(self) -> str:
         return f"<EventStore {self.db!r}>"
@@ -146,9 +149,9 @@ class EventStore:
         else:
             appended = await self._append_sqlite(stream_id, rows, expected_version, session)
         if session is None:
-            self._wake()
+            self._announce()
         else:
-            session.after_commit(self._wake)
+            session.after_commit(self._announce)
         return appended
 
     def _rows(self, events: Sequence[NewEvent]) -> list[tuple[str, int, str, str, str]]:
@@ -363,6 +366,11 @@ class EventStore:
             await asyncio.wait_for(event.wait(), timeout)
         except TimeoutError:
             pass
+
+    def _announce(self) -> None:
+        self._wake()
+        if self.hints is not None:
+            self.hints.poke()
 
     def _wake(self) -> None:
         woken, self._appended = self._appended, asyncio.Event()
