@@ -7,6 +7,11 @@
     Appended              what an append wrote
     ConcurrencyError      the stream was not at the expected version (409)
     Upcasters             old event schema versions migrated on read
+    EventRelay            publishes committed events to a target, at least once, in
+                          log order (``tenfold events relay``); RelayStats
+    EventTarget           where a relay publishes; EventSource, what a consumer reads
+    RedisStream           a Redis stream (XADD ... MAXLEN ~); MemoryStream, in-process
+    EventConsumer         applies published events once each, with the inbox
     EventsExtension       the opt-in ``events`` extension; EventsSettings
     metadata              the event store's tables, for Alembic; ``create_tables(db)``
 
@@ -15,9 +20,19 @@ See docs/events.md.
 
 from tenfold.events._errors import ConcurrencyError
 from tenfold.events._extension import EventsExtension
+from tenfold.events._inbox import ConsumedBatch, EventConsumer, EventHandler
 from tenfold.events._model import START, Appended, NewEvent, Position, RecordedEvent
+from tenfold.events._relay import EventRelay, RelayStats
 from tenfold.events._settings import EventsSettings
 from tenfold.events._store import EventStore, context_metadata
+from tenfold.events._streams import (
+    EventSource,
+    EventTarget,
+    MemoryStream,
+    RedisStream,
+    decode_event,
+    encode_event,
+)
 from tenfold.events._tables import create_tables, metadata
 from tenfold.events._upcast import Upcast, Upcasters
 
@@ -25,15 +40,26 @@ __all__ = [
     "START",
     "Appended",
     "ConcurrencyError",
+    "ConsumedBatch",
+    "EventConsumer",
+    "EventHandler",
+    "EventRelay",
+    "EventSource",
     "EventStore",
+    "EventTarget",
     "EventsExtension",
     "EventsSettings",
+    "MemoryStream",
     "NewEvent",
     "Position",
     "RecordedEvent",
+    "RedisStream",
+    "RelayStats",
     "Upcast",
     "Upcasters",
     "context_metadata",
     "create_tables",
+    "decode_event",
+    "encode_event",
     "metadata",
 ]
