@@ -10,8 +10,10 @@
     EventRelay            publishes committed events to a target, at least once, in
                           log order (``tenfold events relay``); RelayStats
     EventTarget           where a relay publishes; EventSource, what a consumer reads
-    RedisStream           a Redis stream (XADD ... MAXLEN ~); MemoryStream, in-process
+    RedisStream           a Redis stream (XADD ... MAXLEN ~); MemoryStream, in-process;
+                          encode_event/decode_event, an event as a stream entry's fields
     EventConsumer         applies published events once each, with the inbox
+                          (EventHandler; ConsumedBatch, what one poll did)
     EventsExtension       the opt-in ``events`` extension; EventsSettings
     metadata              the event store's tables, for Alembic; ``create_tables(db)``
 
