@@ -24,25 +24,29 @@ from tenfold.events import (
     RedisStream,
     RelayStats,
 )
-from tenfold.testing import RedisServer
+from tenfold.redis import RedisHub
+from tenfold.testing import RedisCluster, RedisServer
 
-PUBLISH_TARGETS = ["redis", "memory"]
+PUBLISH_TARGETS = ["redis", "cluster", "memory"]
 
 
 @pytest.fixture(params=PUBLISH_TARGETS)
 async def stream(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[RedisStream | MemoryStream]:
-    """A fresh Redis stream key on the harness Redis, or an in-process stream."""
+    """A fresh stream key on a hub of the harness Redis or Cluster, or an in-process stream."""
     if request.param == "memory":
         yield MemoryStream()
         return
-    import redis.asyncio as aioredis
-
-    server: RedisServer = request.getfixturevalue("redis_server")
-    client = aioredis.Redis.from_url(server.url)
-    yield RedisStream(client, f"test:{uuid.uuid4().hex}:events", maxlen=0)
-    await client.aclose()
+    if request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        hub = RedisHub.from_cluster(cluster.startup_nodes)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        hub = RedisHub.from_url(server.url)
+    await hub.start()
+    yield RedisStream(hub.client, f"test:{uuid.uuid4().hex}:events", maxlen=0)
+    await hub.stop()
 
 
 async def published(source: EventSource) -> list[RecordedEvent]:
@@ -182,3 +186,21 @@ async def test_embedded_relay_publishes_to_in_process_consumers(tmp_path: Path) 
 
     assert totals == {"acct-1": 50}
     assert consumer.duplicates == 0
+
+
+async def test_the_redis_stream_is_trimmed_to_about_maxlen(
+    store: EventStore, redis_server: RedisServer
+) -> None:
+    """Each XADD trims the stream to about ``maxlen`` entries (whole nodes, so at least that)."""
+    hub = RedisHub.from_url(redis_server.url)
+    await hub.start()
+    stream = RedisStream(hub.client, f"test:{uuid.uuid4().hex}:events", maxlen=10)
+    try:
+        for version in range(0, 600, 100):
+            await store.append("big", [NewEvent("Tick")] * 100, version)
+        await EventRelay(store, stream, batch_size=250).drain()
+        length = await hub.client.xlen(stream.key)
+    finally:
+        await hub.stop()
+
+    assert 10 <= length < 600
