@@ -9,4 +9,5 @@ from tenfold.events import EventsExtension
 
 
 def make_app() -> FastAPI:
+    """The app as `tenfold --app tests.events.relay_app:make_app` loads it."""
     return create_app(extensions=[EventsExtension()])

@@ -127,3 +127,17 @@ async def test_consumers_of_other_names_each_apply_every_event(deposits: EventSt
 
     assert totals.applied == 5
     assert seen == [("acct-1", 1), ("acct-1", 2), ("acct-1", 3), ("acct-2", 1), ("acct-1", 4)]
+
+
+async def test_versions_missing_from_the_stream_do_not_stop_the_consumer(
+    deposits: EventStore,
+) -> None:
+    """A consumer that first sees a stream at a later version (trimmed entries) applies it on."""
+    stream = MemoryStream()
+    await stream.publish([e for e in await deposits.read_all() if e.version >= 3])
+    consumer = EventConsumer(deposits.db, stream, "balances", apply_deposit)
+
+    totals = await consumer.run_until_idle()
+
+    assert (totals.applied, totals.duplicates) == (2, 0)
+    assert await balances_of(deposits.db) == {"acct-1": 7}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tenfold import CoreSettings, Platform, Settings
+from tenfold import ConfigurationError, CoreSettings, Platform, Settings
 from tenfold.events import (
     EventConsumer,
     EventRelay,
@@ -204,3 +204,16 @@ async def test_the_redis_stream_is_trimmed_to_about_maxlen(
         await hub.stop()
 
     assert 10 <= length < 600
+
+
+def test_a_redis_target_without_redis_fails_when_the_platform_is_built(tmp_path: Path) -> None:
+    """TENFOLD_EVENTS__RELAY_TARGET=redis with no Redis configured names the setting at build."""
+    composed = CoreSettings.compose([*Settings.sections.items(), ("events", EventsSettings)])
+    settings = composed.load(
+        db={"url": SecretStr(f"sqlite+aiosqlite:///{tmp_path}/app.db")},
+        events=EventsSettings(relay_target="redis"),
+    )
+
+    with pytest.raises(ConfigurationError) as caught:
+        Platform.build(settings, extensions=[EventsExtension()], configure_logs=False)
+    assert caught.value.setting == "TENFOLD_EVENTS__RELAY_TARGET"
