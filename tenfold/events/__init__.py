@@ -12,6 +12,13 @@
                           aggregates (``platform.get(Aggregates)``); ``Snapshot``
     AggregateNotFound     the stream to load has no events (404)
     Upcasters             old event schema versions migrated on read
+    EventRelay            publishes committed events to a target, at least once, in
+                          log order (``tenfold events relay``); RelayStats
+    EventTarget           where a relay publishes; EventSource, what a consumer reads
+    RedisStream           a Redis stream (XADD ... MAXLEN ~); MemoryStream, in-process;
+                          encode_event/decode_event, an event as a stream entry's fields
+    EventConsumer         applies published events once each, with the inbox
+                          (EventHandler; ConsumedBatch, what one poll did)
     EventsExtension       the opt-in ``events`` extension; EventsSettings
     metadata              the event store's tables, for Alembic; ``create_tables(db)``
 
@@ -21,10 +28,20 @@ See docs/events.md.
 from tenfold.events._aggregate import Aggregate, on
 from tenfold.events._errors import AggregateNotFound, ConcurrencyError, UnknownEventType
 from tenfold.events._extension import EventsExtension
+from tenfold.events._inbox import ConsumedBatch, EventConsumer, EventHandler
 from tenfold.events._model import START, Appended, NewEvent, Position, RecordedEvent
+from tenfold.events._relay import EventRelay, RelayStats
 from tenfold.events._settings import EventsSettings
 from tenfold.events._snapshots import Aggregates, Snapshot
 from tenfold.events._store import EventStore, context_metadata
+from tenfold.events._streams import (
+    EventSource,
+    EventTarget,
+    MemoryStream,
+    RedisStream,
+    decode_event,
+    encode_event,
+)
 from tenfold.events._tables import create_tables, metadata
 from tenfold.events._upcast import Upcast, Upcasters
 
@@ -35,18 +52,29 @@ __all__ = [
     "Aggregates",
     "Appended",
     "ConcurrencyError",
+    "ConsumedBatch",
+    "EventConsumer",
+    "EventHandler",
+    "EventRelay",
+    "EventSource",
     "EventStore",
+    "EventTarget",
     "EventsExtension",
     "EventsSettings",
+    "MemoryStream",
     "NewEvent",
     "Position",
     "RecordedEvent",
+    "RedisStream",
+    "RelayStats",
     "Snapshot",
     "UnknownEventType",
     "Upcast",
     "Upcasters",
     "context_metadata",
     "create_tables",
+    "decode_event",
+    "encode_event",
     "metadata",
     "on",
 ]

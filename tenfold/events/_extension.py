@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tenfold._extension import Build, Extension
 from tenfold.db import Database
 from tenfold.events._hints import AppendHints
+from tenfold.events._relay_cli import build_relay
 from tenfold.events._settings import EventsSettings
 from tenfold.events._snapshots import Aggregates
 from tenfold.events._store import EventStore
 from tenfold.events._upcast import Upcasters
 
 if TYPE_CHECKING:
+    import click
+
     from tenfold._platform import Platform
 
 __all__ = ["EventsExtension"]
@@ -51,8 +55,14 @@ class EventsExtension(Extension):
             channel = f"{build.settings.app.name}:events:appended"
             store.hints = build.component(AppendHints(build.redis, channel, store._wake))
         build.provide(Aggregates(store, snapshot_every=settings.snapshot_every))
+        build_relay(build, store)
         if db.is_sqlite:
             build.on_started(_create_tables)
+
+    def commands(self) -> Sequence[click.Command]:
+        from tenfold.events._relay_cli import events_group
+
+        return [events_group]
 
 
 async def _create_tables(platform: Platform) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from tenfold._section import SettingsSection
@@ -34,3 +36,35 @@ class EventsSettings(SettingsSection):
     # -- projections: fields for projection runners go here --------------------------------
 
     # -- relay: fields for the publishing relay go here ------------------------------------
+    relay_enabled: bool = Field(
+        False,
+        description="Run the relay in this process: a started platform publishes committed "
+        "events to the relay target (`tenfold events relay` runs one on its own).",
+    )
+    relay_target: Literal["auto", "redis", "memory"] = Field(
+        "auto",
+        description="Where the relay publishes: `redis` (a Redis stream, needs "
+        "TENFOLD_REDIS__URL), `memory` (in-process, for consumers in the same process), "
+        "`auto` (redis when Redis is configured, else memory).",
+    )
+    relay_stream_key: str | None = Field(
+        None,
+        min_length=1,
+        description="The Redis stream the relay appends to; unset: `<app name>:events`.",
+    )
+    relay_maxlen: int = Field(
+        1_000_000,
+        ge=0,
+        description="Length the stream is trimmed to, approximately, on each publish "
+        "(`XADD MAXLEN ~`); 0: never trimmed.",
+    )
+    relay_interval: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Seconds between two passes of the relay when idle (appends in the same "
+        "process wake it at once).",
+    )
+    relay_batch_size: int = Field(
+        500, ge=1, le=10_000, description="Events one relay transaction publishes at most."
+    )
