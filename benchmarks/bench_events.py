@@ -142,7 +142,7 @@ async def lag(bench: Bench) -> SectionResult:
                     raise RuntimeError(f"{side} {where}: {len(missing)} events never handled")
                 key = f"{side}.lag_{where}"
                 samples.setdefault(key, []).extend(
-                    (handled[i] - committed[i]) * 1000 for i in committed
+                    (handled[i] - committed[i]) * 1000 for i in committed if i in handled
                 )
                 # Below --rate when the writer's appends cannot keep up with it.
                 span = max(committed.values()) - min(committed.values())
