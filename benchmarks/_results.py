@@ -18,6 +18,10 @@ The file::
      "ratios": {"tenfold-lease/fastapi": 1.43, ...},
      "targets": {"tenfold-lease/fastapi": {"min": 1.3}, ...}}
 
+A benchmark whose figures depend on how a server was set up names those
+settings in ``results.settings`` (``{"fsync": "on", ...}``); the file then
+has a ``"settings"`` object too.
+
 A figure that was not measured (no CPU time without ``/proc``) is ``null``.
 Targets are reported, never enforced: a benchmark measures, it does not fail.
 """
@@ -79,6 +83,8 @@ class Results:
     ratios: dict[str, float] = field(default_factory=dict)
     #: Keyed by a ratio's name, or a figure's for a bound on an absolute figure.
     targets: dict[str, Target] = field(default_factory=dict)
+    #: Server settings the figures were measured under (written when there are any).
+    settings: dict[str, str] = field(default_factory=dict)
 
     def value(self, name: str) -> float | None:
         """The ratio or figure called ``name``, or None if this run did not measure it."""
@@ -101,7 +107,7 @@ class Results:
         """The file's content. ``when`` must be timezone-aware; it is written in UTC."""
         if when.tzinfo is None:
             raise ValueError("when must be timezone-aware, e.g. datetime.now(UTC)")
-        return {
+        document: dict[str, Any] = {
             "name": self.name,
             "machine": machine,
             "when": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -110,6 +116,9 @@ class Results:
             "ratios": {k: _finite(v) for k, v in self.ratios.items()},
             "targets": {k: t.as_json() for k, t in self.targets.items()},
         }
+        if self.settings:
+            document["settings"] = dict(self.settings)
+        return document
 
 
 def machine() -> str:

@@ -71,11 +71,11 @@ from tenfold import Platform, RedisSettings, Settings
 from tenfold.jobs import JobsExtension, create_tables
 from tenfold.jobs._celery import redis_lists
 from tenfold.testing import RedisServer
-from tenfold.testing._postgres import launch_primary
 
 if not __package__:  # run as a file, not with -m: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import _jobs_apps as apps
+from benchmarks._postgres import own_postgres
 from benchmarks._results import Results, Target, record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -409,16 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     if server is None:
         server = RedisServer.launch(workdir)
     print(f"redis {server.url} ({'fresh' if fresh else 'TENFOLD_TEST_REDIS_URL'})", flush=True)
-    pg_dir = Path(tempfile.mkdtemp(prefix="tenfold-bench-jobs-pg-"))
-    if os.geteuid() == 0:  # the server runs as the postgres user, never as root
-        shutil.chown(pg_dir, "postgres", "postgres")
-    pg = launch_primary(pg_dir, name="pg-bench")
     try:
-        pg.psql(f"CREATE DATABASE {args.pg_db}")
-        asyncio.run(run(args, server.url, pg, workdir))
+        with own_postgres("tenfold-bench-jobs-pg-", databases=[args.pg_db]) as pg:
+            asyncio.run(run(args, server.url, pg, workdir))
     finally:
-        pg.close()
-        shutil.rmtree(pg_dir, ignore_errors=True)
         if fresh:
             server.close()
         shutil.rmtree(workdir, ignore_errors=True)

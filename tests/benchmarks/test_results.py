@@ -43,6 +43,15 @@ def test_file_has_the_documented_shape(tmp_path: Path) -> None:
     }
 
 
+def test_settings_are_written_only_when_named(tmp_path: Path) -> None:
+    """A file names the server settings its figures were measured under, and has no key without."""
+    results = full_stack()
+    results.settings = {"fsync": "on", "synchronous_commit": "on"}
+    document = json.loads(write(results, directory=tmp_path, when=WHEN).read_text())
+    assert document["settings"] == {"fsync": "on", "synchronous_commit": "on"}
+    assert "settings" not in full_stack().as_json(machine="m", when=WHEN)
+
+
 def test_when_is_written_in_utc() -> None:
     """A timestamp from another zone is converted to UTC, with a Z."""
     local = WHEN.astimezone(timezone(timedelta(hours=5, minutes=30)))
