@@ -296,6 +296,23 @@ class Endpoint:
         self.acquire_histogram.observe(perf_counter() - started)
         return conn
 
+    def checkout_raw(self) -> Any:
+        """Check out a pooled DBAPI connection, no ``Connection`` around it (sync, for a
+        greenlet); timed and mapped like ``checkout``. Give it back with ``.close()``."""
+        self.waiters += 1
+        started = perf_counter()
+        try:
+            fairy = self._sync_engine.raw_connection()
+        except Exception as exc:
+            mapped = map_error(exc, role=self.role, connecting=True)
+            if mapped is None or mapped is exc:
+                raise
+            raise mapped from exc
+        finally:
+            self.waiters -= 1
+        self.acquire_histogram.observe(perf_counter() - started)
+        return fairy
+
     def _mark_readonly(self, conn: Connection) -> None:
         if self.is_sqlite:  # read by the SQLite BEGIN hook
             conn.execution_options(tenfold_readonly=True)
