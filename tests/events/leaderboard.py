@@ -42,21 +42,24 @@ class Leaderboard(Projection):
         home, away = event.data["home"], event.data["away"]
         hg, ag = event.data["home_goals"], event.data["away_goals"]
         gained = {home: 3 if hg > ag else int(hg == ag), away: 3 if ag > hg else int(hg == ag)}
-        for team, gain in gained.items():
-            await _add(session, table, team, gain)
+        await _add(session, table, gained)
         self.applied.append(event.id)
 
 
-async def _add(session: TenfoldSession, table: sa.Table, team: str, gain: int) -> None:
+async def _add(session: TenfoldSession, table: sa.Table, gained: dict[str, int]) -> None:
+    """One upsert for both teams (they differ: one statement per event)."""
     if session.bind.dialect.name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
         from sqlalchemy.dialects.postgresql import insert
-    stmt = insert(table).values(team=team, points=gain, played=1)
+    stmt = insert(table).values([{"team": t, "points": g, "played": 1} for t, g in gained.items()])
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=[table.c.team],
-            set_={"points": table.c.points + gain, "played": table.c.played + 1},
+            set_={
+                "points": table.c.points + stmt.excluded.points,
+                "played": table.c.played + 1,
+            },
         )
     )
 
