@@ -78,8 +78,10 @@ class ProjectionRunner:
         """Catch up, wait for appends, forever."""
         store = self.projections.store
         while True:
+            # Taken before the pass: an append during it wakes the wait at once.
+            woken = store._appended
             await self.run_once()
-            await store.wait_for_appends(store.poll_interval)
+            await store.wait_for_appends(store.poll_interval, woken)
 
     async def run_once(self) -> None:
         """One pass: catch every projection up, except those waiting out a failure."""
@@ -171,6 +173,7 @@ class WorkerProjections:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
+        self._stopping = threading.Event()
 
     def connect(self, jobs_app: Any) -> None:
         from celery import signals
@@ -182,7 +185,6 @@ class WorkerProjections:
         def shutdown(sender: Any = None, **_: Any) -> None:
             self.stop()
 
-        self._receivers = (ready, shutdown)
         signals.worker_ready.connect(ready, weak=False)
         signals.worker_shutdown.connect(shutdown, weak=False)
 
@@ -197,6 +199,7 @@ class WorkerProjections:
         thread, self._thread = self._thread, None
         if thread is None:
             return
+        self._stopping.set()
         loop, main = self._loop, self._main
         if loop is not None and main is not None:
             loop.call_soon_threadsafe(main.cancel)
@@ -208,6 +211,8 @@ class WorkerProjections:
 
         self._loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
+        if self._stopping.is_set():  # stopped before this thread got going
+            return
         source = self.source
         db = Database(self.db_settings)
         await db.start()
