@@ -257,11 +257,14 @@ class Projections:
                 )
             ).first()
             checkpoint = START if row is None else Position(row.tx, row.seq)
-            after = sa.tuple_(events.c.tx, events.c.position) > sa.tuple_(
-                sa.literal(checkpoint.tx), sa.literal(checkpoint.seq)
-            )
-            if self.store.db.is_sqlite:
-                after = events.c.position > checkpoint.seq
-            behind = await session.scalar(sa.select(sa.func.count()).where(after))
+            behind = await session.scalar(sa.select(sa.func.count()).where(self._after(checkpoint)))
         updated = None if row is None or not row.updated_at else row.updated_at
         return ProjectionStatus(name, checkpoint, int(behind or 0), updated)
+
+    def _after(self, position: Position) -> sa.ColumnElement[bool]:
+        """The log's rows after ``position``, in the order ``read_all`` reads them."""
+        if self.store.db.is_sqlite:
+            return events.c.position > position.seq
+        return sa.tuple_(events.c.tx, events.c.position) > sa.tuple_(
+            sa.literal(position.tx), sa.literal(position.seq)
+        )

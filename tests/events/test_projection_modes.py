@@ -179,3 +179,28 @@ async def test_worker_mode_runs_projections_in_tenfold_worker(
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"projections_following" in err
     assert await _board() == expected(matches + more)
+
+
+def test_a_worker_pool_process_does_not_run_the_app_loop(sqlite_env: dict[str, str]) -> None:
+    """In app mode, the platform a `tenfold worker` pool process starts runs no loop (its event
+    loop only turns while a task runs); the app's platform and the embedded worker's do."""
+    from tenfold.events._follow import runs_here
+    from tenfold.jobs import JobsExtension
+    from tenfold.jobs._embedded import EmbeddedRuntime
+    from tenfold.jobs._jobs import Jobs
+    from tenfold.jobs._runtime import WorkerRuntime
+
+    platform = Platform.build(
+        extensions=[EventsExtension(projections=[Leaderboard()]), JobsExtension()]
+    )
+    jobs = platform.get(Jobs)
+    assert runs_here(platform)
+    loop = asyncio.new_event_loop()
+    jobs.runtime = EmbeddedRuntime(platform, loop)
+    assert runs_here(platform)
+    loop.close()
+    jobs.runtime = WorkerRuntime(platform)
+    assert not runs_here(platform)
+    platform.command = True
+    jobs.runtime = WorkerRuntime(None)
+    assert not runs_here(platform)
