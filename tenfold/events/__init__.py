@@ -19,6 +19,12 @@
                           encode_event/decode_event, an event as a stream entry's fields
     EventConsumer         applies published events once each, with the inbox
                           (EventHandler; ConsumedBatch, what one poll did)
+    Projection            a read model built from the log, exactly once
+    Projections           runs projections: catch up, wait for a position,
+                          status, rebuild (``platform.get(Projections)``)
+    ProjectionRunner      the long-running loop that keeps projections caught up
+    ProjectionError       a handler failed: its batch was rolled back
+    ProjectionStatus      a projection's checkpoint and how far behind it is
     EventsExtension       the opt-in ``events`` extension; EventsSettings
     metadata              the event store's tables, for Alembic; ``create_tables(db)``
 
@@ -28,8 +34,15 @@ See docs/events.md.
 from tenfold.events._aggregate import Aggregate, on
 from tenfold.events._errors import AggregateNotFound, ConcurrencyError, UnknownEventType
 from tenfold.events._extension import EventsExtension
+from tenfold.events._follow import ProjectionRunner
 from tenfold.events._inbox import ConsumedBatch, EventConsumer, EventHandler
 from tenfold.events._model import START, Appended, NewEvent, Position, RecordedEvent
+from tenfold.events._projection import (
+    Projection,
+    ProjectionError,
+    Projections,
+    ProjectionStatus,
+)
 from tenfold.events._relay import EventRelay, RelayStats
 from tenfold.events._settings import EventsSettings
 from tenfold.events._snapshots import Aggregates, Snapshot
@@ -64,6 +77,11 @@ __all__ = [
     "MemoryStream",
     "NewEvent",
     "Position",
+    "Projection",
+    "ProjectionError",
+    "ProjectionRunner",
+    "ProjectionStatus",
+    "Projections",
     "RecordedEvent",
     "RedisStream",
     "RelayStats",

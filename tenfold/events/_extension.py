@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 from tenfold._extension import Build, Extension
 from tenfold.db import Database
+from tenfold.events import _follow
 from tenfold.events._hints import AppendHints
+from tenfold.events._projection import Projection
 from tenfold.events._relay_cli import build_relay
 from tenfold.events._settings import EventsSettings
 from tenfold.events._snapshots import Aggregates
@@ -27,18 +29,24 @@ class EventsExtension(Extension):
 
     ``platform.get(Aggregates)`` loads and saves aggregates on that store.
 
-    Opt-in: ``create_app(extensions=[EventsExtension(upcasters=...)])``. On
-    SQLite its tables are created when the platform starts; on PostgreSQL
-    add ``tenfold.events.metadata`` to your migrations.
+    Opt-in: ``create_app(extensions=[EventsExtension(upcasters=..., projections=[...])])``;
+    ``platform.get(Projections)`` runs the projections. On SQLite its tables
+    (and the projections') are created when the platform starts; on
+    PostgreSQL add ``tenfold.events.metadata`` and the projections' tables
+    to your migrations.
     """
 
     name = "events"
     settings_model = EventsSettings
     requires = ("db",)
-    after = ("db",)
+    # jobs: the projections of TENFOLD_EVENTS__PROJECTIONS_IN=worker follow the worker's life.
+    after = ("db", "jobs")
 
-    def __init__(self, *, upcasters: Upcasters | None = None) -> None:
+    def __init__(
+        self, *, upcasters: Upcasters | None = None, projections: Sequence[Projection] = ()
+    ) -> None:
         self.upcasters = upcasters
+        self.projections = list(projections)
 
     def build(self, build: Build) -> None:
         settings: EventsSettings = build.section
@@ -58,11 +66,13 @@ class EventsExtension(Extension):
         build_relay(build, store)
         if db.is_sqlite:
             build.on_started(_create_tables)
+        _follow.install(build, store, self.projections)
 
     def commands(self) -> Sequence[click.Command]:
+        from tenfold.events._projections_cli import projections_group
         from tenfold.events._relay_cli import events_group
 
-        return [events_group]
+        return [projections_group, events_group]
 
 
 async def _create_tables(platform: Platform) -> None:
