@@ -10,9 +10,10 @@ an ``Application`` uses. Its ``insert_events`` takes an EXCLUSIVE lock on the
 table so that ids are handed out in commit order, and sends ``NOTIFY``; its
 ``subscribe()`` LISTENs. It is synchronous (psycopg 3): writers are threads.
 
-Run as ``python -m benchmarks._events_sides SIDE URL AFTER COUNT POLL OUT``, it
+Run as ``python -m benchmarks._events_sides SIDE URL AFTER COUNT POLL OUT REDIS``, it
 is the subscriber in another process: it prints ``ready`` once subscribed,
-then writes ``{i: when handled}`` of COUNT events to OUT as JSON.
+then writes ``{i: when handled}`` of COUNT events to OUT as JSON. REDIS is the
+URL tenfold's hints travel over, or ``-`` for none (polling only).
 """
 
 from __future__ import annotations
@@ -31,11 +32,17 @@ from urllib.parse import urlsplit
 import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from pydantic import SecretStr
 
-from tenfold import DatabaseSettings
+from tenfold import CoreSettings, Platform, RedisSettings, Settings
 from tenfold.db import Database
-from tenfold.events import EventStore, NewEvent, Position, create_tables
+from tenfold.events import (
+    EventsExtension,
+    EventsSettings,
+    EventStore,
+    NewEvent,
+    Position,
+    create_tables,
+)
 
 __all__ = [
     "PEER",
@@ -66,22 +73,30 @@ def payload(i: int) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def tenfold_store(
-    url: str, *, pool_size: int, poll_interval: float
+    url: str, *, pool_size: int, poll_interval: float, redis_url: str | None = None
 ) -> AsyncIterator[EventStore]:
-    """An EventStore on ``url`` with a pool of ``pool_size`` connections and its tables."""
-    settings = DatabaseSettings(
-        url=SecretStr(url),
-        cursor_secret=SecretStr(CURSOR_SECRET),
-        pool_size=pool_size,
-        max_overflow=0,
+    """The EventStore of a started platform on ``url`` (a pool of ``pool_size``), as an app
+    has it; with ``redis_url`` its appends send hints that wake other processes' subscribers.
+    """
+    composed = CoreSettings.compose([*Settings.sections.items(), ("events", EventsSettings)])
+    settings = composed.load(
+        app={"name": "bench-events"},
+        db={
+            "url": url,
+            "cursor_secret": CURSOR_SECRET,
+            "pool_size": pool_size,
+            "max_overflow": 0,
+        },
+        redis=RedisSettings(url=redis_url),
+        events={"poll_interval": poll_interval},
     )
-    db = Database(settings)
-    await db.start()
+    platform = Platform.build(settings, extensions=[EventsExtension()], configure_logs=False)
+    await platform.start()
     try:
-        await create_tables(db)
-        yield EventStore(db, poll_interval=poll_interval)
+        await create_tables(platform.get(Database))
+        yield platform.get(EventStore)
     finally:
-        await db.stop()
+        await platform.stop()
 
 
 async def tenfold_appends(store: EventStore, writers: int, count: int, tag: str) -> float:
@@ -225,13 +240,15 @@ def _ready() -> None:
     print("ready", flush=True)
 
 
-async def _tenfold_process(url: str, after: str, count: int, poll: float) -> Handled:
-    async with tenfold_store(url, pool_size=2, poll_interval=poll) as store:
+async def _tenfold_process(
+    url: str, after: str, count: int, poll: float, redis_url: str | None
+) -> Handled:
+    async with tenfold_store(url, pool_size=2, poll_interval=poll, redis_url=redis_url) as store:
         return await tenfold_subscribe(store, Position.parse(after), count, _ready)
 
 
 def main(argv: list[str]) -> int:
-    side, url, after, count, poll, out = argv
+    side, url, after, count, poll, out, redis_url = argv
     if side == PEER:
         recorder = peer_recorder(url, pool_size=2)
         try:
@@ -239,7 +256,8 @@ def main(argv: list[str]) -> int:
         finally:
             recorder.datastore.close()
     else:
-        handled = asyncio.run(_tenfold_process(url, after, int(count), float(poll)))
+        hints = redis_url if redis_url != "-" else None
+        handled = asyncio.run(_tenfold_process(url, after, int(count), float(poll), hints))
     Path(out).write_bytes(orjson.dumps({str(k): v for k, v in handled.items()}))
     return 0
 

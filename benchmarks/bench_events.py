@@ -29,11 +29,20 @@ figures and ratios it measured, so another can be added beside them):
    own time, so one slow append does not delay the next. The lag of an event
    is the time from its append having returned (committed) to a subscriber
    having it, p50 and p99 over every round; the rate the writers reached is
-   reported beside it. Subscribers: ``store.subscribe()`` in another process
-   (woken only by polling, every ``--poll-interval`` s, the store's default)
-   and in the writers' process (woken at once by the append);
-   pyeventsourcing's ``recorder.subscribe()`` (LISTEN/NOTIFY) in another
-   process and in the writers' (a thread).
+   reported beside it. tenfold's stores are those of started platforms, as an
+   app has them, with Redis (launched for the run): ``store.subscribe()`` in
+   another process (woken by the append hint over Redis pub/sub), again in
+   another process without Redis (woken only by polling, every
+   ``--poll-interval`` s, the store's default; tenfold only), and in the
+   writers' process (woken at once by the append); pyeventsourcing's
+   ``recorder.subscribe()`` (LISTEN/NOTIFY) in another process and in the
+   writers' (a thread).
+3. **aggregate_load**: an ``Account`` aggregate over a ``--aggregate-events``
+   stream (10,000), loaded from the log alone (every event read and applied)
+   and from a snapshot taken at its last event (``Aggregates``); medians of
+   repeated loads. tenfold only: pyeventsourcing snapshots through its
+   ``Application`` and domain-model classes, which this benchmark does not
+   build, so there is no like-for-like peer figure.
 
     python -m benchmarks bench_events [--quick]
 """
@@ -46,6 +55,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,12 +69,17 @@ from benchmarks import _events_sides as sides
 from benchmarks._events_sides import PEER
 from benchmarks._postgres import own_postgres, server_settings
 from benchmarks._results import Results, Target, record
-from tenfold.events import EventStore, NewEvent
-from tenfold.testing import PgServer
+from tenfold.events import Aggregate, Aggregates, EventStore, NewEvent, on
+from tenfold.testing import PgServer, RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
 WRITERS = (1, 16)
 POOL_SIZE = 16
+#: Where each side's lag subscriber runs (tenfold's other process with hints, then without).
+WHERES = {
+    "tenfold": ("other_process", "other_process_polling", "same_process"),
+    PEER: ("other_process", "same_process"),
+}
 #: Writers sharing the lag section's steady schedule (one append at a time each).
 PACED_WRITERS = 8
 #: The durable default; bench_jobs' harness server turns fsync off.
@@ -87,6 +102,8 @@ class Bench:
     store: EventStore
     recorder: Any  # eventsourcing.postgres.PostgresApplicationRecorder
     workdir: Path
+    #: The Redis tenfold's append hints travel over.
+    redis_url: str
 
 
 # -- 1. appends --------------------------------------------------------------------------------
@@ -135,7 +152,7 @@ async def lag(bench: Bench) -> SectionResult:
     achieved: dict[str, list[float]] = {}
     for r in range(args.rounds):
         for side in ("tenfold", PEER) if r % 2 == 0 else (PEER, "tenfold"):
-            for where in ("other_process", "same_process"):
+            for where in WHERES[side]:
                 committed, handled = await _lag_run(bench, side, where, count, f"lag-r{r}")
                 missing = set(committed) - set(handled)
                 if missing:
@@ -164,9 +181,13 @@ async def lag(bench: Bench) -> SectionResult:
             print(f"{label:<29}{ours:>12.2f}{peer:>15.2f}{ours / peer:>7.2f}x")
         ours, peer = (figures[f"{s}.lag_{where}_achieved_per_s"] for s in ("tenfold", PEER))
         print(f"{where.replace('_', ' ') + ' appends/s':<29}{ours:>12.0f}{peer:>15.0f}")
+    for q in ("p50", "p99"):
+        polled = figures[f"tenfold.lag_other_process_polling_{q}_ms"]
+        print(f"{'other process, no Redis ' + q:<29}{polled:>12.2f}")
     print(
-        f"  (tenfold in another process polls every {args.poll_interval:g} s; in the same "
-        f"process the append wakes it; {PEER} is woken by LISTEN/NOTIFY in both)"
+        f"  (tenfold in another process: woken by a hint over Redis pub/sub, and without Redis "
+        f"by polling every {args.poll_interval:g} s; in the same process the append wakes it; "
+        f"{PEER} is woken by LISTEN/NOTIFY)"
     )
     return {"figures": figures, "ratios": ratios}
 
@@ -185,7 +206,8 @@ async def _lag_run(
         return await _lag_here(bench, side, after, count, stream)
     out = bench.workdir / f"{stream}.json"
     url = bench.pg.url(args.tenfold_db) if side == "tenfold" else bench.pg.dsn(args.peer_db)
-    argv = [side, url, str(after), str(count), str(args.poll_interval), str(out)]
+    hints = bench.redis_url if where == "other_process" else "-"
+    argv = [side, url, str(after), str(count), str(args.poll_interval), str(out), hints]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -195,7 +217,7 @@ async def _lag_run(
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
-    if (await asyncio.wait_for(proc.stdout.readline(), 60)).strip() != b"ready":
+    if not await asyncio.wait_for(_ready(proc.stdout), 60):
         raise RuntimeError(f"the {side} subscriber process did not start")
     await asyncio.sleep(0.3)  # the peer's LISTEN runs in a thread started with the subscription
     committed = await _paced(bench, side, stream, count)
@@ -203,6 +225,14 @@ async def _lag_run(
         raise RuntimeError(f"the {side} subscriber process failed")
     handled = {int(k): v for k, v in orjson.loads(out.read_bytes()).items()}
     return committed, handled
+
+
+async def _ready(stdout: asyncio.StreamReader) -> bool:
+    """Whether the subscriber said ``ready`` (lines before it are its platform's logs)."""
+    while line := await stdout.readline():
+        if line.strip() == b"ready":
+            return True
+    return False
 
 
 async def _lag_here(
@@ -237,8 +267,66 @@ def _paced(bench: Bench, side: str, stream: str, count: int) -> Awaitable[dict[i
     return asyncio.to_thread(sides.peer_paced, bench.recorder, rate, count, writers)
 
 
+# -- 3. aggregate loading ----------------------------------------------------------------------
+
+
+class Account(Aggregate):
+    """The benchmark's aggregate: a balance folded from ``Deposited`` events."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.balance = 0
+        self.deposits = 0
+
+    def deposit(self, amount: int) -> None:
+        self.record(sides.TYPE, {**sides.payload(self.deposits), "amount": amount})
+
+    @on(sides.TYPE)
+    def _deposited(self, data: dict[str, Any]) -> None:
+        self.balance += data["amount"]
+        self.deposits += 1
+
+
+async def aggregate_load(bench: Bench) -> SectionResult:
+    """Loading a ``--aggregate-events`` stream's aggregate from the log alone, and from a
+    snapshot taken at its last event; tenfold only (see the module docstring)."""
+    store, n = bench.store, bench.args.aggregate_events
+    stream = f"account-{os.getpid()}"
+    batch = 500
+    for version in range(0, n - 1, batch):
+        size = min(batch, n - 1 - version)
+        events = [NewEvent(sides.TYPE, sides.payload(version + k)) for k in range(size)]
+        await store.append(stream, events, version)
+    # The n-th event, saved through a repository that snapshots every n: a snapshot at n.
+    snapshots = Aggregates(store, snapshot_every=n)
+    account = await snapshots.load(Account, stream)
+    account.deposit(1250)
+    await snapshots.save(account)
+    plain = Aggregates(store, snapshot_every=0)
+    times: dict[str, list[float]] = {"from_log": [], "from_snapshot": []}
+    for _ in range(bench.args.rounds):
+        for key, repo, loads in (("from_log", plain, 3), ("from_snapshot", snapshots, 30)):
+            for _ in range(loads):
+                start = time.perf_counter()
+                loaded = await repo.load(Account, stream)
+                times[key].append((time.perf_counter() - start) * 1000)
+                if loaded.version != n or loaded.deposits != n:
+                    raise RuntimeError(f"{key}: loaded {loaded.deposits} of {n} events")
+    figures = {f"tenfold.aggregate_load_{k}_ms": statistics.median(v) for k, v in times.items()}
+    figures["aggregate_events"] = float(n)
+    log, snap = (
+        figures["tenfold.aggregate_load_from_log_ms"],
+        figures["tenfold.aggregate_load_from_snapshot_ms"],
+    )
+    print(f"\naggregate load, {n:,}-event stream (ms){'tenfold':>10}")
+    print(f"{'from the log alone':<36}{log:>10.2f}")
+    print(f"{'from a snapshot (and no tail)':<36}{snap:>10.2f}")
+    print(f"  (the snapshot saves {log / snap:.0f}x; {PEER} has no comparable figure here)")
+    return {"figures": figures, "ratios": {"tenfold.aggregate_load_log/snapshot": log / snap}}
+
+
 #: Run in this order; each returns ``{"figures": {...}, "ratios": {...}}``.
-SECTIONS: list[Callable[[Bench], Awaitable[SectionResult]]] = [appends, lag]
+SECTIONS: list[Callable[[Bench], Awaitable[SectionResult]]] = [appends, lag, aggregate_load]
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -262,6 +350,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=1000.0, help="lag: appends/s (1000)")
     parser.add_argument("--lag-seconds", type=float, default=5.0, help="lag: each run's length (5)")
     parser.add_argument("--poll-interval", type=float, default=0.1, help="tenfold's poll (0.1 s)")
+    parser.add_argument(
+        "--aggregate-events", type=int, default=10_000, help="aggregate load: stream length"
+    )
     parser.add_argument("--quick", action="store_true", help="1 round, short runs: a smoke test")
     parser.add_argument("--results-dir", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--tenfold-db", default="bench_tenfold", help=argparse.SUPPRESS)
@@ -272,7 +363,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-async def run(args: argparse.Namespace, pg: PgServer, workdir: Path) -> Results:
+async def run(args: argparse.Namespace, pg: PgServer, workdir: Path, redis_url: str) -> Results:
     """Run every section against ``pg``; print; write the results file."""
     results = Results(Path(__file__).stem, quick=args.quick, targets=dict(TARGETS))
     results.settings = server_settings(pg)
@@ -289,9 +380,12 @@ async def run(args: argparse.Namespace, pg: PgServer, workdir: Path) -> Results:
     )
     try:
         async with sides.tenfold_store(
-            pg.url(args.tenfold_db), pool_size=POOL_SIZE, poll_interval=args.poll_interval
+            pg.url(args.tenfold_db),
+            pool_size=POOL_SIZE,
+            poll_interval=args.poll_interval,
+            redis_url=redis_url,
         ) as store:
-            bench = Bench(args, pg, store, recorder, workdir)
+            bench = Bench(args, pg, store, recorder, workdir, redis_url)
             for section in SECTIONS:
                 measured = await section(bench)
                 results.figures.update(measured["figures"])
@@ -308,11 +402,19 @@ async def run(args: argparse.Namespace, pg: PgServer, workdir: Path) -> Results:
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     databases = [args.tenfold_db, args.peer_db]
-    with (
-        tempfile.TemporaryDirectory(prefix="tenfold-bench-events-") as workdir,
-        own_postgres("tenfold-bench-events-pg-", databases=databases, settings=PG_SETTINGS) as pg,
-    ):
-        asyncio.run(run(args, pg, Path(workdir)))
+    with tempfile.TemporaryDirectory(prefix="tenfold-bench-events-") as workdir:
+        server = RedisServer.from_env()
+        fresh = server is None
+        if server is None:
+            server = RedisServer.launch(Path(workdir))
+        try:
+            with own_postgres(
+                "tenfold-bench-events-pg-", databases=databases, settings=PG_SETTINGS
+            ) as pg:
+                asyncio.run(run(args, pg, Path(workdir), server.url))
+        finally:
+            if fresh:
+                server.close()
     return 0
 
 

@@ -1,7 +1,7 @@
 """bench_events --quick: the file it writes, both sides of every section, every event handled.
 
 The quick run is made once for the module (about 20 s) on the harness
-primary. Only counts and the file's shape are checked, never a time.
+primary and Redis. Only counts and the file's shape are checked, never a time.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import bench_events as bench
 from benchmarks._events_sides import PEER
-from tenfold.testing import PgCluster
+from tenfold.testing import PgCluster, RedisServer
 
 pytestmark = [pytest.mark.slow]
 
@@ -24,13 +24,20 @@ PLACES = ("other_process", "same_process")
 
 
 @pytest.fixture(scope="module")
-async def document(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory):
+async def document(
+    pg_cluster: PgCluster, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+):
     """The JSON a quick run against the harness PostgreSQL primary writes."""
     directory = tmp_path_factory.mktemp("results")
     ours, peer = pg_cluster.create_database(), pg_cluster.create_database()
     argv = ["--quick", "--results-dir", str(directory), "--tenfold-db", ours, "--peer-db", peer]
     try:
-        await bench.run(bench.arguments(argv), pg_cluster.primary, tmp_path_factory.mktemp("work"))
+        await bench.run(
+            bench.arguments(argv),
+            pg_cluster.primary,
+            tmp_path_factory.mktemp("work"),
+            redis_server.url,
+        )
     finally:
         pg_cluster.drop_database(ours)
         pg_cluster.drop_database(peer)
@@ -66,5 +73,13 @@ def test_every_paced_event_reached_each_subscriber(document: dict[str, Any]) -> 
     """Each subscriber, in each place, handled every event the paced writers appended."""
     expected = QUICK.rounds * int(QUICK.rate * QUICK.lag_seconds)
     for side in SIDES:
-        for place in PLACES:
+        for place in bench.WHERES[side]:
             assert document["figures"][f"{side}.lag_{place}_events"] == expected
+
+
+def test_aggregate_loads_are_measured(document: dict[str, Any]) -> None:
+    """Loading the aggregate from the log alone and from its snapshot are both measured."""
+    figures = document["figures"]
+    assert figures["aggregate_events"] == QUICK.aggregate_events
+    for source in ("from_log", "from_snapshot"):
+        assert figures[f"tenfold.aggregate_load_{source}_ms"] > 0
