@@ -37,6 +37,9 @@ figures and ratios it measured, so another can be added beside them):
    writers' process (woken at once by the append); pyeventsourcing's
    ``recorder.subscribe()`` (LISTEN/NOTIFY) in another process and in the
    writers' (a thread).
+   **appends_async_commit** repeats it with ``synchronous_commit = off`` on
+   the server (both sides): the cost of an append without the wait for the
+   disk. The targets are judged on the durable figures.
 3. **aggregate_load**: an ``Account`` aggregate over a ``--aggregate-events``
    stream (10,000), loaded from the log alone (every event read and applied)
    and from a snapshot taken at its last event (``Aggregates``); medians of
@@ -111,9 +114,25 @@ class Bench:
 
 async def appends(bench: Bench) -> SectionResult:
     """Appends per second, 1 and 16 writers, both sides; medians over the rounds."""
+    return await _appends(bench, "", "one event per append")
+
+
+async def appends_async_commit(bench: Bench) -> SectionResult:
+    """The same with ``synchronous_commit = off`` on the server, for both sides: what the
+    appends cost without waiting for the disk (the targets are judged on the durable run)."""
+    bench.pg.psql("ALTER SYSTEM SET synchronous_commit = off")
+    bench.pg.psql("SELECT pg_reload_conf()")
+    try:
+        return await _appends(bench, ".async_commit", "synchronous_commit=off")
+    finally:
+        bench.pg.psql("ALTER SYSTEM RESET synchronous_commit")
+        bench.pg.psql("SELECT pg_reload_conf()")
+
+
+async def _appends(bench: Bench, suffix: str, title: str) -> SectionResult:
     args, rounds = bench.args, {}
     # Untimed: every pool connection opened and every statement prepared first.
-    await sides.tenfold_appends(bench.store, POOL_SIZE, POOL_SIZE * 20, "warm")
+    await sides.tenfold_appends(bench.store, POOL_SIZE, POOL_SIZE * 20, f"warm{suffix}")
     await asyncio.to_thread(sides.peer_appends, bench.recorder, POOL_SIZE, POOL_SIZE * 20)
     for r in range(args.rounds):
         order = ("tenfold", PEER) if r % 2 == 0 else (PEER, "tenfold")
@@ -122,19 +141,20 @@ async def appends(bench: Bench) -> SectionResult:
                 count = args.appends * (2 if writers > 1 else 1)
                 if side == "tenfold":
                     rate = await sides.tenfold_appends(
-                        bench.store, writers, count, f"r{r}w{writers}"
+                        bench.store, writers, count, f"r{r}w{writers}{suffix}"
                     )
                 else:
                     rate = await asyncio.to_thread(
                         sides.peer_appends, bench.recorder, writers, count
                     )
-                rounds.setdefault(f"{side}.appends_per_s.w{writers}", []).append(rate)
+                rounds.setdefault(f"{side}.appends_per_s.w{writers}{suffix}", []).append(rate)
     figures = {name: statistics.median(values) for name, values in rounds.items()}
     ratios = {}
-    print(f"{'appends/s':<14}{'tenfold':>10}{PEER:>15}{'ratio':>8}   (one event per append)")
+    print(f"\n{'appends/s':<14}{'tenfold':>10}{PEER:>15}{'ratio':>8}   ({title})")
     for writers in WRITERS:
-        ours, peer = (figures[f"{s}.appends_per_s.w{writers}"] for s in ("tenfold", PEER))
-        ratios[f"tenfold/{PEER}.appends_per_s.w{writers}"] = ours / peer
+        key = f"appends_per_s.w{writers}{suffix}"
+        ours, peer = (figures[f"{s}.{key}"] for s in ("tenfold", PEER))
+        ratios[f"tenfold/{PEER}.{key}"] = ours / peer
         label = f"{writers} writer{'s' if writers > 1 else ''}"
         print(f"{label:<14}{ours:>10,.0f}{peer:>15,.0f}{ours / peer:>7.2f}x")
     print(f"  ({PEER}: its writers are threads, its pool {POOL_SIZE} connections; ours: tasks)")
@@ -326,7 +346,12 @@ async def aggregate_load(bench: Bench) -> SectionResult:
 
 
 #: Run in this order; each returns ``{"figures": {...}, "ratios": {...}}``.
-SECTIONS: list[Callable[[Bench], Awaitable[SectionResult]]] = [appends, lag, aggregate_load]
+SECTIONS: list[Callable[[Bench], Awaitable[SectionResult]]] = [
+    appends,
+    appends_async_commit,
+    lag,
+    aggregate_load,
+]
 
 
 # -- running -----------------------------------------------------------------------------------

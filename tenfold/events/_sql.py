@@ -38,6 +38,7 @@ import re
 
 __all__ = [
     "PG_APPEND",
+    "PG_APPEND_ONE",
     "PG_READ_ALL",
     "PG_READ_STREAM",
     "PG_VERSION",
@@ -53,22 +54,39 @@ _COLUMNS = (
     "data::text, metadata::text, recorded_at"
 )
 
-PG_APPEND = """
-WITH p AS (SELECT CAST(:stream_id AS text) AS stream_id, CAST(:expected AS int) AS expected)
+# The stream's last event (version and transaction), read once: the append goes through only
+# if it is the expected version and was not written by a newer transaction than this one.
+_LAST = """
+WITH last AS (
+    SELECT version, tx FROM tenfold_events
+    WHERE stream_id = CAST(:stream_id AS text) ORDER BY version DESC LIMIT 1
+)"""
+_CHECK = """
+WHERE coalesce((SELECT version FROM last), 0) = CAST(:expected AS int)
+  AND coalesce((SELECT tx FROM last), 0) <= pg_current_xact_id()::text::bigint"""
+
+PG_APPEND = f"""{_LAST}
 INSERT INTO tenfold_events
     (tx, stream_id, version, type, schema_version, data, metadata, id, recorded_at)
-SELECT pg_current_xact_id()::text::bigint, p.stream_id, p.expected + e.n::int, e.type,
-       e.schema_version, CAST(e.data AS jsonb), CAST(e.metadata AS jsonb),
-       CAST(e.id AS uuid), CAST(:recorded_at AS float8)
-FROM p, unnest(CAST(:types AS text[]), CAST(:schema_versions AS int[]),
-               CAST(:datas AS text[]), CAST(:metas AS text[]), CAST(:ids AS text[]))
-        WITH ORDINALITY AS e(type, schema_version, data, metadata, id, n)
-WHERE (SELECT coalesce(max(version), 0) FROM tenfold_events
-       WHERE stream_id = p.stream_id) = p.expected
-  AND coalesce((SELECT tx FROM tenfold_events
-                WHERE stream_id = p.stream_id AND version = p.expected), 0)
-      <= pg_current_xact_id()::text::bigint
+SELECT pg_current_xact_id()::text::bigint, CAST(:stream_id AS text),
+       CAST(:expected AS int) + e.n::int, e.type, e.schema_version,
+       CAST(e.data AS jsonb), CAST(e.metadata AS jsonb), CAST(e.id AS uuid),
+       CAST(:recorded_at AS float8)
+FROM unnest(CAST(:types AS text[]), CAST(:schema_versions AS int[]),
+            CAST(:datas AS text[]), CAST(:metas AS text[]), CAST(:ids AS text[]))
+     WITH ORDINALITY AS e(type, schema_version, data, metadata, id, n){_CHECK}
 ORDER BY e.n
+RETURNING tx, position
+"""
+
+# One event, the common case: scalar parameters, no arrays to encode or unnest.
+PG_APPEND_ONE = f"""{_LAST}
+INSERT INTO tenfold_events
+    (tx, stream_id, version, type, schema_version, data, metadata, id, recorded_at)
+SELECT pg_current_xact_id()::text::bigint, CAST(:stream_id AS text),
+       CAST(:expected AS int) + 1, CAST(:type AS text), CAST(:schema_version AS int),
+       CAST(:data AS jsonb), CAST(:metadata AS jsonb), CAST(:id AS uuid),
+       CAST(:recorded_at AS float8){_CHECK}
 RETURNING tx, position
 """
 
