@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -46,6 +47,7 @@ from tenfold.events import (
 
 __all__ = [
     "PEER",
+    "asyncpg_inserts",
     "peer_appends",
     "peer_paced",
     "peer_recorder",
@@ -149,6 +151,36 @@ async def tenfold_subscribe(
             if len(handled) >= count:
                 break
     return handled
+
+
+# -- the ceiling: a plain INSERT on raw asyncpg ------------------------------------------------
+
+
+async def asyncpg_inserts(dsn: str, writers: int, count: int, pool_size: int) -> float:
+    """Inserts per second of one ~100-byte JSON row each, autocommit, on a raw asyncpg pool:
+    no version check, no order, one index. What the server and driver allow, for scale."""
+    pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
+    try:
+        await pool.execute(
+            "CREATE TABLE IF NOT EXISTS plain_inserts "
+            "(id bigserial PRIMARY KEY, stream text NOT NULL, data jsonb NOT NULL)"
+        )
+        per = count // writers
+
+        async def writer(k: int) -> None:
+            for i in range(per):
+                await pool.execute(
+                    "INSERT INTO plain_inserts (stream, data) VALUES ($1, $2::jsonb)",
+                    f"s{k}",
+                    orjson.dumps(payload(i)).decode(),
+                )
+
+        await asyncio.gather(*(writer(k) for k in range(writers)))  # untimed: prepared, warm
+        start = time.perf_counter()
+        await asyncio.gather(*(writer(k) for k in range(writers)))
+        return per * writers / (time.perf_counter() - start)
+    finally:
+        await pool.close()
 
 
 # -- pyeventsourcing -------------------------------------------------------------------------

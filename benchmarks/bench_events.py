@@ -37,6 +37,8 @@ figures and ratios it measured, so another can be added beside them):
    writers' process (woken at once by the append); pyeventsourcing's
    ``recorder.subscribe()`` (LISTEN/NOTIFY) in another process and in the
    writers' (a thread).
+   Beside them, the ceiling: a plain autocommit ``INSERT`` of the same JSON
+   on a raw asyncpg pool of 16 (no version check, no order, one index).
    **appends_async_commit** repeats it with ``synchronous_commit = off`` on
    the server (both sides): the cost of an append without the wait for the
    disk. The targets are judged on the durable figures.
@@ -148,16 +150,26 @@ async def _appends(bench: Bench, suffix: str, title: str) -> SectionResult:
                         sides.peer_appends, bench.recorder, writers, count
                     )
                 rounds.setdefault(f"{side}.appends_per_s.w{writers}{suffix}", []).append(rate)
+            count = args.appends * (2 if writers > 1 else 1)
+            rate = await sides.asyncpg_inserts(
+                bench.pg.dsn(args.tenfold_db), writers, count, POOL_SIZE
+            )
+            rounds.setdefault(f"asyncpg.inserts_per_s.w{writers}{suffix}", []).append(rate)
     figures = {name: statistics.median(values) for name, values in rounds.items()}
     ratios = {}
-    print(f"\n{'appends/s':<14}{'tenfold':>10}{PEER:>15}{'ratio':>8}   ({title})")
+    print(f"\n{'appends/s':<14}{'tenfold':>10}{PEER:>15}{'ratio':>8}{'ceiling':>10}   ({title})")
     for writers in WRITERS:
         key = f"appends_per_s.w{writers}{suffix}"
         ours, peer = (figures[f"{s}.{key}"] for s in ("tenfold", PEER))
+        ceiling = figures[f"asyncpg.inserts_per_s.w{writers}{suffix}"]
         ratios[f"tenfold/{PEER}.{key}"] = ours / peer
+        ratios[f"tenfold/asyncpg.{key}"] = ours / ceiling
         label = f"{writers} writer{'s' if writers > 1 else ''}"
-        print(f"{label:<14}{ours:>10,.0f}{peer:>15,.0f}{ours / peer:>7.2f}x")
-    print(f"  ({PEER}: its writers are threads, its pool {POOL_SIZE} connections; ours: tasks)")
+        print(f"{label:<14}{ours:>10,.0f}{peer:>15,.0f}{ours / peer:>7.2f}x{ceiling:>10,.0f}")
+    print(
+        f"  ({PEER}: its writers are threads, its pool {POOL_SIZE} connections; ours: tasks; "
+        "ceiling: a plain autocommit INSERT on a raw asyncpg pool, no checks)"
+    )
     return {"figures": figures, "ratios": ratios}
 
 
