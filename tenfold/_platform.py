@@ -95,6 +95,9 @@ class Platform:
         #: True in a short-lived command (``tenfold.cli.with_platform``): capabilities skip
         #: what only a serving process should run (the embedded jobs worker, for one).
         self.command = False
+        #: True in a ``tenfold worker`` process: its platform runs tasks, started lazily in
+        #: each pool process; capabilities keep their background loops out of it.
+        self.worker = False
 
     def __repr__(self) -> str:
         names = ", ".join(e.name for e in self.extensions)

@@ -146,16 +146,9 @@ async def create_tables(db: Database, declared: Sequence[Projection]) -> None:
 
 def runs_here(platform: Platform) -> bool:
     """Whether the started ``platform`` serves (``app`` mode): not a short-lived command,
-    nor a ``tenfold worker`` pool process (whose loop only turns while a task runs)."""
-    if platform.command:
-        return False
-    from tenfold.jobs._jobs import Jobs
-    from tenfold.jobs._runtime import WorkerRuntime
-
-    runtime = getattr(platform.find(Jobs), "runtime", None)
-    # run_worker hands the worker's platform to a plain WorkerRuntime; the embedded
-    # worker's runtime (a subclass) serves the app's own loop.
-    return not (type(runtime) is WorkerRuntime and runtime.platform is platform)
+    nor a ``tenfold worker`` process (whose pool processes' loops only turn while a task
+    runs)."""
+    return not (platform.command or platform.worker)
 
 
 class WorkerProjections:

@@ -46,6 +46,7 @@ def run_worker(
     """
     runtime = WorkerRuntime(platform)
     jobs.runtime = runtime
+    platform.worker = True
     # Pool processes run tasks, not the outbox relay: the app's processes and beat do.
     jobs.relay = None
     signals.setup_logging.connect(_keep_tenfold_logging, weak=False)

@@ -181,26 +181,14 @@ async def test_worker_mode_runs_projections_in_tenfold_worker(
     assert await _board() == expected(matches + more)
 
 
-def test_a_worker_pool_process_does_not_run_the_app_loop(sqlite_env: dict[str, str]) -> None:
-    """In app mode, the platform a `tenfold worker` pool process starts runs no loop (its event
-    loop only turns while a task runs); the app's platform and the embedded worker's do."""
+def test_a_worker_process_does_not_run_the_app_loop(sqlite_env: dict[str, str]) -> None:
+    """In app mode, a serving platform runs the loop; a `tenfold worker` process's platform
+    (its pool processes' loops only turn while a task runs) and a command's do not."""
     from tenfold.events._follow import runs_here
-    from tenfold.jobs import JobsExtension
-    from tenfold.jobs._embedded import EmbeddedRuntime
-    from tenfold.jobs._jobs import Jobs
-    from tenfold.jobs._runtime import WorkerRuntime
 
-    platform = Platform.build(
-        extensions=[EventsExtension(projections=[Leaderboard()]), JobsExtension()]
-    )
-    jobs = platform.get(Jobs)
+    platform = Platform.build(extensions=[EventsExtension(projections=[Leaderboard()])])
     assert runs_here(platform)
-    loop = asyncio.new_event_loop()
-    jobs.runtime = EmbeddedRuntime(platform, loop)
-    assert runs_here(platform)
-    loop.close()
-    jobs.runtime = WorkerRuntime(platform)
+    platform.worker = True  # what run_worker sets
     assert not runs_here(platform)
-    platform.command = True
-    jobs.runtime = WorkerRuntime(None)
+    platform.worker, platform.command = False, True
     assert not runs_here(platform)
