@@ -5,7 +5,8 @@
     NewEvent              an event to append; RecordedEvent, as stored
     Position, START       places in the global log, and before its first event
     Appended              what an append wrote
-    ConcurrencyError      the stream was not at the expected version (409)
+    ConcurrencyError      the stream was not at the expected version (409); PROBLEMS,
+                          how the package's errors answer as problem+json
     Aggregate, on         state rebuilt from one stream; ``@on("Type")`` handlers,
                           ``record()`` new events; ``UnknownEventType``
     Aggregates            load (latest snapshot + the events after it) and save
@@ -37,6 +38,7 @@ from tenfold.events._extension import EventsExtension
 from tenfold.events._follow import ProjectionRunner
 from tenfold.events._inbox import ConsumedBatch, EventConsumer, EventHandler
 from tenfold.events._model import START, Appended, NewEvent, Position, RecordedEvent
+from tenfold.events._problems import PROBLEMS
 from tenfold.events._projection import (
     Projection,
     ProjectionError,
@@ -59,6 +61,7 @@ from tenfold.events._tables import create_tables, metadata
 from tenfold.events._upcast import Upcast, Upcasters
 
 __all__ = [
+    "PROBLEMS",
     "START",
     "Aggregate",
     "AggregateNotFound",

@@ -46,9 +46,7 @@ class AggregateNotFound(NotFound):
     """The stream an aggregate was to be loaded from has no events (a 404)."""
 
     def __init__(self, aggregate: str, stream_id: str) -> None:
-        super().__init__(
-            f"{aggregate} {stream_id!r} not found", aggregate=aggregate, stream_id=stream_id
-        )
+        super().__init__(f"{aggregate} {stream_id!r} not found", stream_id=stream_id)
         self.aggregate = aggregate
         self.stream_id = stream_id
 

@@ -9,6 +9,7 @@ from tenfold._extension import Build, Extension
 from tenfold.db import Database
 from tenfold.events import _follow
 from tenfold.events._hints import AppendHints
+from tenfold.events._problems import PROBLEMS
 from tenfold.events._projection import Projection
 from tenfold.events._relay_cli import build_relay
 from tenfold.events._settings import EventsSettings
@@ -58,6 +59,7 @@ class EventsExtension(Extension):
             page_size=settings.page_size,
         )
         build.provide(store, name="events")
+        build.problems(PROBLEMS)
         if build.redis is not None:
             # Subscriptions in other processes hear of appends at once instead of polling.
             channel = f"{build.settings.app.name}:events:appended"

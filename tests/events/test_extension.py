@@ -44,6 +44,9 @@ async def test_conflicting_reports_get_one_winner_and_a_409(embedded_settings: A
         assert second.headers["content-type"].startswith("application/problem+json")
         problem = second.json()
         assert "is not at version 0" in problem["detail"]
+        assert problem["type"] == "https://tenfold.dev/problems/concurrency-conflict"
+        assert problem["expected_version"] == 0
+        assert problem["actual_version"] == 1
         assert problem["request_id"]
         assert platform_of(app).events is platform_of(app).get(EventStore)
         events = await platform_of(app).events.read_stream("match-7")

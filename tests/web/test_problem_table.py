@@ -33,6 +33,7 @@ from tenfold import (
     ShuttingDown,
     TenfoldError,
     cache,
+    events,
     idempotency,
     ratelimit,
     redis,
@@ -40,6 +41,14 @@ from tenfold import (
     restore,
 )
 from tenfold.cache import CacheSerializationError, CacheUnavailable
+from tenfold.events import (
+    AggregateNotFound,
+    ConcurrencyError,
+    ProjectionError,
+    RecordedEvent,
+    UnknownEventType,
+)
+from tenfold.events import Position as EventPosition
 from tenfold.idempotency import (
     IdempotencyKeyInFlight,
     IdempotencyKeyMismatch,
@@ -117,6 +126,10 @@ CLASSES: dict[type[TenfoldError], tuple[int, str, str, bool]] = {
     UpstreamTimeout: (503, _UNAVAILABLE, _T + "upstream-timeout", True),
     UpstreamError: (503, _UNAVAILABLE, _T + "upstream-error", True),
     RedisUnavailable: (503, _UNAVAILABLE, _T + "redis-unavailable", _DEPENDENCY),
+    ConcurrencyError: (409, "Conflict", _T + "concurrency-conflict", True),
+    AggregateNotFound: (404, "Not Found", _T + "not-found", True),
+    UnknownEventType: (500, _INTERNAL, _T + "unknown-event-type", False),
+    ProjectionError: (500, _INTERNAL, _T + "projection-failed", False),
 }
 
 _REQUEST = httpx.Request("GET", "http://upstream.test/v1")
@@ -125,6 +138,18 @@ _REQUEST = httpx.Request("GET", "http://upstream.test/v1")
 def _upstream_response(status: int) -> httpx.Response:
     return httpx.Response(status, request=_REQUEST)
 
+
+_EVENT = RecordedEvent(
+    id="0b9a2f5e-0000-4000-8000-000000000001",
+    stream_id="match-7",
+    version=4,
+    position=EventPosition(812, 90),
+    type="MatchCompleted",
+    schema_version=1,
+    data={"home_goals": 2},
+    metadata={},
+    recorded_at=0.0,
+)
 
 #: name -> an instance, as tenfold or an app raises it
 SAMPLES: dict[str, Callable[[], Exception]] = {
@@ -180,6 +205,11 @@ SAMPLES: dict[str, Callable[[], Exception]] = {
     "upstream-429-hint": lambda: UpstreamError(
         "strava", response=_upstream_response(429), retry_after=3.0
     ),
+    "concurrency": lambda: ConcurrencyError("match-7", 3, 4, reason="version"),
+    "concurrency-raced": lambda: ConcurrencyError("match-7", 3, None, reason="raced"),
+    "aggregate-not-found": lambda: AggregateNotFound("Match", "match-7"),
+    "unknown-event-type": lambda: UnknownEventType("Match", "match-7", "Secret"),
+    "projection-failed": lambda: ProjectionError("leaderboard", _EVENT),
 }
 
 #: name -> (status, raw headers, body): what a client receives, byte for byte
@@ -489,6 +519,31 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
         ],
         b'{"type":"https://tenfold.dev/problems/upstream-error","title":"Service Unavailable","status":503,"detail":"\'strava\' answered 429","request_id":"req-1"}',
     ),
+    "concurrency": (
+        409,
+        [(b"content-length", b"236"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/concurrency-conflict","title":"Conflict","status":409,"detail":"stream \'match-7\' is not at version 3 (it is at 4)","request_id":"req-1","stream_id":"match-7","expected_version":3,"actual_version":4}',
+    ),
+    "concurrency-raced": (
+        409,
+        [(b"content-length", b"226"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/concurrency-conflict","title":"Conflict","status":409,"detail":"stream \'match-7\' is not at version 3","request_id":"req-1","stream_id":"match-7","expected_version":3,"actual_version":null}',
+    ),
+    "aggregate-not-found": (
+        404,
+        [(b"content-length", b"162"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/not-found","title":"Not Found","status":404,"detail":"Match \'match-7\' not found","request_id":"req-1","stream_id":"match-7"}',
+    ),
+    "unknown-event-type": (
+        500,
+        [(b"content-length", b"217"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/unknown-event-type","title":"Internal Server Error","status":500,"detail":"The server could not complete the request. Quote the request_id if you report it.","request_id":"req-1"}',
+    ),
+    "projection-failed": (
+        500,
+        [(b"content-length", b"216"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/projection-failed","title":"Internal Server Error","status":500,"detail":"The server could not complete the request. Quote the request_id if you report it.","request_id":"req-1"}',
+    ),
 }
 
 
@@ -516,7 +571,12 @@ def tenfold_error_classes() -> set[type[TenfoldError]]:
 
 #: What ``create_app`` assembles: the core table and every capability's.
 PROBLEMS = ProblemRegistry(
-    redis.PROBLEMS, cache.PROBLEMS, idempotency.PROBLEMS, ratelimit.PROBLEMS, resilience.PROBLEMS
+    redis.PROBLEMS,
+    cache.PROBLEMS,
+    idempotency.PROBLEMS,
+    ratelimit.PROBLEMS,
+    resilience.PROBLEMS,
+    events.PROBLEMS,
 )
 
 
