@@ -77,6 +77,15 @@ def events_group() -> None:
 async def relay(platform: Platform, once: bool) -> None:
     """Publish committed events to the relay target until stopped (SIGTERM, Ctrl-C)."""
     events_relay = platform.get(EventRelay)
+    if isinstance(events_relay.target, MemoryStream):
+        # The command's memory stream dies with it: the events would be marked published
+        # and never reach the app's own in-process consumers.
+        raise click.ClickException(
+            "the relay target is this process's memory: a relay command would mark events "
+            "published that no consumer can read. Set TENFOLD_REDIS__URL (or "
+            "TENFOLD_EVENTS__RELAY_TARGET=redis); with the memory target, let the app run "
+            "the relay (TENFOLD_EVENTS__RELAY_ENABLED=true)"
+        )
     if once:
         count = await events_relay.drain()
         click.echo(f"{count} events relayed to {events_relay.target.name}")

@@ -195,3 +195,28 @@ async def test_relay_command_once_publishes_what_is_committed(
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip() == f"3 events relayed to {KEY}"
     assert length == 3
+
+
+async def test_relay_command_refuses_the_memory_target(tmp_path: Path) -> None:
+    """Without Redis, `tenfold events relay` exits with an error instead of marking events
+    published into a stream that dies with it."""
+    env = relay_env(f"sqlite+aiosqlite:///{tmp_path}/app.db", "")
+    del env["TENFOLD_REDIS__URL"]
+    proc = await asyncio.create_subprocess_exec(
+        str(TENFOLD),
+        "--app",
+        "tests.events.relay_app:make_app",
+        "--app-dir",
+        str(REPO),
+        "events",
+        "relay",
+        "--once",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 1
+    assert "TENFOLD_EVENTS__RELAY_ENABLED" in err.decode()
+    assert "relayed" not in out.decode()
