@@ -18,6 +18,7 @@ PACKAGES = [
     "tenfold.jobs",
     "tenfold.events",
     "tenfold.ratelimit",
+    "tenfold.realtime",
     "tenfold.redis",
     "tenfold.resilience",
     "tenfold.observability",
