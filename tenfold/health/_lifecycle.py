@@ -9,6 +9,7 @@ shutdown awaits ``wait_drained(drain_timeout)`` before closing its pools.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,15 +29,24 @@ class Lifecycle:
         self.draining = False
         self.in_flight = 0
         self._idle: asyncio.Event | None = None
+        self._on_drain: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"Lifecycle(draining={self.draining}, in_flight={self.in_flight})"
+
+    def on_drain(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the drain begins: long-lived connections (WebSockets)
+        are not requests in flight, and are told to go elsewhere there. It runs in the
+        signal handler's thread (the loop's): it must only schedule work, never block."""
+        self._on_drain.append(callback)
 
     def begin_drain(self) -> None:
         """Make readiness fail from now on (idempotent; safe from a signal handler)."""
         if not self.draining:
             self.draining = True
             _log.info("drain_started", in_flight=self.in_flight)
+            for callback in self._on_drain:
+                callback()
 
     def request_started(self) -> None:
         self.in_flight += 1

@@ -1,5 +1,10 @@
-"""Realtime channels: publications with offsets and epochs, history and live delivery.
+"""Realtime channels: WebSockets over a backplane, with history, resume and batching.
 
+    RealtimeExtension     the opt-in ``realtime`` extension: the endpoint at
+                          TENFOLD_REALTIME__PATH and permission hooks; RealtimeSettings
+    Realtime              ``platform.realtime``: ``await publish(channel, data)``
+                          from any process, and the endpoint itself
+    ChannelHub            this process's channels: gap-free fan-out, batch windows
     Backplane             the Protocol: publish, recover, top, listen, forget
     MemoryBackplane       the embedded profile's (one process)
     RedisBackplane        shared by every instance: history in Redis streams,
@@ -8,21 +13,30 @@
     StreamPosition        a channel's (offset, epoch); Recovery, what a client missed
     check_channel         validates a channel name
 
-Not built yet: the WebSocket endpoint, batching, presence, SSE and the
-clients (see docs/realtime.md).
+Not built yet: presence, SSE and the clients (see docs/realtime.md).
 """
 
 from tenfold.realtime._backplane import Backplane, ChannelListener, MemoryBackplane
+from tenfold.realtime._extension import RealtimeExtension
+from tenfold.realtime._hub import ChannelHub
 from tenfold.realtime._model import Publication, Recovery, StreamPosition, check_channel
 from tenfold.realtime._redis import RedisBackplane
+from tenfold.realtime._service import Permission, Realtime, TokenAuth
+from tenfold.realtime._settings import RealtimeSettings
 
 __all__ = [
     "Backplane",
+    "ChannelHub",
     "ChannelListener",
     "MemoryBackplane",
+    "Permission",
     "Publication",
+    "Realtime",
+    "RealtimeExtension",
+    "RealtimeSettings",
     "Recovery",
     "RedisBackplane",
     "StreamPosition",
+    "TokenAuth",
     "check_channel",
 ]

@@ -1,0 +1,86 @@
+"""The ``realtime`` extension: channels over a backplane, and the WebSocket endpoint."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.routing import WebSocketRoute
+
+from tenfold._extension import Build, Extension
+from tenfold.ratelimit import ConnectionLimiter, LimiterBackend, MemoryBackend
+from tenfold.realtime._backplane import Backplane, MemoryBackplane
+from tenfold.realtime._hub import ChannelHub
+from tenfold.realtime._redis import RedisBackplane
+from tenfold.realtime._service import Permission, Realtime, RealtimeCollector, TokenAuth
+from tenfold.realtime._settings import RealtimeSettings
+
+__all__ = ["RealtimeExtension"]
+
+
+class RealtimeExtension(Extension):
+    """``platform.get(Realtime)`` (also ``platform.realtime``) and the endpoint at
+    ``TENFOLD_REALTIME__PATH``.
+
+    Opt-in: ``create_app(extensions=[RealtimeExtension(can_subscribe=...)])``.
+    ``can_subscribe(principal, channel)`` and ``can_publish(principal,
+    channel)`` decide per channel (sync or async); by default anyone may
+    subscribe and no client may publish (the server publishes).
+    ``authenticate_token(token)`` resolves a ``connect`` frame's token when
+    the connection's handshake carried no credentials. ``batch_window``
+    overrides ``TENFOLD_REALTIME__BATCH_WINDOW`` (an app's preset).
+    """
+
+    name = "realtime"
+    settings_model = RealtimeSettings
+    after = ("ratelimit",)
+
+    def __init__(
+        self,
+        *,
+        can_subscribe: Permission | None = None,
+        can_publish: Permission | None = None,
+        authenticate_token: TokenAuth | None = None,
+        batch_window: float | None = None,
+    ) -> None:
+        self.can_subscribe = can_subscribe
+        self.can_publish = can_publish
+        self.authenticate_token = authenticate_token
+        self.batch_window = batch_window
+
+    def build(self, build: Build) -> None:
+        settings: RealtimeSettings = build.section
+        window = self.batch_window if self.batch_window is not None else settings.batch_window
+        hub = ChannelHub(_backplane(build, settings), batch_window=window)
+        limiter = None
+        if settings.max_connections_per_ip:
+            backend = build.find(LimiterBackend) or MemoryBackend()
+            limiter = ConnectionLimiter(backend, cap=settings.max_connections_per_ip)
+        realtime = Realtime(
+            settings,
+            hub,
+            connection_limiter=limiter,
+            can_subscribe=self.can_subscribe,
+            can_publish=self.can_publish,
+            authenticate_token=self.authenticate_token,
+        )
+        build.provide(hub)
+        build.provide(realtime, name="realtime")
+        build.component(realtime)
+        # /ready turns 503 and, at the same moment, clients are told to go elsewhere.
+        build.lifecycle.on_drain(realtime.begin_drain)
+        router = APIRouter()
+        router.routes.append(WebSocketRoute(settings.path, realtime, name="realtime"))
+        build.router(router)
+        if build.metrics is not None:
+            build.collector(RealtimeCollector(realtime, build.metrics.namespace))
+
+
+def _backplane(build: Build, settings: RealtimeSettings) -> Backplane:
+    if build.redis is None:
+        return MemoryBackplane(history_size=settings.history_size)
+    prefix = settings.key_prefix or f"{build.settings.app.name}:rt:"
+    return RedisBackplane(
+        build.redis,
+        prefix=prefix,
+        history_size=settings.history_size,
+        history_ttl=settings.history_ttl,
+    )
