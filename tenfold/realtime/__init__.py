@@ -12,14 +12,20 @@
     Publication           one message in a channel: offset, epoch, bytes
     StreamPosition        a channel's (offset, epoch); Recovery, what a client missed
     check_channel         validates a channel name
+    Presence              the Protocol: who is in a channel (join, leave,
+                          members, count, touch), entries with a heartbeat TTL
+    MemoryPresence        the embedded profile's (one process, injected clock)
+    RedisPresence         shared by every instance: a hash and a sorted set
+                          per channel, expired on Redis's clock
 
-Not built yet: presence, SSE and the clients (see docs/realtime.md).
+Not built yet: presence in the protocol, SSE and the clients (see docs/realtime.md).
 """
 
 from tenfold.realtime._backplane import Backplane, ChannelListener, MemoryBackplane
 from tenfold.realtime._extension import RealtimeExtension
 from tenfold.realtime._hub import ChannelHub
 from tenfold.realtime._model import Publication, Recovery, StreamPosition, check_channel
+from tenfold.realtime._presence import MemoryPresence, Presence, RedisPresence
 from tenfold.realtime._redis import RedisBackplane
 from tenfold.realtime._service import Permission, Realtime, TokenAuth
 from tenfold.realtime._settings import RealtimeSettings
@@ -29,13 +35,16 @@ __all__ = [
     "ChannelHub",
     "ChannelListener",
     "MemoryBackplane",
+    "MemoryPresence",
     "Permission",
+    "Presence",
     "Publication",
     "Realtime",
     "RealtimeExtension",
     "RealtimeSettings",
     "Recovery",
     "RedisBackplane",
+    "RedisPresence",
     "StreamPosition",
     "TokenAuth",
     "check_channel",
