@@ -226,6 +226,10 @@ class Connection:
         # learns its position first.
         self.push(orjson.dumps({"id": request_id, "result": result}).decode())
         hub.go_live(subscriber)
+        try:
+            await self.rt.presence.join(channel, self.id, self.info)
+        except TenfoldError as exc:  # the subscription stands; the heartbeat joins it later
+            _log.warning("realtime_presence_join_failed", channel=channel, error=repr(exc))
         return None
 
     async def _unsubscribe(self, request_id: int, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -234,6 +238,7 @@ class Connection:
         if subscriber is None:
             raise _Refused(404, f"not subscribed to {channel}")
         self.rt.hub.unsubscribe(subscriber)
+        await self._presence_leave(channel)
         return {"channel": channel}
 
     async def _publish(self, request_id: int, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -248,11 +253,39 @@ class Connection:
     async def _ping(self, request_id: int, params: dict[str, Any]) -> dict[str, Any] | None:
         return {}
 
-    def leave(self) -> None:
-        """Drop every subscription (the connection is gone)."""
-        for subscriber in self.subscriptions.values():
+    async def _presence(self, request_id: int, params: dict[str, Any]) -> dict[str, Any] | None:
+        channel = await self._presence_channel(params)
+        return {"channel": channel, "members": await self.rt.presence.members(channel)}
+
+    async def _presence_count(
+        self, request_id: int, params: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        channel = await self._presence_channel(params)
+        return {"channel": channel, "count": await self.rt.presence.count(channel)}
+
+    async def _presence_channel(self, params: dict[str, Any]) -> str:
+        channel = check_channel(params.get("channel"))  # type: ignore[arg-type]
+        if not await self.rt.allowed("subscribe", self.principal, channel):
+            raise _Refused(403, f"not allowed to see who is in {channel}")
+        return channel
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What presence shows of this connection: its id and its user's."""
+        return {"client": self.id, "user": self.principal.id if self.principal else None}
+
+    async def _presence_leave(self, channel: str) -> None:
+        try:
+            await self.rt.presence.leave(channel, self.id)
+        except TenfoldError as exc:  # the entry expires after the TTL instead
+            _log.warning("realtime_presence_leave_failed", channel=channel, error=repr(exc))
+
+    async def leave(self) -> None:
+        """Drop every subscription and presence entry (the connection is gone)."""
+        subscriptions, self.subscriptions = self.subscriptions, {}
+        for channel, subscriber in subscriptions.items():
             self.rt.hub.unsubscribe(subscriber)
-        self.subscriptions.clear()
+            await self._presence_leave(channel)
 
     async def finish(self, writer: asyncio.Task[None]) -> None:
         """Let the writer send what is queued and the close, for a bounded time."""
@@ -284,4 +317,6 @@ _METHODS = {
     "unsubscribe": Connection._unsubscribe,
     "publish": Connection._publish,
     "ping": Connection._ping,
+    "presence": Connection._presence,
+    "presence_count": Connection._presence_count,
 }

@@ -9,6 +9,7 @@ from tenfold._extension import Build, Extension
 from tenfold.ratelimit import ConnectionLimiter, LimiterBackend, MemoryBackend
 from tenfold.realtime._backplane import Backplane, MemoryBackplane
 from tenfold.realtime._hub import ChannelHub
+from tenfold.realtime._presence import MemoryPresence, Presence, RedisPresence
 from tenfold.realtime._redis import RedisBackplane
 from tenfold.realtime._service import Permission, Realtime, RealtimeCollector, TokenAuth
 from tenfold.realtime._settings import RealtimeSettings
@@ -50,6 +51,7 @@ class RealtimeExtension(Extension):
         settings: RealtimeSettings = build.section
         window = self.batch_window if self.batch_window is not None else settings.batch_window
         hub = ChannelHub(_backplane(build, settings), batch_window=window)
+        presence = _presence(build, settings)
         limiter = None
         if settings.max_connections_per_ip:
             backend = build.find(LimiterBackend) or MemoryBackend()
@@ -58,11 +60,13 @@ class RealtimeExtension(Extension):
             settings,
             hub,
             connection_limiter=limiter,
+            presence=presence,
             can_subscribe=self.can_subscribe,
             can_publish=self.can_publish,
             authenticate_token=self.authenticate_token,
         )
         build.provide(hub)
+        build.provide(presence, kind=Presence)
         build.provide(realtime, name="realtime")
         build.component(realtime)
         # /ready turns 503 and, at the same moment, clients are told to go elsewhere.
@@ -74,13 +78,22 @@ class RealtimeExtension(Extension):
             build.collector(RealtimeCollector(realtime, build.metrics.namespace))
 
 
+def _prefix(build: Build, settings: RealtimeSettings) -> str:
+    return settings.key_prefix or f"{build.settings.app.name}:rt:"
+
+
+def _presence(build: Build, settings: RealtimeSettings) -> Presence:
+    if build.redis is None:
+        return MemoryPresence(ttl=settings.presence_ttl)
+    return RedisPresence(build.redis, prefix=_prefix(build, settings), ttl=settings.presence_ttl)
+
+
 def _backplane(build: Build, settings: RealtimeSettings) -> Backplane:
     if build.redis is None:
         return MemoryBackplane(history_size=settings.history_size)
-    prefix = settings.key_prefix or f"{build.settings.app.name}:rt:"
     return RedisBackplane(
         build.redis,
-        prefix=prefix,
+        prefix=_prefix(build, settings),
         history_size=settings.history_size,
         history_ttl=settings.history_ttl,
     )

@@ -22,9 +22,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from tenfold._context import Principal, current_principal
+from tenfold._errors import TenfoldError
 from tenfold.observability import get_logger
 from tenfold.ratelimit import MemoryBackend, RateLimiterUnavailable, Rule, by_ip
 from tenfold.realtime._connection import CLOSE, Connection
+from tenfold.realtime._presence import MemoryPresence, Presence
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -74,6 +76,7 @@ class Realtime:
         hub: ChannelHub,
         *,
         connection_limiter: ConnectionLimiter | None = None,
+        presence: Presence | None = None,
         can_subscribe: Permission | None = None,
         can_publish: Permission | None = None,
         authenticate_token: TokenAuth | None = None,
@@ -81,6 +84,8 @@ class Realtime:
         self.settings = settings
         self.hub = hub
         self.connection_limiter = connection_limiter
+        self.presence: Presence = presence or MemoryPresence(ttl=settings.presence_ttl)
+        self._heartbeat: asyncio.Task[None] | None = None
         self._can = {
             "subscribe": can_subscribe or _anyone,
             "publish": can_publish or _nobody,
@@ -129,6 +134,26 @@ class Realtime:
 
     async def start(self) -> None:
         self.draining = False
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._beat(), name="tenfold-realtime-presence")
+
+    async def _beat(self) -> None:
+        """Refresh this instance's presence entries every third of their TTL; re-join
+        those that expired meanwhile (Redis was away longer than the TTL)."""
+        while True:
+            await asyncio.sleep(self.presence.ttl / 3)
+            entries = [(ch, c.id) for c in list(self.open) for ch in c.subscriptions]
+            try:
+                gone = await self.presence.touch(entries)
+                for channel, client_id in gone:
+                    connection = self._by_id(client_id)
+                    if connection is not None and channel in connection.subscriptions:
+                        await self.presence.join(channel, client_id, connection.info)
+            except TenfoldError as exc:  # the next beat tries again; entries may lapse
+                _log.warning("realtime_presence_heartbeat_failed", error=repr(exc))
+
+    def _by_id(self, client_id: str) -> Connection | None:
+        return next((c for c in self.open if c.id == client_id), None)
 
     def begin_drain(self) -> None:
         """Tell every client to reconnect elsewhere (4000); refuse new connections."""
@@ -138,6 +163,11 @@ class Realtime:
 
     async def stop(self) -> None:
         self.begin_drain()
+        task, self._heartbeat = self._heartbeat, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.hub.aclose()
 
     # -- the endpoint --------------------------------------------------------------------------
@@ -173,7 +203,7 @@ class Realtime:
             _log.debug("realtime_connection_lost", connection=connection.id, error=repr(exc))
         finally:
             self.open.discard(connection)
-            connection.leave()
+            await connection.leave()
             await connection.finish(writer)
 
     def _origin_allowed(self, scope: Scope) -> bool:

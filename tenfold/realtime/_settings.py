@@ -65,6 +65,13 @@ class RealtimeSettings(SettingsSection):
         description="Frames one connection may send per minute; 0: no limit. Over it the "
         "connection is closed (4003).",
     )
+    presence_ttl: float = Field(
+        30.0,
+        ge=1,
+        description="Seconds a subscriber stays in a channel's presence without a heartbeat "
+        "(instances refresh theirs every third of it): how long a dead instance's members "
+        "linger.",
+    )
     key_prefix: str | None = Field(
         None, description="Prefix of the Redis keys and channels; unset: `<app name>:rt:`."
     )
