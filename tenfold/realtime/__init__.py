@@ -7,12 +7,16 @@
     Publication           one message in a channel: offset, epoch, bytes
     StreamPosition        a channel's (offset, epoch); Recovery, what a client missed
     check_channel         validates a channel name
+    RealtimeClient        the WebSocket protocol from Python (tests, scripts, benchmarks)
+    RealtimeError         an error reply (``code``); RealtimeClosed, the connection closed
 
-Not built yet: the WebSocket endpoint, batching, presence, SSE and the
-clients (see docs/realtime.md).
+The browser client is ``static/tenfold-realtime.js`` (see docs/realtime_clients.md).
+
+Not built yet: the WebSocket endpoint, batching, presence and SSE (see docs/realtime.md).
 """
 
 from tenfold.realtime._backplane import Backplane, ChannelListener, MemoryBackplane
+from tenfold.realtime._client import RealtimeClient, RealtimeClosed, RealtimeError
 from tenfold.realtime._model import Publication, Recovery, StreamPosition, check_channel
 from tenfold.realtime._redis import RedisBackplane
 
@@ -21,6 +25,9 @@ __all__ = [
     "ChannelListener",
     "MemoryBackplane",
     "Publication",
+    "RealtimeClient",
+    "RealtimeClosed",
+    "RealtimeError",
     "Recovery",
     "RedisBackplane",
     "StreamPosition",
