@@ -122,7 +122,11 @@ class RealtimeClient:
             ) from exc
         self._reader = asyncio.create_task(self._read(self._ws))
         if self.token is not None:
-            await self.request("connect", {"token": self.token})
+            try:
+                await self.request("connect", {"token": self.token})
+            except RealtimeError:
+                await self.close()  # ``async with`` never reaches __aexit__ from here
+                raise
 
     async def close(self) -> None:
         """Close the connection (code 1000) and wait for the reader to finish."""

@@ -51,9 +51,21 @@ const TenfoldRealtime = require(process.argv[2]);
   assert.strictEqual(resyncs, 1);
   ws.frame({ push: { channel: "c", epoch: "f", pubs: [{ offset: 3, data: 1 }] } });
   assert.deepStrictEqual(got, [6, 7, 8, 9, 3]);
+  // a resync push loses the position: the next publication is the baseline, and a reconnect
+  // before it subscribes afresh and reports resync again
+  ws.frame({ push: { channel: "c", resync: true } });
+  assert.strictEqual(resyncs, 2);
+  ws.frame({ push: { channel: "c", epoch: "f", pubs: [{ offset: 9, data: 1 }] } });
+  assert.deepStrictEqual(got, [6, 7, 8, 9, 3, 9]);
+  ws.frame({ push: { channel: "c", resync: true } });
+  ws.drop(4000); tick();
+  ws = sockets[2]; ws.open(); ws.reply(0, {}); await flush();
+  assert.deepStrictEqual(ws.sent[1].subscribe, { channel: "c" });
+  ws.reply(1, { channel: "c", epoch: "f", offset: 12, recovered: false, resync: false, pubs: [] }); await flush();
+  assert.strictEqual(resyncs, 4);
   // backoff grows, capped; 1008 stops
-  ws.drop(1006); assert.ok(timers[0].ms <= 500); tick(); sockets[2].drop(1006); assert.ok(timers[0].ms <= 1000);
-  tick(); sockets[3].drop(1008, "origin");
+  ws.drop(1006); assert.ok(timers[0].ms <= 500); tick(); sockets[3].drop(1006); assert.ok(timers[0].ms <= 1000);
+  tick(); sockets[4].drop(1008, "origin");
   assert.strictEqual(rt.state, "closed"); assert.strictEqual(timers.filter((t) => t.on).length, 0);
   await assert.rejects(rt.publish("c", 1));
   console.log("states", JSON.stringify(states));

@@ -31,7 +31,7 @@ def test_browser_client_parses(node: str) -> None:
 def test_browser_client_protocol(node: str) -> None:
     """The client authenticates first, buffers pushes until subscribed, drops duplicates,
     recovers a gap from its last offset, resubscribes with recover after a 4000 close, reports
-    resync, backs off with jitter and stops on 1008."""
+    resync (from a reply or a push), backs off with jitter and stops on 1008."""
     done = subprocess.run(
         [node, str(CHECK), str(SCRIPT)], capture_output=True, text=True, timeout=30
     )

@@ -180,6 +180,24 @@ async def test_token_headers_and_origin_reach_the_server() -> None:
     assert seen[3]["ping"] == {}
 
 
+async def test_refused_token_raises_and_closes() -> None:
+    """A connect frame answered with 401 raises RealtimeError(401) from ``async with`` and
+    closes the connection."""
+
+    async def handler(ws: ServerConnection) -> None:
+        frame = await receive(ws)
+        await send(ws, {"id": frame["id"], "error": {"code": 401, "message": "bad token"}})
+        await ws.wait_closed()
+
+    async with fake_server(handler) as url:
+        client = RealtimeClient(url, token="expired")
+        with pytest.raises(RealtimeError) as caught:
+            async with client:
+                pass
+    assert caught.value.code == 401
+    assert client.close_code == 1000
+
+
 async def test_refused_upgrade_raises_realtime_error() -> None:
     """An upgrade refused with HTTP 403 raises RealtimeError(403), not a websockets error."""
 

@@ -259,8 +259,12 @@
       } else if (recovering) {
         this._deliver(sub, result.epoch, result.pubs || []);
       } else {
+        // A fresh subscribe of a channel seen before (its position lost to a resync push)
+        // cannot tell what was published meanwhile: the page must reload its state.
+        const seenBefore = sub.epoch !== null;
         sub.offset = result.offset;
         sub.epoch = result.epoch;
+        if (seenBefore) call(sub.handlers.onResync, sub);
       }
       for (const push of early) this._onPush(push);
     }
