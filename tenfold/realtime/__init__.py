@@ -17,11 +17,15 @@
     MemoryPresence        the embedded profile's (one process, injected clock)
     RedisPresence         shared by every instance: a hash and a sorted set
                           per channel, expired on Redis's clock
+    RealtimeClient        the WebSocket protocol from Python (tests, scripts, benchmarks)
+    RealtimeError         an error reply (``code``); RealtimeClosed, the connection closed
 
-Not built yet: presence in the protocol, SSE and the clients (see docs/realtime.md).
+The browser client is ``static/tenfold-realtime.js``. Not built yet: SSE (see
+docs/realtime.md).
 """
 
 from tenfold.realtime._backplane import Backplane, ChannelListener, MemoryBackplane
+from tenfold.realtime._client import RealtimeClient, RealtimeClosed, RealtimeError
 from tenfold.realtime._extension import RealtimeExtension
 from tenfold.realtime._hub import ChannelHub
 from tenfold.realtime._model import Publication, Recovery, StreamPosition, check_channel
@@ -40,6 +44,9 @@ __all__ = [
     "Presence",
     "Publication",
     "Realtime",
+    "RealtimeClient",
+    "RealtimeClosed",
+    "RealtimeError",
     "RealtimeExtension",
     "RealtimeSettings",
     "Recovery",
