@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the server binaries the test harness starts are installed:
 # PostgreSQL >= 15 (initdb, pg_ctl, pg_basebackup), Redis >= 7, pgbouncer, RabbitMQ,
-# promtool, wrk.
+# promtool, wrk, and node (the browser client's checks).
 # On Debian/Ubuntu as root, installs what is missing with apt; elsewhere lists it and fails.
 set -euo pipefail
 
@@ -33,6 +33,7 @@ command -v pgbouncer >/dev/null || missing+=(pgbouncer)
 rabbitmq_ok || missing+=(rabbitmq-server)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v node >/dev/null || missing+=(nodejs)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -50,7 +51,7 @@ fi
 cat >&2 <<MSG
 The test harness needs these server binaries, which are missing: ${missing[*]}
 Install them with your package manager, e.g. on Debian/Ubuntu:
-  sudo apt-get install postgresql redis-server pgbouncer rabbitmq-server prometheus wrk
+  sudo apt-get install postgresql redis-server pgbouncer rabbitmq-server prometheus wrk nodejs
 (PostgreSQL >= 15 and Redis >= 7.)
 MSG
 exit 1
