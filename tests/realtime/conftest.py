@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from tenfold import CoreSettings, create_app
 from tenfold.realtime import RealtimeExtension
@@ -51,9 +52,21 @@ class Peer:
 
     def _offsets(self, channel: str) -> list[int]:
         return [
-            p["offset"] for push in self.pushes if push["channel"] == channel
+            p["offset"]
+            for push in self.pushes
+            if push["channel"] == channel
             for p in push.get("pubs", [])
         ]
+
+
+async def close_code(ws: ClientConnection, timeout: float = 10) -> int | None:  # noqa: ASYNC109
+    """Read until the server closes the connection; the close code it sent."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await ws.recv()
+    except ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd is not None else None
 
 
 @asynccontextmanager
@@ -72,9 +85,7 @@ async def peer(url: str, *, rcvbuf: int | None = None, **options: Any) -> AsyncI
 
 
 @asynccontextmanager
-async def realtime_app(
-    settings: CoreSettings, **extension: Any
-) -> AsyncIterator[tuple[str, Any]]:
+async def realtime_app(settings: CoreSettings, **extension: Any) -> AsyncIterator[tuple[str, Any]]:
     """A started app with the realtime extension on a loopback port: (ws URL, app)."""
     app = create_app(settings, extensions=[RealtimeExtension(**extension)], configure_logs=False)
     async with serve_asgi(app) as base:
