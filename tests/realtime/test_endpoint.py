@@ -123,10 +123,9 @@ async def test_permission_hooks_decide_per_channel(tmp_path: Any) -> None:
 
 async def test_oversized_frame_closes_with_1009(tmp_path: Any) -> None:
     """A frame over the limit closes the connection with 1009."""
-    async with realtime_app(settings(tmp_path, max_frame=1024)) as (url, _):
-        async with peer(url) as client:
-            await client.ws.send("x" * 2000)
-            assert await close_code(client.ws) == 1009
+    async with realtime_app(settings(tmp_path, max_frame=1024)) as (url, _), peer(url) as client:
+        await client.ws.send("x" * 2000)
+        assert await close_code(client.ws) == 1009
 
 
 async def test_foreign_origin_is_refused(tmp_path: Any) -> None:
@@ -155,19 +154,20 @@ async def test_connections_over_the_per_ip_cap_are_refused(tmp_path: Any) -> Non
 
 async def test_message_rate_over_the_limit_closes_4003(tmp_path: Any) -> None:
     """A connection sending faster than its per-minute allowance is closed with 4003."""
-    async with realtime_app(settings(tmp_path, messages_per_minute=5)) as (url, _):
-        async with peer(url) as client:
-            for _ in range(5):
-                assert (await client.request("ping"))["result"] == {}
-            await client.ws.send('{"id": 99, "ping": {}}')
-            assert await close_code(client.ws) == 4003
+    async with (
+        realtime_app(settings(tmp_path, messages_per_minute=5)) as (url, _),
+        peer(url) as client,
+    ):
+        for _ in range(5):
+            assert (await client.request("ping"))["result"] == {}
+        await client.ws.send('{"id": 99, "ping": {}}')
+        assert await close_code(client.ws) == 4003
 
 
 async def test_idle_connection_is_closed_4002(tmp_path: Any) -> None:
     """A client that sends nothing within the idle timeout is closed with 4002."""
-    async with realtime_app(settings(tmp_path, idle_timeout=0.3)) as (url, _):
-        async with peer(url) as client:
-            assert await close_code(client.ws) == 4002
+    async with realtime_app(settings(tmp_path, idle_timeout=0.3)) as (url, _), peer(url) as client:
+        assert await close_code(client.ws) == 4002
 
 
 async def test_slow_consumer_is_dropped_and_others_get_everything(tmp_path: Any) -> None:
