@@ -8,6 +8,7 @@ from starlette.routing import WebSocketRoute
 from tenfold._extension import Build, Extension
 from tenfold.ratelimit import ConnectionLimiter, LimiterBackend, MemoryBackend
 from tenfold.realtime._backplane import Backplane, MemoryBackplane
+from tenfold.realtime._events import ChannelOf, ChannelTarget
 from tenfold.realtime._hub import ChannelHub
 from tenfold.realtime._presence import MemoryPresence, Presence, RedisPresence
 from tenfold.realtime._redis import RedisBackplane
@@ -28,11 +29,14 @@ class RealtimeExtension(Extension):
     ``authenticate_token(token)`` resolves a ``connect`` frame's token when
     the connection's handshake carried no credentials. ``batch_window``
     overrides ``TENFOLD_REALTIME__BATCH_WINDOW`` (an app's preset).
+    ``events_to_channels(event)`` relays committed events of the event store
+    into the channels it names (see ``tenfold.realtime._events``).
     """
 
     name = "realtime"
     settings_model = RealtimeSettings
-    after = ("ratelimit",)
+    # events: with ``events_to_channels``, committed events are relayed into channels.
+    after = ("ratelimit", "events")
 
     def __init__(
         self,
@@ -41,11 +45,13 @@ class RealtimeExtension(Extension):
         can_publish: Permission | None = None,
         authenticate_token: TokenAuth | None = None,
         batch_window: float | None = None,
+        events_to_channels: ChannelOf | None = None,
     ) -> None:
         self.can_subscribe = can_subscribe
         self.can_publish = can_publish
         self.authenticate_token = authenticate_token
         self.batch_window = batch_window
+        self.events_to_channels = events_to_channels
 
     def build(self, build: Build) -> None:
         settings: RealtimeSettings = build.section
@@ -76,6 +82,24 @@ class RealtimeExtension(Extension):
         build.router(router)
         if build.metrics is not None:
             build.collector(RealtimeCollector(realtime, build.metrics.namespace))
+        if self.events_to_channels is not None:
+            _relay_events(build, realtime, self.events_to_channels)
+
+
+def _relay_events(build: Build, realtime: Realtime, channel_of: ChannelOf) -> None:
+    """An event relay into channels, run by the started platform (see ``_events``)."""
+    from tenfold._errors import ConfigurationError
+    from tenfold.events import EventRelay, EventStore
+
+    store = build.find(EventStore)
+    if store is None:
+        raise ConfigurationError(
+            "RealtimeExtension(events_to_channels=...) needs the events extension: "
+            "add EventsExtension() to the app's extensions"
+        )
+    relay = EventRelay(store, ChannelTarget(realtime, channel_of))
+    relay.name = "realtime-events-relay"  # beside the events extension's own relay
+    build.component(relay)
 
 
 def _prefix(build: Build, settings: RealtimeSettings) -> str:
