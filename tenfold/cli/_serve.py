@@ -100,6 +100,10 @@ def uvicorn_options(
         "timeout_keep_alive": settings.http.keep_alive_timeout
         if keep_alive is None
         else keep_alive,
+        # WebSocket fan-out: per-message deflate compresses every frame once per connection
+        # and holds a zlib context per connection (the websockets library documents ~64 KiB
+        # a connection with it, ~14 KiB without); see docs/realtime.md.
+        "ws_per_message_deflate": False,
         # In-flight requests get this long after the listener closes; see tenfold.health.
         "timeout_graceful_shutdown": max(1, round(settings.health.drain_timeout)),
     }
