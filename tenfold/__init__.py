@@ -6,7 +6,7 @@ extensions, settings, the context that travels with work, the error tree,
 adapter. Each capability has its own sub-package (``tenfold.db``,
 ``tenfold.cache``, ``tenfold.httpcache``, ``tenfold.ratelimit``,
 ``tenfold.idempotency``, ``tenfold.resilience``, ``tenfold.health``,
-``tenfold.jobs``, ``tenfold.events``,
+``tenfold.jobs``, ``tenfold.events``, ``tenfold.realtime``,
 ``tenfold.observability``, ``tenfold.web``, ``tenfold.testing``).
 """
 
