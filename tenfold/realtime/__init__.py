@@ -30,11 +30,13 @@ from tenfold.realtime._extension import RealtimeExtension
 from tenfold.realtime._hub import ChannelHub
 from tenfold.realtime._model import Publication, Recovery, StreamPosition, check_channel
 from tenfold.realtime._presence import MemoryPresence, Presence, RedisPresence
+from tenfold.realtime._problems import PROBLEMS
 from tenfold.realtime._redis import RedisBackplane
 from tenfold.realtime._service import Permission, Realtime, TokenAuth
 from tenfold.realtime._settings import RealtimeSettings
 
 __all__ = [
+    "PROBLEMS",
     "Backplane",
     "ChannelHub",
     "ChannelListener",

@@ -11,6 +11,7 @@ from tenfold.realtime._backplane import Backplane, MemoryBackplane
 from tenfold.realtime._events import ChannelOf, ChannelTarget
 from tenfold.realtime._hub import ChannelHub
 from tenfold.realtime._presence import MemoryPresence, Presence, RedisPresence
+from tenfold.realtime._problems import PROBLEMS
 from tenfold.realtime._redis import RedisBackplane
 from tenfold.realtime._service import Permission, Realtime, RealtimeCollector, TokenAuth
 from tenfold.realtime._settings import RealtimeSettings
@@ -71,6 +72,7 @@ class RealtimeExtension(Extension):
             can_publish=self.can_publish,
             authenticate_token=self.authenticate_token,
         )
+        build.problems(PROBLEMS)
         build.provide(hub)
         build.provide(presence, kind=Presence)
         build.provide(realtime, name="realtime")

@@ -36,6 +36,7 @@ from tenfold import (
     events,
     idempotency,
     ratelimit,
+    realtime,
     redis,
     resilience,
     restore,
@@ -56,6 +57,7 @@ from tenfold.idempotency import (
     IdempotencyScopeMissing,
 )
 from tenfold.ratelimit import RateLimited, RateLimiterUnavailable
+from tenfold.realtime import RealtimeClosed, RealtimeError
 from tenfold.redis import RedisUnavailable
 from tenfold.resilience import (
     BulkheadFull,
@@ -130,6 +132,8 @@ CLASSES: dict[type[TenfoldError], tuple[int, str, str, bool]] = {
     AggregateNotFound: (404, "Not Found", _T + "not-found", True),
     UnknownEventType: (500, _INTERNAL, _T + "unknown-event-type", False),
     ProjectionError: (500, _INTERNAL, _T + "projection-failed", False),
+    RealtimeError: (502, "Bad Gateway", _T + "realtime-error", False),
+    RealtimeClosed: (502, "Bad Gateway", _T + "realtime-closed", False),
 }
 
 _REQUEST = httpx.Request("GET", "http://upstream.test/v1")
@@ -210,6 +214,8 @@ SAMPLES: dict[str, Callable[[], Exception]] = {
     "aggregate-not-found": lambda: AggregateNotFound("Match", "match-7"),
     "unknown-event-type": lambda: UnknownEventType("Match", "match-7", "Secret"),
     "projection-failed": lambda: ProjectionError("leaderboard", _EVENT),
+    "realtime-error": lambda: RealtimeError(403, "not allowed to subscribe to admin:1"),
+    "realtime-closed": lambda: RealtimeClosed(4001, "slow consumer"),
 }
 
 #: name -> (status, raw headers, body): what a client receives, byte for byte
@@ -544,6 +550,16 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
         [(b"content-length", b"216"), (b"content-type", b"application/problem+json")],
         b'{"type":"https://tenfold.dev/problems/projection-failed","title":"Internal Server Error","status":500,"detail":"The server could not complete the request. Quote the request_id if you report it.","request_id":"req-1"}',
     ),
+    "realtime-error": (
+        502,
+        [(b"content-length", b"203"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/realtime-error","title":"Bad Gateway","status":502,"detail":"The server could not complete the request. Quote the request_id if you report it.","request_id":"req-1"}',
+    ),
+    "realtime-closed": (
+        502,
+        [(b"content-length", b"204"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/realtime-closed","title":"Bad Gateway","status":502,"detail":"The server could not complete the request. Quote the request_id if you report it.","request_id":"req-1"}',
+    ),
 }
 
 
@@ -577,6 +593,7 @@ PROBLEMS = ProblemRegistry(
     ratelimit.PROBLEMS,
     resilience.PROBLEMS,
     events.PROBLEMS,
+    realtime.PROBLEMS,
 )
 
 
