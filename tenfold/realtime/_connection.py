@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tenfold._context import Principal
+from tenfold._context import Principal, set_principal
 from tenfold._errors import BadRequest, DependencyUnavailable, TenfoldError
 from tenfold.observability import get_logger
 from tenfold.realtime._model import StreamPosition, check_channel
@@ -199,6 +199,7 @@ class Connection:
                 self.close(CLOSE["policy"], "authentication failed")
                 raise _Refused(401, "the token was not accepted")
             self.principal = principal
+            set_principal(principal)  # the connection's log lines name it from here on
         return {"client": self.id, "user": self.principal.id if self.principal else None}
 
     async def _subscribe(self, request_id: int, params: dict[str, Any]) -> dict[str, Any] | None:
