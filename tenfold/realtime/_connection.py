@@ -196,8 +196,9 @@ class Connection:
                 raise _Refused(400, "token is a string")
             principal = await self.rt.authenticate_token(token)
             if principal is None:
-                self.close(CLOSE["policy"], "authentication failed")
-                raise _Refused(401, "the token was not accepted")
+                self._reply_error(request_id, 401, "the token was not accepted")
+                self.close(CLOSE["policy"], "authentication failed")  # after the reply
+                return None
             self.principal = principal
             set_principal(principal)  # the connection's log lines name it from here on
         return {"client": self.id, "user": self.principal.id if self.principal else None}

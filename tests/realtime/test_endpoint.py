@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tenfold import CoreSettings, Settings, platform_of
+from tenfold import CoreSettings, Principal, Settings, platform_of
 from tenfold.realtime import Realtime, RealtimeSettings
 from tests.realtime.conftest import close_code, peer, realtime_app
 
@@ -196,3 +196,29 @@ async def test_drain_tells_clients_to_reconnect_elsewhere(tmp_path: Any) -> None
         await client.request("subscribe", {"channel": "c"})
         platform_of(app).lifecycle.begin_drain()
         assert await close_code(client.ws) == 4000
+
+
+async def test_a_connect_token_sets_the_principal(tmp_path: Any) -> None:
+    """A token in the connect frame authenticates; the hooks see its principal; a refused
+    token is a 401 and closes with 1008."""
+
+    def tokens(token: str) -> Principal | None:
+        return Principal("u-7", roles=frozenset({"fan"})) if token == "good" else None
+
+    def can_subscribe(principal: Principal | None, channel: str) -> bool:
+        return principal is not None and principal.has_role("fan")
+
+    app_settings = settings(tmp_path)
+    async with realtime_app(
+        app_settings, authenticate_token=tokens, can_subscribe=can_subscribe
+    ) as (url, _):
+        async with peer(url) as client:
+            denied = await client.request("subscribe", {"channel": "c"})
+            assert denied["error"]["code"] == 403
+            connected = await client.request("connect", {"token": "good"})
+            assert connected["result"]["user"] == "u-7"
+            assert "result" in await client.request("subscribe", {"channel": "c"})
+        async with peer(url) as client:
+            refused = await client.request("connect", {"token": "bad"})
+            assert refused["error"]["code"] == 401
+            assert await close_code(client.ws) == 1008
