@@ -154,6 +154,7 @@ async def _load(config: dict[str, Any]) -> None:
     error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else ""
     ready = {"opened": len(clients), "failed": len(errors), "error": error}
     print("ready", json.dumps(ready), flush=True)
+    cpu_at_ready = time.process_time()
     command = await asyncio.to_thread(sys.stdin.readline)
     _, expected, deadline = command.split()
     await _until_complete(clients, int(expected), float(deadline))
@@ -161,7 +162,7 @@ async def _load(config: dict[str, Any]) -> None:
     for task in receivers:
         task.cancel()
     await asyncio.gather(*(c.ws.close() for c in clients if c.ws), return_exceptions=True)
-    _write(Path(config["out"]), clients, open_at_stop)
+    _write(Path(config["out"]), clients, open_at_stop, time.process_time() - cpu_at_ready)
     print("done", flush=True)
 
 
@@ -179,7 +180,7 @@ async def _until_complete(clients: list[_Client], expected: int, deadline: float
         await asyncio.sleep(0.05)
 
 
-def _write(out: Path, clients: list[_Client], open_at_stop: int) -> None:
+def _write(out: Path, clients: list[_Client], open_at_stop: int, cpu: float) -> None:
     first_latencies = array("d")
     for client in clients:
         seen: set[int] = set()
@@ -192,6 +193,7 @@ def _write(out: Path, clients: list[_Client], open_at_stop: int) -> None:
         "unique": [len(c.seen) for c in clients],
         "last_receive": max((c.last_receive for c in clients), default=0.0),
         "open_at_stop": open_at_stop,
+        "cpu_s": cpu,
     }
     out.write_bytes(orjson.dumps(summary))
     with out.with_suffix(".ms").open("wb") as file:
@@ -227,6 +229,8 @@ class Delivery:
     latencies_ms: list[float]
     last_receive: float
     open_at_stop: int
+    #: CPU time the load processes used from their clients being ready to their end.
+    load_cpu_s: float
 
     def percentile(self, q: int) -> float:
         if len(self.latencies_ms) < 2:
@@ -313,7 +317,7 @@ class LoadGroup:
 
     def _merge(self, expected: int) -> Delivery:
         received, unique, lost, latencies = 0, 0, 0, array("d")
-        last, still_open, silent = 0.0, 0, 0
+        last, still_open, silent, cpu = 0.0, 0, 0, 0.0
         for n in range(len(self._procs)):
             out = self.workdir / f"{self.tag}-{n}.json"
             summary = orjson.loads(out.read_bytes())
@@ -323,6 +327,7 @@ class LoadGroup:
             silent += sum(1 for u in summary["unique"] if u == 0)
             last = max(last, summary["last_receive"])
             still_open += summary["open_at_stop"]
+            cpu += summary["cpu_s"]
             raw = out.with_suffix(".ms").read_bytes()
             latencies.frombytes(raw)
         return Delivery(
@@ -336,6 +341,7 @@ class LoadGroup:
             latencies_ms=latencies.tolist(),
             last_receive=last,
             open_at_stop=still_open,
+            load_cpu_s=cpu,
         )
 
 
