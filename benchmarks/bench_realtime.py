@@ -36,9 +36,9 @@ Sections (``SECTIONS``, each an async function of the ``Bench``):
    publications not received within ``--drain`` s of the last publication;
    late ones count as lost) and duplicated (receipts beyond the first), and the
    server processes' CPU time (``/proc``) per delivery, over the same window
-   (it includes closing the clients), and the load generators' CPU time. Targets (reported, never enforced): 0
-   lost, 0 duplicated, p99 <= 150 ms, >= 2x the peer's deliveries per CPU
-   second.
+   (it includes closing the clients), and the load generators' CPU time.
+   Targets (reported, never enforced): 0 lost, 0 duplicated, p99 <= 150 ms,
+   >= 2x the peer's deliveries per CPU second.
 2. **fanout_unbatched**: the same with ``--unbatched-subscribers`` and no
    batching; target p99 < 20 ms.
 3. **connections**: ``--connections`` idle subscribed connections held by one
