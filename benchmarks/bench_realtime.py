@@ -14,11 +14,12 @@ Sides (``SIDES``: a name and a function serving the benchmark's channel):
   joiner never meets it). ``silent_subscribers`` counts any it still leaves
   with nothing.
 
-To add a side, write ``serve(bench, processes, batch_ms)``: an async context
-manager that starts ``processes`` server processes serving ``CHANNEL`` and
-yields a ``Deployment`` (their WebSocket URLs and pids, the load side's frame
-adapter, a ``publish`` coroutine function, the batching it applies); then add
-it to ``SIDES``. Ratios over the peer and its table column follow.
+To add a side, write ``serve(bench, processes, batch_ms)`` beside
+``peer_side`` in ``benchmarks/_realtime_sides.py``: an async context manager
+that starts ``processes`` server processes serving ``CHANNEL`` and yields a
+``Deployment`` (their WebSocket URLs and pids, the load side's frame adapter,
+a ``publish`` coroutine function, the batching it applies); then add it to
+``SIDES``. Its table column and its ratios over the peer follow.
 
 Every side is served by uvicorn processes (one worker each, uvloop, httptools,
 its default WebSocket implementation) on loopback ports. Subscribers are
@@ -58,31 +59,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import os
 import resource
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-from broadcaster import Broadcast
-
 if not __package__:  # run as a file, not with -m: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import _realtime_peer
 from benchmarks._realtime_load import Delivery, LoadGroup
+from benchmarks._realtime_sides import CHANNEL, PEER, Bench, Deployment, Serve, peer_side
 from benchmarks._results import Results, Target, record
-from benchmarks._wrk import Server, uvicorn_server
+from benchmarks._wrk import Server
 from tenfold.testing import RedisServer
 
-PEER = "broadcaster"
-CHANNEL = "tournament:42"
 #: Server processes per side in the fan-out sections.
 SERVER_PROCESSES = 2
 #: Connections opened before the connections section's baseline (imports and caches warm).
@@ -104,76 +98,8 @@ TARGETS = {
 SectionResult = dict[str, dict[str, float]]
 
 
-@dataclass(slots=True)
-class Bench:
-    """What every section works with: the options, the Redis, and a place for files."""
-
-    args: argparse.Namespace
-    redis_url: str
-    workdir: Path
-
-
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    """One side serving ``CHANNEL``: where subscribers connect, how they speak, how to publish."""
-
-    #: One WebSocket URL per server process, each subscribing to ``CHANNEL``'s publications.
-    urls: list[str]
-    pids: list[int]
-    #: The load side's frame adapter (a key of ``_realtime_load.ADAPTERS``).
-    adapter: str
-    #: Publishes one publication (``{"seq": ..., "t": ...}``) into ``CHANNEL``.
-    publish: Callable[[dict[str, Any]], Awaitable[None]]
-    #: The batching window the side applies, in ms (0: a frame per publication).
-    batch_ms: float
-
-
-#: A side: ``serve(bench, processes, batch_ms)`` serves ``CHANNEL`` until the context exits.
-Serve = Callable[[Bench, int, float], contextlib.AbstractAsyncContextManager[Deployment]]
-
-
-@contextlib.asynccontextmanager
-async def peer_side(bench: Bench, processes: int, batch_ms: float) -> AsyncIterator[Deployment]:
-    """FastAPI + broadcaster in ``processes`` uvicorn processes; it never batches."""
-    env = {_realtime_peer.REDIS_URL_ENV: bench.redis_url}
-    path = _realtime_peer.PATH.format(channel=CHANNEL)
-    async with _uvicorn_servers("benchmarks._realtime_peer:make_app", processes, env) as servers:
-        broadcast = Broadcast(bench.redis_url)
-        await broadcast.connect()
-
-        async def publish(data: dict[str, Any]) -> None:
-            await broadcast.publish(CHANNEL, orjson.dumps(data).decode())
-
-        try:
-            yield Deployment(
-                urls=[s.url.replace("http://", "ws://") + path for s in servers],
-                pids=[s.pid for s in servers],
-                adapter="raw",
-                publish=publish,
-                batch_ms=0.0,
-            )
-        finally:
-            await broadcast.disconnect()
-
-
 #: Each measured in every section, in this order.
 SIDES: dict[str, Serve] = {PEER: peer_side}
-
-
-@contextlib.asynccontextmanager
-async def _uvicorn_servers(
-    app: str, processes: int, env: dict[str, str]
-) -> AsyncIterator[list[Server]]:
-    """``processes`` uvicorn servers of the factory ``app``; started and stopped in a thread."""
-    with contextlib.ExitStack() as stack:
-        servers = []
-        for _ in range(processes):
-            serving = uvicorn_server(app, env=env)
-            servers.append(await asyncio.to_thread(stack.enter_context, serving))
-        try:
-            yield servers
-        finally:
-            await asyncio.to_thread(stack.close)
 
 
 # -- 1, 2. fan-out -----------------------------------------------------------------------------
