@@ -82,14 +82,67 @@ async def peer_side(bench: Bench, processes: int, batch_ms: float) -> AsyncItera
 
 
 @contextlib.asynccontextmanager
+async def tenfold_side(bench: Bench, processes: int, batch_ms: float) -> AsyncIterator[Deployment]:
+    """``tenfold.realtime`` in ``processes`` uvicorn processes over the same Redis; the
+    benchmark publishes through a platform of its own, as a worker or a projection would."""
+    from benchmarks import _realtime_tenfold as app
+    from tenfold import CoreSettings, Platform, RedisSettings, Settings
+    from tenfold.realtime import Realtime, RealtimeExtension, RealtimeSettings
+
+    env = {
+        **app.ENV,
+        "TENFOLD_REDIS__URL": bench.redis_url,
+        "TENFOLD_REALTIME__BATCH_WINDOW": str(batch_ms / 1000),
+        "TENFOLD_DB__URL": f"sqlite+aiosqlite:///{bench.workdir}/realtime.db",
+    }
+    composed = CoreSettings.compose([*Settings.sections.items(), ("realtime", RealtimeSettings)])
+    settings = composed.load(
+        app={"name": app.APP_NAME},
+        db={"url": env["TENFOLD_DB__URL"]},
+        redis=RedisSettings(url=bench.redis_url),
+    )
+    publisher = Platform.build(settings, extensions=[RealtimeExtension()], configure_logs=False)
+    async with uvicorn_servers(
+        "benchmarks._realtime_tenfold:make_app",
+        processes,
+        env,
+        extra_args=["--ws-per-message-deflate", "false"],
+        ready_path="/ready",
+    ) as servers:
+        await publisher.start()
+        realtime = publisher.get(Realtime)
+
+        async def publish(data: dict[str, Any]) -> None:
+            await realtime.publish(CHANNEL, data)
+
+        try:
+            yield Deployment(
+                urls=[s.url.replace("http://", "ws://") + "/realtime" for s in servers],
+                pids=[s.pid for s in servers],
+                adapter="push",
+                publish=publish,
+                batch_ms=batch_ms,
+            )
+        finally:
+            await publisher.stop()
+
+
+@contextlib.asynccontextmanager
 async def uvicorn_servers(
-    app: str, processes: int, env: dict[str, str]
+    app: str,
+    processes: int,
+    env: dict[str, str],
+    *,
+    extra_args: list[str] | None = None,
+    ready_path: str = "/",
 ) -> AsyncIterator[list[Server]]:
     """``processes`` uvicorn servers of the factory ``app``; started and stopped in a thread."""
     with contextlib.ExitStack() as stack:
         servers = []
         for _ in range(processes):
-            serving = uvicorn_server(app, env=env)
+            serving = uvicorn_server(
+                app, env=env, extra_args=extra_args or (), ready_path=ready_path
+            )
             servers.append(await asyncio.to_thread(stack.enter_context, serving))
         try:
             yield servers

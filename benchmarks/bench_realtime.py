@@ -72,7 +72,15 @@ from typing import Any
 if not __package__:  # run as a file, not with -m: put the repo root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._realtime_load import Delivery, LoadGroup
-from benchmarks._realtime_sides import CHANNEL, PEER, Bench, Deployment, Serve, peer_side
+from benchmarks._realtime_sides import (
+    CHANNEL,
+    PEER,
+    Bench,
+    Deployment,
+    Serve,
+    peer_side,
+    tenfold_side,
+)
 from benchmarks._results import Results, Target, record
 from benchmarks._wrk import Server
 from tenfold.testing import RedisServer
@@ -99,7 +107,7 @@ SectionResult = dict[str, dict[str, float]]
 
 
 #: Each measured in every section, in this order.
-SIDES: dict[str, Serve] = {PEER: peer_side}
+SIDES: dict[str, Serve] = {PEER: peer_side, "tenfold": tenfold_side}
 
 
 # -- 1, 2. fan-out -----------------------------------------------------------------------------
