@@ -1,0 +1,182 @@
+"""Two `tenfold run` instances of one realtime app on the harness Redis, with real clients.
+
+Each instance is a subprocess on its own loopback port; the test process
+publishes through its own platform on the same Redis and app name, so its
+publications are the server side's. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tenfold import CoreSettings, Platform, RedisSettings, Settings
+from tenfold.realtime import (
+    Realtime,
+    RealtimeClient,
+    RealtimeExtension,
+    RealtimeSettings,
+)
+from tenfold.testing import RedisServer, allocate_port, release_port
+
+REPO = Path(__file__).resolve().parents[2]
+TENFOLD = Path(sys.executable).with_name("tenfold")
+APP = "tests.realtime.instances_app:make_app()"
+_NOT_INHERITED = ("TENFOLD_", "PYTHONPATH", "PROMETHEUS_", "FORWARDED_ALLOW_IPS")
+APP_NAME = "rtcross"
+#: What every instance and the test's own platform share (history is trimmed by whoever
+#: publishes, so the bound must be the same everywhere).
+REALTIME = {"history_size": "60", "presence_ttl": "2"}
+
+
+class Instance:
+    """One `tenfold run` of the app: its process, HTTP base and WebSocket URL."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.log = log
+        self.base = f"http://127.0.0.1:{port}"
+        self.ws = f"ws://127.0.0.1:{port}/realtime"
+
+    async def ready_status(self) -> int | None:
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                return (await client.get(f"{self.base}/ready")).status_code
+        except httpx.TransportError:
+            return None
+
+
+class Cluster:
+    """Starts instances on ``redis_server``; stops whatever is still running at the end."""
+
+    def __init__(self, tmp_path: Path, redis: RedisServer, stack: AsyncExitStack) -> None:
+        self.tmp_path = tmp_path
+        self.redis = redis
+        self.stack = stack
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
+        self.env.update(
+            TENFOLD_APP__NAME=APP_NAME,
+            TENFOLD_DB__URL=f"sqlite+aiosqlite:///{tmp_path}/app.db",
+            TENFOLD_REDIS__URL=redis.url,
+            TENFOLD_HEALTH__DRAIN_DELAY="0",
+            **{f"TENFOLD_REALTIME__{k.upper()}": v for k, v in REALTIME.items()},
+        )
+
+    async def start(self, *names: str, **env: str) -> list[Instance]:
+        """Start one instance per name (at once), each ready (``/ready`` 200)."""
+        return list(await asyncio.gather(*(self._start(name, env) for name in names)))
+
+    async def _start(self, name: str, env: dict[str, str]) -> Instance:
+        port = allocate_port()
+        log = self.tmp_path / f"{name}.log"
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                str(TENFOLD), "run", "--app", APP, "--app-dir", str(REPO), "--port", str(port),
+                cwd=self.tmp_path, env={**self.env, **env}, stdout=out, stderr=out,
+            )  # fmt: skip
+        instance = Instance(proc, port, log)
+        self.stack.push_async_callback(self._stop, instance)
+        for _ in range(300):
+            if await instance.ready_status() == 200:
+                return instance
+            if proc.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{name} never became ready:\n{log.read_text(errors='replace')}")
+
+    async def _stop(self, instance: Instance) -> None:
+        if instance.proc.returncode is None:
+            instance.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(instance.proc.wait(), 30)
+        except TimeoutError:
+            instance.proc.kill()
+            await instance.proc.wait()
+            raise
+        finally:
+            release_port(instance.port)
+
+    def platform(self) -> Platform:
+        """The server side in the test process: the same app name, Redis and history bound."""
+        sections = [*Settings.sections.items(), ("realtime", RealtimeSettings)]
+        composed = CoreSettings.compose(sections)
+        settings = composed.load(
+            app={"name": APP_NAME},
+            db={"url": f"sqlite+aiosqlite:///{self.tmp_path}/app.db"},
+            redis=RedisSettings(url=self.redis.url),
+            realtime=REALTIME,
+        )
+        return Platform.build(settings, extensions=[RealtimeExtension()], configure_logs=False)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Cluster]:
+    async with AsyncExitStack() as stack:
+        yield Cluster(tmp_path, redis_server, stack)
+
+
+@pytest.fixture
+async def server_side(cluster: Cluster) -> AsyncIterator[Realtime]:
+    async with cluster.platform() as platform:
+        yield platform.get(Realtime)
+
+
+@asynccontextmanager
+async def client(url: str) -> AsyncIterator[RealtimeClient]:
+    async with asyncio.timeout(10):
+        connection = RealtimeClient(url)
+        await connection.open()
+    try:
+        yield connection
+    finally:
+        async with asyncio.timeout(10):
+            await connection.close()
+
+
+async def take(connection: RealtimeClient, channel: str, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` items of ``channel``; fails after 10 s (a hang guard)."""
+    items: list[dict[str, Any]] = []
+    async with asyncio.timeout(10):
+        async for item in connection.publications(channel):
+            items.append(item)
+            if len(items) == count:
+                break
+    return items
+
+
+def channel(kind: str) -> str:
+    return f"{kind}:{secrets.token_hex(4)}"
+
+
+async def test_publications_cross_instances_in_order_once(
+    cluster: Cluster, server_side: Realtime
+) -> None:
+    """Publications made by a client on one instance and by another process reach a
+    subscriber on the other instance in offset order, each once."""
+    one, two = await cluster.start("one", "two")
+    room = channel("chat")
+    async with client(one.ws) as publisher, client(two.ws) as subscriber:
+        await subscriber.subscribe(room)
+        for i in range(40):
+            if i % 2:
+                await server_side.publish(room, {"i": i})
+            else:
+                assert (await publisher.publish(room, {"i": i}))["offset"] == i + 1
+        # The last one marks the end: anything duplicated would arrive before it.
+        await server_side.publish(room, {"i": "end"})
+        items = await take(subscriber, room, 41)
+        assert subscriber.received(room) == []
+    assert [item["offset"] for item in items] == list(range(1, 42))
+    assert [item["data"]["i"] for item in items] == [*range(40), "end"]
+    assert len({item["epoch"] for item in items}) == 1
