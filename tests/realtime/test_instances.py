@@ -26,6 +26,7 @@ from tenfold.realtime import (
     RealtimeClient,
     RealtimeExtension,
     RealtimeSettings,
+    StreamPosition,
 )
 from tenfold.testing import RedisServer, allocate_port, release_port
 
@@ -180,3 +181,34 @@ async def test_publications_cross_instances_in_order_once(
     assert [item["offset"] for item in items] == list(range(1, 42))
     assert [item["data"]["i"] for item in items] == [*range(40), "end"]
     assert len({item["epoch"] for item in items}) == 1
+
+
+async def test_resume_on_the_other_instance(cluster: Cluster, server_side: Realtime) -> None:
+    """A client that missed 50 publications on one instance gets exactly those 50, in order,
+    by resuming on the other; once more than the history bound is missed, it is told to
+    resync."""
+    one, two = await cluster.start("one", "two")
+    room = channel("tournament")
+    async with client(one.ws) as first:
+        await first.subscribe(room)
+        await server_side.publish(room, {"i": 0})
+        await take(first, room, 1)
+        seen = dict(first.positions)
+    for i in range(1, 51):
+        await server_side.publish(room, {"i": i})
+    async with client(two.ws) as second:
+        result = (await second.resume(seen))[room]
+        assert (result["recovered"], result["resync"]) == (True, False)
+        items = await take(second, room, 50)
+        assert [item["offset"] for item in items] == list(range(2, 52))
+        assert [item["data"]["i"] for item in items] == list(range(1, 51))
+        assert second.positions[room] == StreamPosition(51, seen[room].epoch)
+        seen = dict(second.positions)
+    for i in range(51, 51 + int(REALTIME["history_size"]) + 1):
+        await server_side.publish(room, {"i": i})
+    async with client(one.ws) as third:
+        result = (await third.resume(seen))[room]
+        assert (result["resync"], result.get("pubs", [])) == (True, [])
+        assert result["offset"] == 51 + int(REALTIME["history_size"]) + 1
+        assert await take(third, room, 1) == [{"resync": True}]
+
