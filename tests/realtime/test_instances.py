@@ -212,3 +212,51 @@ async def test_resume_on_the_other_instance(cluster: Cluster, server_side: Realt
         assert result["offset"] == 51 + int(REALTIME["history_size"]) + 1
         assert await take(third, room, 1) == [{"resync": True}]
 
+
+async def test_presence_across_instances_and_a_killed_one(
+    cluster: Cluster, server_side: Realtime
+) -> None:
+    """Presence lists the subscribers of both instances; after one is SIGKILLed its members
+    lapse within the presence TTL while the other's stay."""
+    one, two = await cluster.start("one", "two")
+    room = channel("room")
+    async with AsyncExitStack() as stack:
+        on_one = [await stack.enter_async_context(client(one.ws)) for _ in range(2)]
+        (on_two,) = [await stack.enter_async_context(client(two.ws))]
+        for connection in (*on_one, on_two):
+            await connection.subscribe(room)
+        members = (await on_one[0].presence(room))["members"]
+        assert len(members) == 3
+        assert (await on_two.presence(room))["members"] == members
+        assert (await on_two.presence_count(room))["count"] == 3
+        one.proc.kill()
+        await one.proc.wait()
+        survivors = await until_members(on_two, room, 1, within=float(REALTIME["presence_ttl"]) * 5)
+        assert set(survivors) < set(members)
+        # Its heartbeat keeps it there for longer than a TTL.
+        await asyncio.sleep(float(REALTIME["presence_ttl"]) * 1.5)
+        assert (await on_two.presence(room))["members"] == survivors
+
+
+async def until_members(
+    connection: RealtimeClient, room: str, count: int, *, within: float
+) -> dict[str, Any]:
+    """The channel's members once there are ``count`` of them; fails after ``within`` s."""
+    async with asyncio.timeout(within):
+        while True:
+            members = (await connection.presence(room))["members"]
+            if len(members) == count:
+                return members
+            await asyncio.sleep(0.1)
+
+
+async def test_a_subscriber_with_its_reply_is_in_the_presence(cluster: Cluster) -> None:
+    """Once a client has its subscribe reply, presence on the other instance lists it."""
+    one, two = await cluster.start("one", "two")
+    room = channel("room")
+    async with AsyncExitStack() as stack:
+        observer = await stack.enter_async_context(client(two.ws))
+        for joined in range(1, 21):
+            connection = await stack.enter_async_context(client(one.ws))
+            await connection.subscribe(room)
+            assert (await observer.presence_count(room))["count"] == joined
