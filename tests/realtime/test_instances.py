@@ -20,10 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tenfold import CoreSettings, Platform, RedisSettings, Settings
+from tenfold import CoreSettings, DependencyUnavailable, Platform, RedisSettings, Settings
 from tenfold.realtime import (
     Realtime,
     RealtimeClient,
+    RealtimeError,
     RealtimeExtension,
     RealtimeSettings,
     StreamPosition,
@@ -260,3 +261,41 @@ async def test_a_subscriber_with_its_reply_is_in_the_presence(cluster: Cluster) 
             connection = await stack.enter_async_context(client(one.ws))
             await connection.subscribe(room)
             assert (await observer.presence_count(room))["count"] == joined
+
+
+async def test_redis_outage_fails_publishes_then_resyncs(
+    cluster: Cluster, server_side: Realtime, redis_server: RedisServer
+) -> None:
+    """While Redis is down publishing fails with an error on both sides; once it is back,
+    the connected subscribers are told to resync (a Redis without persistence lost the
+    history), keep receiving, and a resume from before the outage gets a resync."""
+    one, two = await cluster.start("one", "two")
+    room = channel("chat")
+    async with client(one.ws) as publisher, client(two.ws) as subscriber:
+        for connection in (publisher, subscriber):
+            await connection.subscribe(room)
+        for i in range(3):
+            await publisher.publish(room, {"i": i})
+        before = await take(subscriber, room, 3)
+        await take(publisher, room, 3)
+        old = subscriber.positions[room]
+        await asyncio.to_thread(redis_server.stop)
+        async with asyncio.timeout(10):
+            with pytest.raises(RealtimeError) as refused:
+                await publisher.publish(room, {"i": "lost"})
+            with pytest.raises(DependencyUnavailable):
+                await server_side.publish(room, {"i": "lost"})
+        assert refused.value.code == 503
+        await asyncio.to_thread(redis_server.start)
+        # Each instance reads history back once its pub/sub is live again: a new epoch.
+        assert await take(subscriber, room, 1) == [{"resync": True}]
+        assert await take(publisher, room, 1) == [{"resync": True}]
+        await publisher.publish(room, {"i": "after"})
+        (after,) = await take(subscriber, room, 1)
+        assert subscriber.received(room) == []
+    assert [item["offset"] for item in before] == [1, 2, 3]
+    assert (after["offset"], after["data"]) == (1, {"i": "after"})
+    assert after["epoch"] != old.epoch
+    async with client(two.ws) as resumed:
+        result = (await resumed.resume({room: old}))[room]
+        assert (result["resync"], result["offset"], result["epoch"]) == (True, 1, after["epoch"])
