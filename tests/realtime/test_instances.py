@@ -290,12 +290,14 @@ async def test_redis_outage_fails_publishes_then_resyncs(
         # Each instance reads history back once its pub/sub is live again: a new epoch.
         assert await take(subscriber, room, 1) == [{"resync": True}]
         assert await take(publisher, room, 1) == [{"resync": True}]
+        at_resync = subscriber.positions[room]
         await publisher.publish(room, {"i": "after"})
         (after,) = await take(subscriber, room, 1)
         assert subscriber.received(room) == []
     assert [item["offset"] for item in before] == [1, 2, 3]
     assert (after["offset"], after["data"]) == (1, {"i": "after"})
     assert after["epoch"] != old.epoch
+    assert at_resync == StreamPosition(0, after["epoch"])
     async with client(two.ws) as resumed:
         result = (await resumed.resume({room: old}))[room]
         assert (result["resync"], result["offset"], result["epoch"]) == (True, 1, after["epoch"])
