@@ -301,3 +301,44 @@ async def test_redis_outage_fails_publishes_then_resyncs(
     async with client(two.ws) as resumed:
         result = (await resumed.resume({room: old}))[room]
         assert (result["resync"], result["offset"], result["epoch"]) == (True, 1, after["epoch"])
+
+
+async def test_sigterm_drains_an_instance(cluster: Cluster, server_side: Realtime) -> None:
+    """SIGTERM makes an instance's /ready answer 503 and closes its clients with 4000 while
+    the other instance's keep receiving; a drained client resumes there without a gap."""
+    (one,) = await cluster.start("one", TENFOLD_HEALTH__DRAIN_DELAY="1")
+    (two,) = await cluster.start("two")
+    room = channel("tournament")
+    async with AsyncExitStack() as stack:
+        drained = [await stack.enter_async_context(client(one.ws)) for _ in range(2)]
+        staying = await stack.enter_async_context(client(two.ws))
+        for connection in (*drained, staying):
+            await connection.subscribe(room)
+        await server_side.publish(room, {"i": 0})
+        for connection in (*drained, staying):
+            await take(connection, room, 1)
+        one.proc.send_signal(signal.SIGTERM)
+        statuses = await ready_until_gone(one)
+        async with asyncio.timeout(10):
+            codes = [await connection.wait_closed() for connection in drained]
+            await one.proc.wait()
+        await server_side.publish(room, {"i": 1})
+        assert [item["data"] for item in await take(staying, room, 1)] == [{"i": 1}]
+        async with client(two.ws) as resumed:
+            result = (await resumed.resume(drained[0].positions))[room]
+    assert 503 in statuses
+    assert set(statuses[statuses.index(503) :]) == {503}
+    assert codes == [4000, 4000]
+    assert drained[0].close_reason == "reconnect elsewhere"
+    assert one.proc.returncode in (0, -signal.SIGTERM)
+    assert (result["recovered"], [p["offset"] for p in result["pubs"]]) == (True, [2])
+
+
+async def ready_until_gone(instance: Instance) -> list[int]:
+    """The statuses /ready answers until the instance stops listening (at most 20 s)."""
+    statuses: list[int] = []
+    async with asyncio.timeout(20):
+        while (status := await instance.ready_status()) is not None:
+            statuses.append(status)
+            await asyncio.sleep(0.02)
+    return statuses
