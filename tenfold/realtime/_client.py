@@ -279,6 +279,10 @@ class RealtimeClient:
         queue = self._queue(channel)
         if source.get("resync"):
             queue.put_nowait({"resync": True})
+            if epoch is not None and isinstance(source.get("offset"), int):
+                # The protocol puts the client at the resync's position: resuming from the
+                # old one would only be told to resync again.
+                self.positions[channel] = StreamPosition(source["offset"], epoch)
             return
         for pub in pubs:
             queue.put_nowait({"offset": pub["offset"], "epoch": epoch, "data": pub.get("data")})

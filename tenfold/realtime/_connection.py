@@ -224,14 +224,17 @@ class Connection:
             result["pubs"] = [
                 {"offset": p.offset, "data": orjson.Fragment(p.data)} for p in recovery.publications
             ]
-        # The reply is queued before go_live pushes what arrived meanwhile: the client
-        # learns its position first.
-        self.push(orjson.dumps({"id": request_id, "result": result}).decode())
-        hub.go_live(subscriber)
+        # Joined before the reply, so a client that has its reply is in the presence (on
+        # Redis, a query racing the join would miss it); publications arriving meanwhile
+        # wait in the subscriber's buffer.
         try:
             await self.rt.presence.join(channel, self.id, self.info)
         except TenfoldError as exc:  # the subscription stands; the heartbeat joins it later
             _log.warning("realtime_presence_join_failed", channel=channel, error=repr(exc))
+        # The reply is queued before go_live pushes what arrived meanwhile: the client
+        # learns its position first.
+        self.push(orjson.dumps({"id": request_id, "result": result}).decode())
+        hub.go_live(subscriber)
         return None
 
     async def _unsubscribe(self, request_id: int, params: dict[str, Any]) -> dict[str, Any] | None:

@@ -108,6 +108,20 @@ async def test_recovered_publications_precede_later_pushes() -> None:
     assert items[3] == {"resync": True}
 
 
+async def test_a_resync_push_moves_the_position() -> None:
+    """After a resync push the channel's position is the push's offset and epoch."""
+
+    async def handler(ws: ServerConnection) -> None:
+        await send(ws, subscribed(await receive(ws), 7))
+        await send(ws, {"push": {"channel": "a", "epoch": "e2", "offset": 0, "resync": True}})
+        await ws.wait_closed()
+
+    async with fake_server(handler) as url, RealtimeClient(url) as client:
+        await client.subscribe("a")
+        assert [item async for item in _take(client.publications("a"), 1)] == [{"resync": True}]
+        assert client.positions["a"] == StreamPosition(0, "e2")
+
+
 async def test_error_reply_raises_realtime_error() -> None:
     """An error reply raises RealtimeError with the server's code and message, a TenfoldError."""
 
