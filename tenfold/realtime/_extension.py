@@ -74,15 +74,15 @@ class RealtimeExtension(Extension):
         build.lifecycle.on_drain(realtime.begin_drain)
         router = APIRouter()
         router.routes.append(WebSocketRoute(settings.path, realtime, name="realtime"))
+        streams = None
         if settings.sse_path:
             streams = EventStreams(realtime)
             build.lifecycle.on_drain(streams.begin_drain)
-            router.routes.append(
-                Route(settings.sse_path, streams, methods=["GET"], name="realtime_sse")
-            )
+            route = Route(settings.sse_path, streams, methods=["GET"], name="realtime_sse")
+            router.routes.append(route)
         build.router(router)
         if build.metrics is not None:
-            build.collector(RealtimeCollector(realtime, build.metrics.namespace))
+            build.collector(RealtimeCollector(realtime, build.metrics.namespace, streams))
 
 
 def _prefix(build: Build, settings: RealtimeSettings) -> str:

@@ -157,6 +157,10 @@ class EventStreams:
             stream.end("draining")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "GET":  # a HEAD would hold a stream open with no body
+            allow = {"Allow": "GET"}
+            await problem_response(405, headers=allow)(scope, receive, send)
+            return
         if self.rt.draining:
             raise ShuttingDown("the server is shutting down; reconnect elsewhere")
         channel, since = _request(scope)

@@ -247,3 +247,17 @@ async def test_empty_path_disables_the_endpoint(tmp_path: Any) -> None:
     ):
         missing = await client.get("/realtime/sse", params={"channel": "c"})
         assert missing.status_code == 404
+
+
+async def test_open_streams_are_a_metric_and_head_is_refused(tmp_path: Any) -> None:
+    """``realtime_sse_streams`` counts the open streams; a HEAD opens none (405)."""
+    async with (
+        realtime_app(settings(tmp_path)) as (url, _),
+        httpx.AsyncClient(base_url=http(url), timeout=10) as client,
+    ):
+        head = await client.head("/realtime/sse", params={"channel": "c"})
+        assert head.status_code == 405
+        assert head.headers["allow"] == "GET"
+        async with stream(http(url), "c"), stream(http(url), "d"):
+            scrape = (await client.get("/metrics")).text
+        assert "tenfold_realtime_sse_streams 2.0" in scrape.splitlines()
