@@ -178,6 +178,8 @@ class EventStreams:
             stream = _Stream(self.rt)
             subscriber, recovery = await self.rt.hub.subscribe(channel, stream, since)
             self.open.add(stream)
+            if self.rt.draining:  # the drain began while it subscribed: it missed that call
+                stream.end("draining")
             try:
                 await self._serve(stream, subscriber, recovery, receive, send)
             finally:
