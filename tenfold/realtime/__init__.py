@@ -1,7 +1,8 @@
 """Realtime channels: WebSockets over a backplane, with history, resume and batching.
 
     RealtimeExtension     the opt-in ``realtime`` extension: the endpoint at
-                          TENFOLD_REALTIME__PATH and permission hooks; RealtimeSettings
+                          TENFOLD_REALTIME__PATH, the Server-Sent Events one at
+                          TENFOLD_REALTIME__SSE_PATH, and permission hooks; RealtimeSettings
     Realtime              ``platform.realtime``: ``await publish(channel, data)``
                           from any process, and the endpoint itself
     ChannelHub            this process's channels: gap-free fan-out, batch windows
@@ -20,8 +21,8 @@
     RealtimeClient        the WebSocket protocol from Python (tests, scripts, benchmarks)
     RealtimeError         an error reply (``code``); RealtimeClosed, the connection closed
 
-The browser client is ``static/tenfold-realtime.js``. Not built yet: SSE (see
-docs/realtime.md).
+The browser client is ``static/tenfold-realtime.js``; browsers without
+WebSockets can use ``EventSource`` on the SSE endpoint (docs/realtime_sse.md).
 """
 
 from tenfold.realtime._backplane import Backplane, ChannelListener, MemoryBackplane

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.routing import WebSocketRoute
+from starlette.routing import Route, WebSocketRoute
 
 from tenfold._extension import Build, Extension
 from tenfold.ratelimit import ConnectionLimiter, LimiterBackend, MemoryBackend
@@ -15,13 +15,14 @@ from tenfold.realtime._problems import PROBLEMS
 from tenfold.realtime._redis import RedisBackplane
 from tenfold.realtime._service import Permission, Realtime, RealtimeCollector, TokenAuth
 from tenfold.realtime._settings import RealtimeSettings
+from tenfold.realtime._sse import EventStreams
 
 __all__ = ["RealtimeExtension"]
 
 
 class RealtimeExtension(Extension):
-    """``platform.get(Realtime)`` (also ``platform.realtime``) and the endpoint at
-    ``TENFOLD_REALTIME__PATH``.
+    """``platform.get(Realtime)`` (also ``platform.realtime``), the endpoint at
+    ``TENFOLD_REALTIME__PATH`` and the SSE one at ``TENFOLD_REALTIME__SSE_PATH``.
 
     Opt-in: ``create_app(extensions=[RealtimeExtension(can_subscribe=...)])``.
     ``can_subscribe(principal, channel)`` and ``can_publish(principal,
@@ -81,9 +82,15 @@ class RealtimeExtension(Extension):
         build.lifecycle.on_drain(realtime.begin_drain)
         router = APIRouter()
         router.routes.append(WebSocketRoute(settings.path, realtime, name="realtime"))
+        streams = None
+        if settings.sse_path:
+            streams = EventStreams(realtime)
+            build.lifecycle.on_drain(streams.begin_drain)
+            route = Route(settings.sse_path, streams, methods=["GET"], name="realtime_sse")
+            router.routes.append(route)
         build.router(router)
         if build.metrics is not None:
-            build.collector(RealtimeCollector(realtime, build.metrics.namespace))
+            build.collector(RealtimeCollector(realtime, build.metrics.namespace, streams))
         if self.events_to_channels is not None:
             _relay_events(build, realtime, self.events_to_channels)
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from tenfold.realtime._hub import ChannelHub
     from tenfold.realtime._model import Publication
     from tenfold.realtime._settings import RealtimeSettings
+    from tenfold.realtime._sse import EventStreams
 
 __all__ = ["Permission", "Realtime", "RealtimeStats", "TokenAuth"]
 
@@ -236,16 +237,24 @@ class Realtime:
 
 
 class RealtimeCollector(Collector):
-    """``<ns>_realtime_*``: connections, subscriptions, messages, batches, recoveries."""
+    """``<ns>_realtime_*``: connections, SSE streams, subscriptions, messages, batches,
+    recoveries."""
 
-    def __init__(self, realtime: Realtime, namespace: str = "tenfold") -> None:
+    def __init__(
+        self, realtime: Realtime, namespace: str = "tenfold", streams: EventStreams | None = None
+    ) -> None:
         self.realtime = realtime
+        self.streams = streams
         self._prefix = f"{namespace}_realtime_" if namespace else "realtime_"
 
     def collect(self) -> Iterator[Metric]:
         rt, p = self.realtime, self._prefix
         hub = rt.hub.stats
         yield _gauge(p + "connections", "Open WebSocket connections.", len(rt.open))
+        if self.streams is not None:
+            yield _gauge(
+                p + "sse_streams", "Open Server-Sent Events streams.", len(self.streams.open)
+            )
         yield _gauge(
             p + "subscriptions",
             "Channel subscriptions of the open connections.",
@@ -253,13 +262,17 @@ class RealtimeCollector(Collector):
         )
         for name, doc, value in (
             ("messages_in", "Frames received from clients.", rt.stats.messages_in),
-            ("messages_out", "Frames sent to clients.", rt.stats.messages_out),
+            ("messages_out", "Frames sent to clients (SSE: batches).", rt.stats.messages_out),
             ("published", "Publications made from this process.", hub.published),
             ("batches", "Batches sent (one frame per subscriber each).", hub.batches),
             ("batched_publications", "Publications in those batches.", hub.batched),
             ("history_hits", "Recoveries served from history.", hub.history_hits),
             ("resyncs", "Clients told to resync.", hub.resyncs),
-            ("slow_consumers", "Connections closed as slow consumers.", rt.stats.slow_consumers),
+            (
+                "slow_consumers",
+                "Connections and streams closed as slow consumers.",
+                rt.stats.slow_consumers,
+            ),
         ):
             counter = CounterMetricFamily(p + name, doc)
             counter.add_metric([], value)

@@ -72,6 +72,23 @@ class RealtimeSettings(SettingsSection):
         "(instances refresh theirs every third of it): how long a dead instance's members "
         "linger.",
     )
+    sse_path: str = Field(
+        "/realtime/sse",
+        description="The Server-Sent Events endpoint's path (`?channel=`), for clients that "
+        "cannot use WebSockets; empty: no SSE endpoint.",
+    )
+    sse_keepalive: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds of silence on an SSE stream before a keep-alive comment is sent "
+        "(below the idle timeouts of proxies and load balancers).",
+    )
+    sse_retry: float = Field(
+        3.0,
+        ge=0,
+        description="Seconds a browser waits before reconnecting a dropped SSE stream "
+        "(the stream's `retry:` hint).",
+    )
     key_prefix: str | None = Field(
         None, description="Prefix of the Redis keys and channels; unset: `<app name>:rt:`."
     )
@@ -82,4 +99,11 @@ class RealtimeSettings(SettingsSection):
         value = json_or_text(value)
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("sse_path")
+    @classmethod
+    def _sse_path(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError("a path starts with '/' (or is empty: no SSE endpoint)")
         return value
