@@ -128,7 +128,9 @@ class Connection:
         settings = self.rt.settings
         while self.closing is None:
             try:
-                message = await asyncio.wait_for(receive(), settings.idle_timeout)
+                # asyncio.timeout, not wait_for: no task per receive, on every connection.
+                async with asyncio.timeout(settings.idle_timeout):
+                    message = await receive()
             except TimeoutError:
                 self.close(CLOSE["idle"], "idle")
                 return
