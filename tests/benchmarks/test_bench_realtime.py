@@ -58,12 +58,14 @@ def test_every_side_delivers_each_publication_once_to_each_subscriber(
 
 
 def test_every_side_holds_every_idle_connection(document: dict[str, Any]) -> None:
-    """Each side's server held every connection opened to it, one socket each."""
+    """Each side's server held every connection opened to it, one socket each (beside a
+    few of its own, to Redis)."""
     figures = document["figures"]
     for side in bench.SIDES:
         assert figures[f"{side}.connections_opened"] == QUICK.connections
         assert figures[f"{side}.connections_held"] == QUICK.connections
-        assert figures[f"{side}.connections_server_fds"] == QUICK.connections
+        fds = figures[f"{side}.connections_server_fds"]
+        assert QUICK.connections <= fds <= QUICK.connections + 20
         assert figures[f"{side}.connections_kib_each"] > 0
 
 
