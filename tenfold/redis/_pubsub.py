@@ -198,11 +198,6 @@ class PubSub:
         ping_sent: float | None = None
         while self._channels:
             message = await pubsub.get_message(timeout=self.health_interval)
-            if message is None and ping_sent is not None:
-                # A loop that lagged (thousands of connections arriving at once) can let the
-                # wait run out before reading an answer that is already here: read once more
-                # without waiting before calling the connection lost.
-                message = await pubsub.get_message(timeout=0)
             if message is None:
                 if ping_sent is None:
                     ping_sent = loop.time()
