@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from time import monotonic, perf_counter
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
 from sqlalchemy import event
@@ -38,6 +39,8 @@ __all__ = [
     "safe_address",
     "startup_backoff",
 ]
+
+T = TypeVar("T")
 
 Role = Literal["primary", "replica"]
 
@@ -276,33 +279,29 @@ class Endpoint:
         trip of its own into a greenlet (each is a new greenlet and a fresh
         16 KiB frame stack, several µs).
         """
-        self.waiters += 1
-        started = perf_counter()
-        try:
-            conn = self._sync_engine.connect()
-            if readonly:
-                try:
-                    self._mark_readonly(conn)
-                except BaseException:
-                    conn.close()
-                    raise
-        except Exception as exc:
-            mapped = map_error(exc, role=self.role, connecting=True)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
-        finally:
-            self.waiters -= 1
-        self.acquire_histogram.observe(perf_counter() - started)
-        return conn
+        return self._timed(self._connect, readonly)
 
     def checkout_raw(self) -> Any:
         """Check out a pooled DBAPI connection, no ``Connection`` around it (sync, for a
         greenlet); timed and mapped like ``checkout``. Give it back with ``.close()``."""
+        return self._timed(self._sync_engine.raw_connection)
+
+    def _connect(self, readonly: bool) -> Connection:
+        conn = self._sync_engine.connect()
+        if readonly:
+            try:
+                self._mark_readonly(conn)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def _timed(self, acquire: Callable[..., T], *args: Any) -> T:
+        """``acquire(*args)``, counted as a waiter and timed; errors mapped as connecting."""
         self.waiters += 1
         started = perf_counter()
         try:
-            fairy = self._sync_engine.raw_connection()
+            acquired = acquire(*args)
         except Exception as exc:
             mapped = map_error(exc, role=self.role, connecting=True)
             if mapped is None or mapped is exc:
@@ -311,7 +310,7 @@ class Endpoint:
         finally:
             self.waiters -= 1
         self.acquire_histogram.observe(perf_counter() - started)
-        return fairy
+        return acquired
 
     def _mark_readonly(self, conn: Connection) -> None:
         if self.is_sqlite:  # read by the SQLite BEGIN hook
