@@ -92,6 +92,7 @@ class _Channel:
         "name",
         "subscribers",
         "subscription",
+        "was_live",
     )
 
     def __init__(self, hub: ChannelHub, name: str) -> None:
@@ -104,12 +105,14 @@ class _Channel:
         #: Live publications held while a gap is filled from history (None: not filling).
         self.filling: list[Publication] | None = None
         self.subscription: Any = None
+        self.was_live = False
 
     # -- ChannelListener ---------------------------------------------------------------------
 
     def on_live(self, channel: str) -> None:
-        if self.last is not None:  # a reconnection: read back what was missed
+        if self.was_live and self.last is not None:  # a reconnection: read back the missed
             self._fill()
+        self.was_live = True
 
     def on_lost(self, channel: str, reason: str) -> None:
         _log.warning("realtime_channel_lost", channel=self.name, reason=reason)
@@ -284,7 +287,9 @@ class ChannelHub:
                 raise DependencyUnavailable(
                     f"channel {channel!r} is not reachable now", dependency="realtime"
                 )
-            recovery = await self.backplane.recover(channel, since)
+            recovery = self._known(state, since)
+            if recovery is None:
+                recovery = await self.backplane.recover(channel, since)
         except BaseException:
             self.unsubscribe(subscriber)
             raise
@@ -298,6 +303,22 @@ class ChannelHub:
         ):
             state.last = recovery.top
         return subscriber, recovery
+
+    @staticmethod
+    def _known(state: _Channel, since: StreamPosition | None) -> Recovery | None:
+        """The recovery the hub can answer without reading history, or None.
+
+        While the channel is live and has no gap being filled, every
+        publication after ``state.last`` reaches this process through the live
+        feed: a subscriber starting from the top (or already at it) needs no
+        read. In a storm of subscribers to one channel, only the first reads.
+        """
+        last = state.last
+        if last is None or state.filling is not None or not state.subscription.live:
+            return None
+        if since is None or since == last:
+            return Recovery(last)
+        return None
 
     def go_live(self, subscriber: Subscriber) -> None:
         """Send the publications that arrived while ``subscriber`` was joining, then live."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 import pytest
@@ -147,3 +148,35 @@ async def test_recovery_from_a_lost_epoch_is_a_resync(backplane: MemoryBackplane
     _, recovery = await hub.subscribe("c", Frames(), StreamPosition(old.offset, old.epoch))
     assert recovery.resync
     assert recovery.top.offset == 1
+
+
+async def test_joining_a_live_channel_reads_no_history(backplane: MemoryBackplane) -> None:
+    """Once a channel is live here, subscribers from the top (or at it) join without a
+    history read, and still get every later publication."""
+    hub = ChannelHub(backplane)
+    reads = 0
+    recover = backplane.recover
+
+    async def counting(channel: str, since: StreamPosition | None) -> Any:
+        nonlocal reads
+        reads += 1
+        return await recover(channel, since)
+
+    backplane.recover = counting  # type: ignore[method-assign]
+    first, _ = await hub.subscribe("c", Frames())
+    hub.go_live(first)
+    await hub.publish("c", 0)
+    await settle()
+    sinks = [Frames() for _ in range(20)]
+    for sink in sinks:
+        subscriber, recovery = await hub.subscribe("c", sink)
+        assert recovery.top.offset == 1
+        hub.go_live(subscriber)
+    await hub.subscribe("c", Frames(), StreamPosition(1, recovery.top.epoch))
+    assert reads == 1
+    await hub.publish("c", 1)
+    await settle()
+    assert all(sink.offsets() == [2] for sink in sinks)
+    _, recovered = await hub.subscribe("c", Frames(), StreamPosition(0, recovery.top.epoch))
+    assert reads == 2  # a position behind the top reads history
+    assert [p.offset for p in recovered.publications] == [1, 2]
