@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tenfold._tasks import cancel_and_wait
 from tenfold.events._projection import ProjectionError, Projections
 from tenfold.observability import get_logger
 
@@ -69,10 +70,7 @@ class ProjectionRunner:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def run(self) -> None:
         """Catch up, wait for appends, forever."""

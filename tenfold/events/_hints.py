@@ -19,6 +19,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from tenfold._errors import TenfoldError
+from tenfold._tasks import cancel_and_wait
 from tenfold.observability import get_logger
 
 if TYPE_CHECKING:
@@ -55,12 +56,8 @@ class AppendHints:
         if subscription is not None:
             subscription.close()
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if task is not None and not task.done():  # a finished publish has nothing to stop
+            await cancel_and_wait(task)
 
     def poke(self) -> None:
         """Tell the other processes the log grew (soon; never blocks the caller)."""

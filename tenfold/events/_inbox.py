@@ -21,7 +21,6 @@ run more consumers (distinct names) to do more kinds of work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from tenfold._tasks import cancel_and_wait
 from tenfold.events._checkpoint import load_checkpoint, save_checkpoint
 from tenfold.events._tables import inbox
 from tenfold.observability import get_logger
@@ -192,10 +192,7 @@ class EventConsumer:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

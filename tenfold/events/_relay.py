@@ -18,7 +18,6 @@ Consumers deduplicate by (stream, version): see ``tenfold.events._inbox``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tenfold._tasks import cancel_and_wait
 from tenfold.events._checkpoint import load_checkpoint, save_checkpoint
 from tenfold.observability import get_logger
 
@@ -142,10 +142,7 @@ class EventRelay:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

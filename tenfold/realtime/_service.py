@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from tenfold._context import Principal, current_principal
 from tenfold._errors import TenfoldError
+from tenfold._tasks import cancel_and_wait
 from tenfold.observability import get_logger
 from tenfold.ratelimit import MemoryBackend, RateLimiterUnavailable, Rule, by_ip
 from tenfold.realtime._connection import CLOSE, Connection
@@ -165,10 +166,7 @@ class Realtime:
     async def stop(self) -> None:
         self.begin_drain()
         task, self._heartbeat = self._heartbeat, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.hub.aclose()
 
     # -- the endpoint --------------------------------------------------------------------------
