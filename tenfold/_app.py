@@ -52,7 +52,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from starlette._utils import get_route_path
 from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenfold._components import Component
 from tenfold._extension import Extension, SlotMiddleware
@@ -61,6 +63,7 @@ from tenfold._settings import CoreSettings
 from tenfold.health import InFlightMiddleware, Lifecycle, health_router
 from tenfold.observability import (
     ObservabilityMiddleware,
+    RequestContextMiddleware,
     flush_logs,
     get_logger,
     metrics_route,
@@ -135,7 +138,7 @@ def create_app(
         raise TypeError("create_app(platform=...) takes no settings, extensions or components")
     for exc_type, entry in (problems or {}).items():
         platform.problems.register(exc_type, entry)
-    app = FastAPI(
+    app = _PlatformApp(
         title=title or platform.settings.app.name,
         version=version,
         debug=False,  # a debug traceback page must never reach a client
@@ -147,6 +150,7 @@ def create_app(
         **{"telemetry": _NO_NATIVE_TELEMETRY, **(fastapi_options or {})},
     )
     app.state.tenfold = platform
+    app.lane = _lane(platform, authenticate)
     platform.tracing.instrument_app(app)
     install_problem_handlers(app, platform.problems)
     document_problems(app, platform.openapi_hooks)
@@ -163,6 +167,49 @@ def create_app(
     for router in [*platform.routers, *routers]:
         app.include_router(router)
     return app
+
+
+class _PlatformApp(FastAPI):
+    """FastAPI with the platform's WebSocket lane in front of its middleware stack."""
+
+    lane: dict[str, ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return WebSocketLane(stack, self.lane) if self.lane else stack
+
+
+class WebSocketLane:
+    """WebSocket connections to the lane's paths go to their endpoint (already wrapped in
+    the kernel's WebSocket layers); everything else goes on through the whole stack."""
+
+    def __init__(self, app: ASGIApp, endpoints: Mapping[str, ASGIApp]) -> None:
+        self.app = app
+        self.endpoints = dict(endpoints)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            endpoint = self.endpoints.get(get_route_path(scope))
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _lane(platform: Platform, authenticate: Authenticate | None) -> dict[str, ASGIApp] | None:
+    """Each ``Build.websocket`` endpoint behind the kernel layers a WebSocket needs: the
+    request context (id, principal cell), the HTTP layer's client and host rules, and
+    authentication; in the same order as in the whole stack."""
+    if not platform.websockets:
+        return None
+    lane = {}
+    for path, endpoint in platform.websockets.items():
+        app: ASGIApp = endpoint
+        if authenticate is not None:
+            app = AuthenticationMiddleware(app, resolve=authenticate)
+        app = HttpMiddleware(app, settings=platform.settings.http, index=platform.route_index)
+        lane[path] = RequestContextMiddleware(app)
+    return lane
 
 
 def _middleware(

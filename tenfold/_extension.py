@@ -217,6 +217,20 @@ class Build:
         """Routes served when the platform serves HTTP."""
         self._platform._routers.append(router)
 
+    def websocket(self, path: str, endpoint: Any) -> None:
+        """Serve the ASGI app ``endpoint`` for WebSocket connections to ``path`` on the lean lane.
+
+        A connection there passes through the kernel's request-context, HTTP (client
+        behind trusted proxies, allowed hosts) and authentication layers only, not the
+        extensions' or the application's middleware nor FastAPI's: a long-lived
+        connection keeps every layer it passed through alive, and those layers do
+        nothing for a WebSocket. Add a route to the same endpoint as well (a router)
+        for URL building and for a server that calls the app below its lane.
+        """
+        if path in self._platform._websockets:
+            raise ValueError(f"a WebSocket endpoint is already served at {path!r}")
+        self._platform._websockets[path] = endpoint
+
     def openapi(self, hook: Callable[[Any, dict[str, Any]], None]) -> None:
         """``hook(app, document)`` edits the app's OpenAPI document once, when first built.
 

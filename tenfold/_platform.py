@@ -88,6 +88,7 @@ class Platform:
         self._components: list[Component] = [self.redis] if self.redis is not None else []
         self._middleware: list[SlotMiddleware] = []
         self._routers: list[APIRouter] = []
+        self._websockets: dict[str, Any] = {}
         self._openapi: list[Callable[[Any, dict[str, Any]], None]] = []
         self._on_started: list[Callable[[Platform], Awaitable[None]]] = []
         self._group: ComponentGroup | None = None
@@ -230,6 +231,11 @@ class Platform:
     @property
     def routers(self) -> list[APIRouter]:
         return list(self._routers)
+
+    @property
+    def websockets(self) -> dict[str, Any]:
+        """The WebSocket endpoints served on the lean lane, by path (``Build.websocket``)."""
+        return dict(self._websockets)
 
     @property
     def openapi_hooks(self) -> list[Callable[[Any, dict[str, Any]], None]]:
