@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -59,8 +58,8 @@ class Connection:
 
     __slots__ = (
         "_queue",
-        "_ready",
         "_send",
+        "_wake",
         "closing",
         "id",
         "ip",
@@ -78,8 +77,11 @@ class Connection:
         self.ip = ip
         self.principal = principal
         self.subscriptions: dict[str, Subscriber] = {}
-        self._queue: deque[str] = deque()
-        self._ready = asyncio.Event()
+        # A list and a future rather than a deque and an Event: an idle connection holds
+        # ~60 bytes for them instead of ~1.3 KiB (each of those allocates a block).
+        self._queue: list[str] = []
+        #: The writer's wake-up while it waits for frames (None: it is not waiting).
+        self._wake: asyncio.Future[None] | None = None
         #: (code, reason) once the connection is to be closed.
         self.closing: tuple[int, str] | None = None
 
@@ -99,22 +101,32 @@ class Connection:
             self.close(CLOSE["slow"], "slow consumer")
             return
         self._queue.append(frame)
-        self._ready.set()
+        self._notify()
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is queued (a slow consumer's queue was dropped already)."""
         if self.closing is None:
             self.closing = (code, reason)
-            self._ready.set()
+            self._notify()
+
+    def _notify(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():
+                wake.set_result(None)
 
     async def writer(self) -> None:
         """Send queued frames until the connection closes; then the close frame."""
         send, queue, stats = self._send, self._queue, self.rt.stats
+        loop = asyncio.get_running_loop()
         while True:
-            await self._ready.wait()
-            self._ready.clear()
+            if not queue and self.closing is None:
+                self._wake = loop.create_future()
+                await self._wake
             while queue:
-                await send({"type": "websocket.send", "text": queue.popleft()})
+                # Popped one at a time, so that a slow consumer's clear() stops the rest.
+                await send({"type": "websocket.send", "text": queue.pop(0)})
                 stats.messages_out += 1
             if self.closing is not None:
                 code, reason = self.closing
@@ -298,7 +310,7 @@ class Connection:
         """Let the writer send what is queued and the close, for a bounded time."""
         if self.closing is None:
             self.closing = (CLOSE["normal"], "")
-        self._ready.set()
+        self._notify()
         try:
             await asyncio.wait_for(asyncio.shield(writer), _CLOSE_GRACE)
         except (TimeoutError, OSError):

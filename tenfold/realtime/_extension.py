@@ -82,6 +82,7 @@ class RealtimeExtension(Extension):
         build.lifecycle.on_drain(realtime.begin_drain)
         router = APIRouter()
         router.routes.append(WebSocketRoute(settings.path, realtime, name="realtime"))
+        build.websocket(settings.path, realtime)
         streams = None
         if settings.sse_path:
             streams = EventStreams(realtime)
