@@ -20,14 +20,17 @@ exactly once and in offset order:
   sent twice.
 
 With a batch window (``batch_window`` seconds, per hub), a channel's
-publications are collected for that long and each subscriber gets them as
-one batch; 0 sends each publication at once.
+publications are collected until the hub's next tick (every window on the
+loop's clock, at a random phase per hub so that instances do not all fan out
+at the same moment) and each subscriber gets them as one batch, so no
+publication waits more than a window; 0 sends each publication at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -186,7 +189,12 @@ class _Channel:
             return
         self.batch.append(publication)
         if self.flush is None:
-            self.flush = asyncio.get_running_loop().call_later(window, self._flush)
+            # On the window's ticks, not a window after this publication: one that waited in
+            # the socket while the last batch went out is not held a whole window more.
+            loop = asyncio.get_running_loop()
+            phase = self.hub.batch_phase
+            due = ((loop.time() - phase) // window + 1) * window + phase
+            self.flush = loop.call_at(due, self._flush)
 
     def _flush(self) -> None:
         self.flush = None
@@ -237,9 +245,13 @@ class ChannelHub:
         batch_window: float = 0.0,
         live_timeout: float = 5.0,
         dumps: Callable[[Any], bytes] = orjson.dumps,
+        random: Callable[[], float] = random.random,
     ) -> None:
         self.backplane = backplane
         self.batch_window = batch_window
+        #: Where in the window this hub's ticks fall: instances that share a channel fan
+        #: each batch out at different moments, not all at once on the same cores.
+        self.batch_phase = random() * batch_window
         self.live_timeout = live_timeout
         self._dumps = dumps
         self._channels: dict[str, _Channel] = {}

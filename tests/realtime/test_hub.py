@@ -118,15 +118,41 @@ async def test_a_gap_beyond_history_resyncs(backplane: MemoryBackplane) -> None:
 
 async def test_batches_go_out_as_one_frame(backplane: MemoryBackplane) -> None:
     """With a window, a burst of publications reaches each subscriber as one frame."""
-    hub = ChannelHub(backplane, batch_window=0.05)
+    hub = ChannelHub(backplane, batch_window=0.05, random=lambda: 0.0)
     sink = Frames()
     subscriber, _ = await hub.subscribe("c", sink)
     hub.go_live(subscriber)
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(0.05 - loop.time() % 0.05 + 0.005)  # just past a tick: one batch
     for i in range(10):
         await hub.publish("c", i)
     await asyncio.sleep(0.15)
     assert len(sink.frames) == 1
     assert sink.offsets() == list(range(1, 11))
+
+
+async def test_a_batch_goes_out_on_the_next_tick_of_the_window(
+    backplane: MemoryBackplane,
+) -> None:
+    """A batch flushes at the hub's next tick (a multiple of the window on the loop's clock
+    plus the hub's phase), so a publication waits at most one window whenever it arrives."""
+    hub = ChannelHub(backplane, batch_window=0.25, random=lambda: 0.4)
+    subscriber, _ = await hub.subscribe("c", Frames())
+    hub.go_live(subscriber)
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    await hub.publish("c", 1)
+    await settle()
+    flush = hub._channels["c"].flush
+    assert flush is not None
+    due = flush.when()
+    assert before < due <= loop.time() + 0.25
+    assert hub.batch_phase == 0.1
+    ticks = (due - 0.1) / 0.25
+    assert abs(ticks - round(ticks)) < 1e-6
+    await hub.publish("c", 2)
+    await settle()
+    assert hub._channels["c"].flush is flush  # the batch's flush is not moved
 
 
 async def test_the_last_subscriber_leaving_stops_listening(backplane: MemoryBackplane) -> None:
