@@ -1,11 +1,16 @@
 """The load side of ``bench_realtime``: WebSocket subscribers in load-generator processes.
 
 Each load process (``python -m benchmarks._realtime_load CONFIG``) opens its
-share of the clients with the ``websockets`` asyncio client (no compression, no
-client pings, no proxy), subscribes each through a frame **adapter**, and
-records, per client, every publication's sequence number and its latency (the
-receive time minus the send time the publication carries, both wall clock on
-this one machine). The driver (``LoadGroup``) talks to the processes over
+share of the clients with picows (no compression, no client pings, no proxy;
+frames are parsed in C and handed to a callback, with no task or queue per
+client), subscribes each through a frame **adapter**, and
+records, per client, every frame's receive time; each publication's latency is
+its frame's receive time minus the send time the publication carries (both wall
+clock on this one machine). The process unpacks each distinct frame once
+(``_Frames``): its clients stand in for separate devices that each parse only
+their own frames, and would otherwise spend the process's CPU parsing the same
+frame hundreds of times, delaying the receipts it measures. The
+driver (``LoadGroup``) talks to the processes over
 their standard streams:
 
 - the process prints ``ready {"opened": n, "failed": n, "error": "..."}``;
@@ -34,8 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from picows import WSCloseCode, WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 REPO = Path(__file__).resolve().parents[1]
 #: Handshakes in flight at once per load process.
@@ -45,7 +49,7 @@ CONNECT_CONCURRENCY = 64
 class Adapter(Protocol):
     """One wire format: how a client subscribes, and what a frame carries."""
 
-    async def subscribe(self, ws: ClientConnection, channel: str) -> None: ...
+    async def subscribe(self, ws: _Socket, channel: str) -> None: ...
 
     def unpack(self, frame: str | bytes) -> Iterable[tuple[int, float]]:
         """The ``(seq, sent_at)`` of each publication in ``frame``."""
@@ -55,7 +59,7 @@ class Adapter(Protocol):
 class RawFrames:
     """One publication per text frame; the server's first frame says it subscribed."""
 
-    async def subscribe(self, ws: ClientConnection, channel: str) -> None:
+    async def subscribe(self, ws: _Socket, channel: str) -> None:
         hello = orjson.loads(await ws.recv())
         if hello.get("subscribed") != channel:
             raise RuntimeError(f"expected the subscription of {channel!r}, got {hello!r}")
@@ -68,8 +72,8 @@ class RawFrames:
 class PushFrames:
     """tenfold's protocol v1: ``subscribe`` by frame, then ``push`` frames with ``pubs``."""
 
-    async def subscribe(self, ws: ClientConnection, channel: str) -> None:
-        await ws.send(orjson.dumps({"id": 1, "subscribe": {"channel": channel}}).decode())
+    async def subscribe(self, ws: _Socket, channel: str) -> None:
+        ws.send(orjson.dumps({"id": 1, "subscribe": {"channel": channel}}))
         while True:
             reply = orjson.loads(await ws.recv())
             if reply.get("id") == 1:
@@ -89,47 +93,112 @@ ADAPTERS: dict[str, Adapter] = {"raw": RawFrames(), "push": PushFrames()}
 # -- in a load process -------------------------------------------------------------------------
 
 
+class _Frames:
+    """Every distinct frame this process received, unpacked once.
+
+    A load process stands in for hundreds of devices that each parse only their own
+    frames; its clients receive the same frames, so it unpacks each distinct one once
+    and a client records which frame came when. Keyed by the whole frame, so a frame
+    that differs for one client is unpacked on its own: nothing is assumed.
+    """
+
+    __slots__ = ("adapter", "index", "unpacked")
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+        self.index: dict[str | bytes, int] = {}
+        #: Per frame: its publications' sequence numbers, and their send times.
+        self.unpacked: list[tuple[tuple[int, ...], tuple[float, ...]]] = []
+
+    def lookup(self, frame: str | bytes) -> int:
+        found = self.index.get(frame)
+        if found is None:
+            pairs = tuple(self.adapter.unpack(frame))
+            found = self.index[frame] = len(self.unpacked)
+            self.unpacked.append((tuple(s for s, _ in pairs), tuple(t for _, t in pairs)))
+        return found
+
+
 @dataclass(slots=True)
 class _Client:
-    seqs: array = field(default_factory=lambda: array("q"))
-    #: Seconds, in receive order, one per entry of ``seqs``.
-    latencies: array = field(default_factory=lambda: array("d"))
-    seen: set[int] = field(default_factory=set)
+    #: The ``_Frames`` index of each frame received, in receive order.
+    frames: array = field(default_factory=lambda: array("q"))
+    #: The wall-clock receive time of each entry of ``frames``.
+    times: array = field(default_factory=lambda: array("d"))
+    #: Publications received, duplicates included.
+    received: int = 0
+    #: Whether every expected publication is in, once ``received`` reached the count.
+    complete: bool = False
     last_receive: float = 0.0
-    ws: ClientConnection | None = None
     closed: bool = False
 
 
-async def _receive(client: _Client, adapter: Adapter) -> None:
-    assert client.ws is not None
-    try:
-        async for frame in client.ws:
-            now = time.time()
-            for seq, sent_at in adapter.unpack(frame):
-                client.seqs.append(seq)
-                client.latencies.append(now - sent_at)
-                client.seen.add(seq)
-            client.last_receive = now
-    except ConnectionClosed:
-        pass
-    client.closed = True
+class _Socket(WSListener):
+    """One client's connection (picows): frames go to ``inbox`` until it subscribed, then
+    straight into its ``_Client`` record, in the transport's callback (no task, no queue)."""
+
+    def __init__(self) -> None:
+        self.client = _Client()
+        self.transport: WSTransport | None = None
+        self.frames: _Frames | None = None
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = time.time()
+        kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if kind not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return  # pings are answered by picows
+        payload = frame.get_payload_as_bytes()
+        frames = self.frames
+        if frames is None:
+            self.inbox.put_nowait(payload)
+            return
+        client = self.client
+        index = frames.lookup(payload)
+        client.frames.append(index)
+        client.times.append(now)
+        client.received += len(frames.unpacked[index][0])
+        client.last_receive = now
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.client.closed = True
+
+    def send(self, text: bytes) -> None:
+        assert self.transport is not None
+        self.transport.send(WSMsgType.TEXT, text)
+
+    async def recv(self) -> bytes:
+        return await self.inbox.get()
+
+    async def close(self) -> None:
+        if self.transport is not None and not self.client.closed:
+            self.transport.send_close(WSCloseCode.OK)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.transport.wait_disconnected(), 10)
+            self.transport.disconnect()
 
 
-async def _open(config: dict[str, Any], index: int, gate: asyncio.Semaphore) -> _Client:
+async def connect_socket(url: str) -> _Socket:
+    """One client connection to ``url`` (not subscribed yet; ``close()`` it)."""
+    _, socket = await ws_connect(_Socket, url, websocket_handshake_timeout=60)
+    assert isinstance(socket, _Socket)
+    return socket
+
+
+async def _open(config: dict[str, Any], index: int, gate: asyncio.Semaphore) -> _Socket:
     adapter = ADAPTERS[config["adapter"]]
     urls = config["urls"]
-    client = _Client()
     async with gate:
-        client.ws = await connect(
-            urls[(config["first"] + index) % len(urls)],
-            compression=None,
-            ping_interval=None,
-            proxy=None,
-            max_size=None,
-            open_timeout=60,
-        )
-        await adapter.subscribe(client.ws, config["channel"])
-    return client
+        socket = await connect_socket(urls[(config["first"] + index) % len(urls)])
+        await asyncio.wait_for(adapter.subscribe(socket, config["channel"]), 60)
+    return socket
 
 
 async def _load(config: dict[str, Any]) -> None:
@@ -141,56 +210,80 @@ async def _load(config: dict[str, Any]) -> None:
     outcomes = [await _attempt(_open(config, i, gate)) for i in range(first)]
     opening = [_attempt(_open(config, i, gate)) for i in range(first, config["clients"])]
     outcomes += await asyncio.gather(*opening)
-    clients, errors = [], []
+    sockets, errors = [], []
     for outcome in outcomes:
-        if isinstance(outcome, (OSError, WebSocketException, TimeoutError, RuntimeError)):
+        if isinstance(outcome, (OSError, WSError, TimeoutError, RuntimeError)):
             errors.append(outcome)
         elif isinstance(outcome, BaseException):
             raise outcome
         else:
-            clients.append(outcome)
-    adapter = ADAPTERS[config["adapter"]]
-    receivers = [asyncio.create_task(_receive(c, adapter)) for c in clients]
+            sockets.append(outcome)
+    frames = _Frames(ADAPTERS[config["adapter"]])
+    for socket in sockets:  # from here on each frame is recorded as it arrives
+        socket.frames = frames
+    clients = [socket.client for socket in sockets]
     error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else ""
     ready = {"opened": len(clients), "failed": len(errors), "error": error}
     print("ready", json.dumps(ready), flush=True)
     cpu_at_ready = time.process_time()
     command = await asyncio.to_thread(sys.stdin.readline)
     _, expected, deadline = command.split()
-    await _until_complete(clients, int(expected), float(deadline))
+    await _until_complete(clients, frames, int(expected), float(deadline))
     open_at_stop = sum(1 for c in clients if not c.closed)
-    for task in receivers:
-        task.cancel()
-    await asyncio.gather(*(c.ws.close() for c in clients if c.ws), return_exceptions=True)
-    _write(Path(config["out"]), clients, open_at_stop, time.process_time() - cpu_at_ready)
+    await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
+    cpu = time.process_time() - cpu_at_ready
+    _write(Path(config["out"]), clients, frames, open_at_stop, cpu)
     print("done", flush=True)
 
 
-async def _attempt(opening: Awaitable[_Client]) -> _Client | BaseException:
+async def _attempt(opening: Awaitable[_Socket]) -> _Socket | BaseException:
     try:
         return await opening
     except Exception as exc:  # sorted by the caller: connection failures are counted
         return exc
 
 
-async def _until_complete(clients: list[_Client], expected: int, deadline: float) -> None:
+async def _until_complete(
+    clients: list[_Client], frames: _Frames, expected: int, deadline: float
+) -> None:
     while time.time() < deadline:
-        if all(len(c.seen) >= expected for c in clients):
+        if all(_complete(c, frames, expected) for c in clients):
             return
         await asyncio.sleep(0.05)
 
 
-def _write(out: Path, clients: list[_Client], open_at_stop: int, cpu: float) -> None:
+def _complete(client: _Client, frames: _Frames, expected: int) -> bool:
+    """Whether ``client`` has ``expected`` distinct publications; counted only once it has
+    received that many (no set per client grows while frames arrive)."""
+    if not client.complete and client.received >= expected:
+        client.complete = len(_unique(client, frames)) >= expected
+    return client.complete
+
+
+def _unique(client: _Client, frames: _Frames) -> set[int]:
+    seen: set[int] = set()
+    for index in client.frames:
+        seen.update(frames.unpacked[index][0])
+    return seen
+
+
+def _write(
+    out: Path, clients: list[_Client], frames: _Frames, open_at_stop: int, cpu: float
+) -> None:
     first_latencies = array("d")
+    unique = []
     for client in clients:
         seen: set[int] = set()
-        for seq, latency in zip(client.seqs, client.latencies, strict=True):
-            if seq not in seen:
-                seen.add(seq)
-                first_latencies.append(latency * 1000)
+        for index, now in zip(client.frames, client.times, strict=True):
+            seqs, sent = frames.unpacked[index]
+            for seq, sent_at in zip(seqs, sent, strict=True):
+                if seq not in seen:
+                    seen.add(seq)
+                    first_latencies.append((now - sent_at) * 1000)
+        unique.append(len(seen))
     summary = {
-        "received": [len(c.seqs) for c in clients],
-        "unique": [len(c.seen) for c in clients],
+        "received": [c.received for c in clients],
+        "unique": unique,
         "last_receive": max((c.last_receive for c in clients), default=0.0),
         "open_at_stop": open_at_stop,
         "cpu_s": cpu,

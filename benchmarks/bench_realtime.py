@@ -23,9 +23,11 @@ a ``publish`` coroutine function, the batching it applies); then add it to
 
 Every side is served by uvicorn processes (one worker each, uvloop, httptools,
 its default WebSocket implementation) on loopback ports. Subscribers are
-``websockets`` asyncio clients in load-generator processes
-(``benchmarks/_realtime_load.py``), spread evenly over the server processes;
-each publication carries its sequence number and its send time.
+picows clients (frames parsed in C, handled in a callback) in load-generator
+processes (``benchmarks/_realtime_load.py``), spread evenly over the server
+processes; each publication carries its sequence number and its send time.
+The load side is kept light because it shares the cores with the servers:
+whatever CPU it spends delays the receipts it times.
 
 Sections (``SECTIONS``, each an async function of the ``Bench``):
 

@@ -1,19 +1,20 @@
 """The load side's frame adapters: subscribing and unpacking, against a WebSocket server here.
 
 The server is a real ``websockets`` server on a loopback port that speaks the
-part of each wire format the adapter needs; no tenfold server is involved.
+part of each wire format the adapter needs, and the clients are the load side's
+own (picows); no tenfold server is involved.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import orjson
 import pytest
-from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from benchmarks._realtime_load import ADAPTERS, PushFrames, RawFrames
+from benchmarks._realtime_load import ADAPTERS, PushFrames, RawFrames, connect_socket
 
 Handler = Callable[[ServerConnection], object]
 
@@ -38,6 +39,16 @@ async def _protocol_v1(ws: ServerConnection) -> None:
             await ws.send(orjson.dumps({"id": request["id"], "result": result}).decode())
 
 
+@asynccontextmanager
+async def connect(url: str) -> AsyncIterator[object]:
+    """A load-side client connection to ``url``, closed after the block."""
+    socket = await connect_socket(url)
+    try:
+        yield socket
+    finally:
+        await socket.close()
+
+
 @pytest.fixture
 async def v1_url() -> AsyncIterator[str]:
     """A server answering protocol v1 subscribe frames."""
@@ -53,13 +64,13 @@ def test_adapters_are_named_by_wire_format() -> None:
 
 async def test_push_adapter_subscribes_and_waits_for_its_reply(v1_url: str) -> None:
     """The push adapter sends a subscribe frame and returns on its reply, past other frames."""
-    async with connect(v1_url, proxy=None) as ws:
+    async with connect(v1_url) as ws:
         await PushFrames().subscribe(ws, "tournament:42")
 
 
 async def test_push_adapter_raises_on_a_refused_subscription(v1_url: str) -> None:
     """An error reply to the subscribe frame fails the client, naming the channel."""
-    async with connect(v1_url, proxy=None) as ws:
+    async with connect(v1_url) as ws:
         with pytest.raises(RuntimeError, match="secret"):
             await PushFrames().subscribe(ws, "secret")
 
@@ -81,9 +92,9 @@ async def test_raw_adapter_waits_for_the_subscription_then_unpacks_one_per_frame
         await ws.wait_closed()
 
     async for url in _url(hello):
-        async with connect(url, proxy=None) as ws:
+        async with connect(url) as ws:
             await RawFrames().subscribe(ws, "tournament:42")
-        async with connect(url, proxy=None) as ws:
+        async with connect(url) as ws:
             with pytest.raises(RuntimeError, match="elsewhere"):
                 await RawFrames().subscribe(ws, "elsewhere")
     assert list(RawFrames().unpack(b'{"seq": 7, "t": 1.5}')) == [(7, 1.5)]
