@@ -35,6 +35,7 @@ from tenfold._errors import (
     DatabaseError,
     DatabaseUnavailable,
     DependencyUnavailable,
+    Forbidden,
     IntegrityConflict,
     InvalidCursor,
     InvalidData,
@@ -43,6 +44,7 @@ from tenfold._errors import (
     QueryTimeout,
     ShuttingDown,
     TenfoldError,
+    Unauthorized,
 )
 from tenfold._settings import (
     AppSettings,
@@ -120,6 +122,7 @@ __all__ = [
     "DatabaseUnavailable",
     "DependencyUnavailable",
     "Extension",
+    "Forbidden",
     "HealthSettings",
     "HttpSettings",
     "IdempotencySettings",
@@ -141,6 +144,7 @@ __all__ = [
     "ShuttingDown",
     "Slot",
     "TenfoldError",
+    "Unauthorized",
     "UpstreamPolicy",
     "UpstreamSettings",
     "Use",

@@ -140,6 +140,23 @@ class InvalidCursor(BadRequest):
     """A pagination cursor failed its integrity check or does not fit the listing."""
 
 
+class Unauthorized(ProblemError):
+    """The request carries no valid credentials (401, with ``WWW-Authenticate``).
+
+    ``challenge`` is the header's value (``Bearer`` by default; with an
+    ``error="invalid_token"`` parameter when a token was sent but refused).
+    """
+
+    def __init__(self, detail: str = "", *, challenge: str = "Bearer", **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.challenge = challenge
+
+
+class Forbidden(ProblemError):
+    """The caller is known but may not do this (403). Where the object's existence must
+    not leak, answer ``NotFound`` instead."""
+
+
 class NotFound(ProblemError):
     """What the request names does not exist."""
 

@@ -24,6 +24,7 @@ from tenfold._errors import (
     DatabaseError,
     DatabaseUnavailable,
     DependencyUnavailable,
+    Forbidden,
     IntegrityConflict,
     InvalidCursor,
     InvalidData,
@@ -32,6 +33,7 @@ from tenfold._errors import (
     QueryTimeout,
     ShuttingDown,
     TenfoldError,
+    Unauthorized,
 )
 
 __all__ = ["CORE_PROBLEMS", "Problem", "ProblemEntry", "ProblemRegistry", "retry_after_header"]
@@ -156,6 +158,10 @@ class ProblemRegistry:
         return entry(exc)
 
 
+def _challenge(exc: Unauthorized) -> dict[str, str]:
+    return {"WWW-Authenticate": exc.challenge}
+
+
 def retry_after_header(default: float | None = 1.0) -> Callable[[BaseException], dict[str, str]]:
     """``headers=`` for exceptions with a ``retry_after`` (seconds): a ``Retry-After`` field.
 
@@ -224,6 +230,8 @@ CORE_PROBLEMS: Mapping[type[TenfoldError], ProblemEntry] = {
     ProblemError: Problem(500, _INTERNAL, type=_T + "internal", expose_detail=True),
     BadRequest: Problem(400, "Bad Request", type=_T + "bad-request"),
     InvalidCursor: Problem(400, "Invalid Cursor", type=_T + "invalid-cursor"),
+    Unauthorized: Problem(401, "Unauthorized", type=_T + "unauthorized", headers=_challenge),
+    Forbidden: Problem(403, "Forbidden", type=_T + "forbidden"),
     NotFound: Problem(404, "Not Found", type=_T + "not-found"),
     Conflict: Problem(409, "Conflict", type=_T + "conflict"),
 }

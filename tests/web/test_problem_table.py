@@ -24,6 +24,7 @@ from tenfold import (
     DatabaseError,
     DatabaseUnavailable,
     DependencyUnavailable,
+    Forbidden,
     IntegrityConflict,
     InvalidCursor,
     InvalidData,
@@ -32,6 +33,7 @@ from tenfold import (
     QueryTimeout,
     ShuttingDown,
     TenfoldError,
+    Unauthorized,
     cache,
     events,
     idempotency,
@@ -97,6 +99,8 @@ CLASSES: dict[type[TenfoldError], tuple[int, str, str, bool]] = {
     ProblemError: (500, _INTERNAL, _T + "internal", True),
     BadRequest: (400, "Bad Request", _T + "bad-request", True),
     InvalidCursor: (400, "Invalid Cursor", _T + "invalid-cursor", True),
+    Unauthorized: (401, "Unauthorized", _T + "unauthorized", True),
+    Forbidden: (403, "Forbidden", _T + "forbidden", True),
     NotFound: (404, "Not Found", _T + "not-found", True),
     Conflict: (409, "Conflict", _T + "conflict", True),
     CacheUnavailable: (
@@ -173,6 +177,11 @@ SAMPLES: dict[str, Callable[[], Exception]] = {
     "bad-request": lambda: BadRequest("unknown filter 'x'", field="x"),
     "bad-request-empty": lambda: BadRequest(),
     "invalid-cursor": lambda: InvalidCursor("the cursor is not valid"),
+    "unauthorized": lambda: Unauthorized("sign in first"),
+    "unauthorized-invalid-token": lambda: Unauthorized(
+        "the access token is not valid", challenge='Bearer error="invalid_token"'
+    ),
+    "forbidden": lambda: Forbidden("needs matches:write"),
     "not-found": lambda: NotFound("no widget 42", widget=42),
     "not-found-empty": lambda: NotFound(),
     "conflict": lambda: Conflict("taken", name="ann"),
@@ -324,6 +333,29 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
         400,
         [(b"content-length", b"148"), (b"content-type", b"application/problem+json")],
         b'{"type":"https://tenfold.dev/problems/invalid-cursor","title":"Invalid Cursor","status":400,"detail":"the cursor is not valid","request_id":"req-1"}',
+    ),
+    "unauthorized": (
+        401,
+        [
+            (b"www-authenticate", b"Bearer"),
+            (b"content-length", b"134"),
+            (b"content-type", b"application/problem+json"),
+        ],
+        b'{"type":"https://tenfold.dev/problems/unauthorized","title":"Unauthorized","status":401,"detail":"sign in first","request_id":"req-1"}',
+    ),
+    "unauthorized-invalid-token": (
+        401,
+        [
+            (b"www-authenticate", b'Bearer error="invalid_token"'),
+            (b"content-length", b"150"),
+            (b"content-type", b"application/problem+json"),
+        ],
+        b'{"type":"https://tenfold.dev/problems/unauthorized","title":"Unauthorized","status":401,"detail":"the access token is not valid","request_id":"req-1"}',
+    ),
+    "forbidden": (
+        403,
+        [(b"content-length", b"134"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/forbidden","title":"Forbidden","status":403,"detail":"needs matches:write","request_id":"req-1"}',
     ),
     "not-found": (
         404,
