@@ -57,6 +57,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenfold._components import Component
+from tenfold._errors import ConfigurationError
 from tenfold._extension import Extension, SlotMiddleware
 from tenfold._platform import Platform
 from tenfold._settings import CoreSettings
@@ -138,6 +139,13 @@ def create_app(
         raise TypeError("create_app(platform=...) takes no settings, extensions or components")
     for exc_type, entry in (problems or {}).items():
         platform.problems.register(exc_type, entry)
+    if platform.authenticate is not None:
+        if authenticate is not None:
+            raise ConfigurationError(
+                "create_app(authenticate=...) and an extension's authenticator both fill the "
+                "authentication slot; pass one"
+            )
+        authenticate = platform.authenticate
     app = _PlatformApp(
         title=title or platform.settings.app.name,
         version=version,

@@ -217,6 +217,22 @@ class Build:
         """Routes served when the platform serves HTTP."""
         self._platform._routers.append(router)
 
+    def authenticate(self, resolve: Any) -> None:
+        """Fill the kernel's authentication slot with ``resolve`` (see
+        ``tenfold.web.AuthenticationMiddleware``): every request and WebSocket gets its
+        principal from it, before the rate limiter, the HTTP cache and the routes decide.
+
+        One resolver per app: a second extension declaring one, or an app passing
+        ``create_app(authenticate=...)`` as well, is a ``ConfigurationError``.
+        """
+        declared = self._platform._authenticate
+        if declared is not None:
+            raise ConfigurationError(
+                f"extensions {declared[0]!r} and {self.extension.name!r} both fill the "
+                "authentication slot; an app has one authenticator"
+            )
+        self._platform._authenticate = (self.extension.name, resolve)
+
     def websocket(self, path: str, endpoint: Any) -> None:
         """Serve the ASGI app ``endpoint`` for WebSocket connections to ``path`` on the lean lane.
 

@@ -89,6 +89,8 @@ class Platform:
         self._middleware: list[SlotMiddleware] = []
         self._routers: list[APIRouter] = []
         self._websockets: dict[str, Any] = {}
+        #: The extension-declared resolver of the authentication slot, and who declared it.
+        self._authenticate: tuple[str, Any] | None = None
         self._openapi: list[Callable[[Any, dict[str, Any]], None]] = []
         self._on_started: list[Callable[[Platform], Awaitable[None]]] = []
         self._group: ComponentGroup | None = None
@@ -231,6 +233,11 @@ class Platform:
     @property
     def routers(self) -> list[APIRouter]:
         return list(self._routers)
+
+    @property
+    def authenticate(self) -> Any:
+        """The resolver an extension declared for the authentication slot, or None."""
+        return self._authenticate[1] if self._authenticate is not None else None
 
     @property
     def websockets(self) -> dict[str, Any]:

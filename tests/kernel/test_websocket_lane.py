@@ -107,3 +107,46 @@ def test_one_path_takes_one_lane_endpoint() -> None:
 
     with pytest.raises(ValueError, match="/lane"):
         create_app(extensions=[Twice()], configure_logs=False)
+
+
+class SlotFiller(Extension):
+    """Fills the authentication slot from an extension, as tenfold.auth does."""
+
+    name = "slot_filler"
+
+    def build(self, build: Any) -> None:
+        build.authenticate(authenticate)
+        build.websocket("/lane", describe)
+
+
+async def test_an_extension_fills_the_authentication_slot_for_requests_and_the_lane() -> None:
+    """``build.authenticate`` is the app's resolver: a WebSocket on the lane gets its
+    principal, and so does an HTTP route."""
+    from fastapi import APIRouter
+
+    router = APIRouter()
+
+    @router.get("/me")
+    async def me() -> dict[str, Any]:
+        principal = current_principal()
+        return {"id": principal.id if principal is not None else None}
+
+    app = create_app(extensions=[SlotFiller()], routers=[router], configure_logs=False)
+    async with serve_asgi(app) as base:
+        url = base.replace("http://", "ws://") + "/lane"
+        async with connect(url, additional_headers={"X-Token": "u9"}, open_timeout=5) as ws:
+            about = orjson.loads(await ws.recv())
+        import httpx
+
+        async with httpx.AsyncClient(base_url=base) as client:
+            me_response = await client.get("/me", headers={"X-Token": "u9"})
+    assert about["principal"] == "u9"
+    assert me_response.json() == {"id": "u9"}
+
+
+def test_one_authenticator_per_app() -> None:
+    """An extension's authenticator and create_app(authenticate=...) together are refused."""
+    from tenfold import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="authentication slot"):
+        create_app(extensions=[SlotFiller()], authenticate=authenticate, configure_logs=False)
