@@ -234,9 +234,23 @@ class Users:
         """Accept the account's logins again; NotFound when unknown."""
         await self._update(user_id, disabled=False)
 
-    async def set_roles(self, user_id: str, roles: Iterable[str]) -> None:
-        """Replace the account's roles; NotFound when unknown."""
+    async def set_roles(self, user_id: str, roles: Iterable[str]) -> User:
+        """Replace the account's roles; the account as it now is. NotFound when unknown."""
         await self._update(user_id, roles=list(_roles(roles)))
+        user = await self.get(user_id)
+        if user is None:  # deleted in between
+            raise NotFound("No such user.")
+        return user
+
+    async def list(self, *, after: str | None = None, limit: int = 100) -> list[User]:
+        """Accounts ordered by username, ``limit`` at most, those after the username
+        ``after`` (pass the last one of a page to get the next)."""
+        query = sa.select(*_PUBLIC).order_by(users_table.c.username).limit(max(1, limit))
+        if after is not None:
+            query = query.where(users_table.c.username > after)
+        async with self.db.session() as session:
+            rows = (await session.execute(query)).all()
+        return [_user(row) for row in rows]
 
     async def _update(self, user_id: str, **values: Any) -> None:
         async with self.db.session() as session:

@@ -214,3 +214,16 @@ def test_user_is_frozen() -> None:
     user = User("id", "ann", (), False, 1.0)
     with pytest.raises(AttributeError):
         user.username = "bob"  # type: ignore[misc]
+
+
+async def test_list_pages_by_username(db: Database) -> None:
+    """Accounts come in username order, a page at a time."""
+    users = Users(db, Passwords(time_cost=1, memory_cost=8, parallelism=1))
+    for name in ("cy", "ann", "bo"):
+        await users.create(name, "a long enough password")
+    first = await users.list(limit=2)
+    assert [u.username for u in first] == ["ann", "bo"]
+    rest = await users.list(after=first[-1].username, limit=2)
+    assert [u.username for u in rest] == ["cy"]
+    changed = await users.set_roles(rest[0].id, ["admin"])
+    assert changed.roles == ("admin",)
