@@ -33,7 +33,7 @@ from tenfold._errors import ConfigurationError
 from tenfold.auth._settings import AuthSettings
 from tenfold.observability import get_logger
 
-__all__ = ["ALGORITHMS", "KeySet", "PrivateKey", "PublicKey", "SigningKey"]
+__all__ = ["ALGORITHMS", "KeySet", "PrivateKey", "PublicKey", "SigningKey", "new_kid"]
 
 _log = get_logger("tenfold.auth")
 

@@ -29,7 +29,14 @@ from tenfold._errors import TenfoldError, Unauthorized
 from tenfold.auth._keys import ALGORITHMS, KeySet, PublicKey
 from tenfold.web import Problem, ProblemEntry
 
-__all__ = ["MAX_TOKEN_LENGTH", "PROBLEMS", "AccessTokens", "InvalidToken"]
+__all__ = [
+    "MAX_TOKEN_LENGTH",
+    "PROBLEMS",
+    "REGISTERED_CLAIMS",
+    "AccessTokens",
+    "InvalidToken",
+    "principal_from_claims",
+]
 
 #: Longer tokens are refused before anything is decoded (a real one is well under 1 KiB).
 MAX_TOKEN_LENGTH = 8192
