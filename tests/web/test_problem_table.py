@@ -43,6 +43,8 @@ from tenfold import (
     resilience,
     restore,
 )
+from tenfold.auth._tokens import PROBLEMS as AUTH_TOKEN_PROBLEMS
+from tenfold.auth._tokens import InvalidToken
 from tenfold.cache import CacheSerializationError, CacheUnavailable
 from tenfold.events import (
     AggregateNotFound,
@@ -100,6 +102,7 @@ CLASSES: dict[type[TenfoldError], tuple[int, str, str, bool]] = {
     BadRequest: (400, "Bad Request", _T + "bad-request", True),
     InvalidCursor: (400, "Invalid Cursor", _T + "invalid-cursor", True),
     Unauthorized: (401, "Unauthorized", _T + "unauthorized", True),
+    InvalidToken: (401, "Unauthorized", _T + "invalid-token", True),
     Forbidden: (403, "Forbidden", _T + "forbidden", True),
     NotFound: (404, "Not Found", _T + "not-found", True),
     Conflict: (409, "Conflict", _T + "conflict", True),
@@ -181,6 +184,7 @@ SAMPLES: dict[str, Callable[[], Exception]] = {
     "unauthorized-invalid-token": lambda: Unauthorized(
         "the access token is not valid", challenge='Bearer error="invalid_token"'
     ),
+    "invalid-token": lambda: InvalidToken("expired (exp)"),
     "forbidden": lambda: Forbidden("needs matches:write"),
     "not-found": lambda: NotFound("no widget 42", widget=42),
     "not-found-empty": lambda: NotFound(),
@@ -351,6 +355,15 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
             (b"content-type", b"application/problem+json"),
         ],
         b'{"type":"https://tenfold.dev/problems/unauthorized","title":"Unauthorized","status":401,"detail":"the access token is not valid","request_id":"req-1"}',
+    ),
+    "invalid-token": (
+        401,
+        [
+            (b"www-authenticate", b'Bearer error="invalid_token"'),
+            (b"content-length", b"151"),
+            (b"content-type", b"application/problem+json"),
+        ],
+        b'{"type":"https://tenfold.dev/problems/invalid-token","title":"Unauthorized","status":401,"detail":"the access token is not valid","request_id":"req-1"}',
     ),
     "forbidden": (
         403,
@@ -626,6 +639,7 @@ PROBLEMS = ProblemRegistry(
     resilience.PROBLEMS,
     events.PROBLEMS,
     realtime.PROBLEMS,
+    AUTH_TOKEN_PROBLEMS,
 )
 
 
