@@ -45,17 +45,25 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from pydantic import SecretStr
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tenfold._errors import BadRequest, Conflict, DependencyUnavailable, NotFound
+from tenfold._errors import NotFound
 from tenfold.auth._cipher import TokenCipher
-from tenfold.auth._tables import metadata
+from tenfold.auth._oauth_model import (
+    ConnectedAccount,
+    OAuthAccountNotFound,
+    OAuthAccountRevoked,
+    OAuthCodeRejected,
+    OAuthProvider,
+    OAuthProviderUnavailable,
+    OAuthStateError,
+    oauth_accounts,
+    oauth_states,
+)
 from tenfold.db import Database
 
 # Authlib prefers the httpx2 package and, without it, warns on every import that its
@@ -87,129 +95,9 @@ REFRESH_TIMEOUT = 10.0
 #: Seconds between ``start`` and the callback that ``finish`` accepts.
 STATE_TTL = 600.0
 
-oauth_states = sa.Table(
-    "tenfold_auth_oauth_states",
-    metadata,
-    # SHA-256 of the state: a leaked table does not hand out live states.
-    sa.Column("state_hash", sa.String(64), primary_key=True),
-    sa.Column("provider", sa.String(64), nullable=False),
-    sa.Column("user_id", sa.String(255), nullable=False),
-    sa.Column("code_verifier", sa.Text, nullable=False),  # encrypted
-    sa.Column("redirect_uri", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False, index=True),
-)
-
-oauth_accounts = sa.Table(
-    "tenfold_auth_oauth_accounts",
-    metadata,
-    sa.Column("user_id", sa.String(255), primary_key=True),
-    sa.Column("provider", sa.String(64), primary_key=True),
-    sa.Column("subject", sa.String(255)),  # the account's id at the provider
-    sa.Column("access_token", sa.Text, nullable=False),  # encrypted
-    sa.Column("refresh_token", sa.Text),  # encrypted
-    sa.Column("expires_at", sa.Float),  # None: the provider gave no lifetime
-    sa.Column("scope", sa.Text),
-    sa.Column("revoked_at", sa.Float),  # set when the provider refused the refresh token
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Index("ix_tenfold_auth_oauth_accounts_subject", "provider", "subject"),
-)
-
-
-# -- errors ----------------------------------------------------------------------------------
-
-
-class OAuthStateError(BadRequest):
-    """The callback's ``state`` is unknown, already used, expired or for another provider."""
-
-
-class OAuthCodeRejected(BadRequest):
-    """The provider refused the authorization code (expired, used, or not for this client)."""
-
-
-class OAuthAccountNotFound(NotFound):
-    """The user has no connected account at this provider."""
-
-
-class OAuthAccountRevoked(Conflict):
-    """The provider no longer accepts the account's grant: the user must connect it again."""
-
-
-class OAuthProviderUnavailable(DependencyUnavailable):
-    """The provider could not be reached in time, failed, or answered something unusable.
-
-    The cause (httpx's or Authlib's error) is ``__cause__`` and, summarised, in
-    ``context["reason"]`` for logs; neither is meant for clients.
-    """
-
-    def __init__(self, provider: str, *, reason: str) -> None:
-        super().__init__(f"the OAuth provider {provider!r} is unavailable", dependency=provider)
-        self.context["reason"] = reason
-
 
 class _GrantRefused(Exception):
     """The token endpoint answered ``invalid_grant``."""
-
-
-# -- values ----------------------------------------------------------------------------------
-
-
-def _default_subject(token: Mapping[str, Any], userinfo: Mapping[str, Any] | None) -> str | None:
-    for source in (userinfo or {}, token):
-        for key in ("sub", "id", "user_id"):
-            if source.get(key) not in (None, ""):
-                return str(source[key])
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class OAuthProvider:
-    """One provider's registration: where to send the user, where to get tokens.
-
-    ``subject(token, userinfo)`` returns the account's id at the provider;
-    ``userinfo`` is the JSON of ``userinfo_url`` (fetched with the new access
-    token) or None without one. By default it is the first of ``sub``, ``id``,
-    ``user_id`` found in the userinfo, then in the token response.
-    ``token_endpoint_auth_method`` is Authlib's (``client_secret_basic`` when
-    there is a secret, ``none`` for public clients, ``client_secret_post``).
-    ``authorize_params`` are added to the authorization URL (``access_type``,
-    ``prompt``...).
-    """
-
-    name: str
-    client_id: str
-    client_secret: SecretStr | str | None
-    authorize_url: str
-    token_url: str
-    scopes: tuple[str, ...] = ()
-    userinfo_url: str | None = None
-    subject: Callable[[Mapping[str, Any], Mapping[str, Any] | None], str | None] = field(
-        default=_default_subject, repr=False
-    )
-    token_endpoint_auth_method: str | None = None
-    authorize_params: Mapping[str, str] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return f"OAuthProvider({self.name!r}, client_id={self.client_id!r})"
-
-    @property
-    def secret(self) -> str | None:
-        if isinstance(self.client_secret, SecretStr):
-            return self.client_secret.get_secret_value()
-        return self.client_secret
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectedAccount:
-    """A user's account at a provider (no tokens: ask ``access_token`` for one)."""
-
-    user_id: str
-    provider: str
-    subject: str | None
-    expires_at: float | None
-    scope: str | None
-    needs_reconnect: bool = False
 
 
 def _state_hash(state: str) -> str:
@@ -343,17 +231,22 @@ class OAuthClient:
             )
         return str(url)
 
-    async def finish(self, provider: str, *, state: str, code: str) -> ConnectedAccount:
+    async def finish(
+        self, provider: str, *, state: str, code: str, user_id: str | None = None
+    ) -> ConnectedAccount:
         """Complete the flow ``start`` began: exchange ``code`` and store the tokens.
 
-        The state is used up first, whatever happens next (a second callback
-        with it is refused). An unknown, used, expired or other provider's state
-        raises ``OAuthStateError`` and stores nothing; a code the provider
-        refuses raises ``OAuthCodeRejected``. Connecting again replaces the
-        account's tokens.
+        Pass the signed-in user as ``user_id`` whenever the callback has one:
+        otherwise someone could start a flow for their own user, send the
+        authorization URL to a victim, and have the victim's provider account
+        connected to theirs. The state is used up first, whatever happens next
+        (a second callback with it is refused). An unknown, used, expired,
+        other provider's or other user's state raises ``OAuthStateError`` and
+        stores nothing; a code the provider refuses raises
+        ``OAuthCodeRejected``. Connecting again replaces the account's tokens.
         """
         prov = self.provider(provider)
-        user_id, verifier, redirect_uri = await self._consume_state(prov.name, state)
+        user_id, verifier, redirect_uri = await self._consume_state(prov.name, state, user_id)
         async with self._oauth(prov) as oauth:
             try:
                 token = await self._token_call(
@@ -372,7 +265,9 @@ class OAuthClient:
         subject = prov.subject(token, userinfo)
         return await self._store(prov, user_id, token, subject)
 
-    async def _consume_state(self, provider: str, state: str) -> tuple[str, str, str]:
+    async def _consume_state(
+        self, provider: str, state: str, user_id: str | None
+    ) -> tuple[str, str, str]:
         async with self.db.session() as session:
             row = (
                 await session.execute(
@@ -387,6 +282,8 @@ class OAuthClient:
             raise OAuthStateError("the OAuth state has expired; start again")
         if row.provider != provider:
             raise OAuthStateError("the OAuth state was issued for another provider")
+        if user_id is not None and row.user_id != user_id:
+            raise OAuthStateError("the OAuth state was issued to another user")
         return row.user_id, self.cipher.decrypt(row.code_verifier), row.redirect_uri
 
     async def _userinfo(self, prov: OAuthProvider, oauth: AsyncOAuth2Client) -> dict[str, Any]:

@@ -273,6 +273,19 @@ async def test_a_state_for_another_provider_is_refused(db: Database, fake: Setup
     assert fake.provider.exchanges == 0
 
 
+async def test_a_state_for_another_user_is_refused(db: Database, fake: Setup) -> None:
+    """A callback handled for a signed-in user other than the one who started is refused."""
+    client = fake.client(db)
+    state, code = await approve(await client.start("attacker", "fake", REDIRECT))
+    with pytest.raises(OAuthStateError, match="another user"):
+        await client.finish("fake", state=state, code=code, user_id="victim")
+    assert await rows(db, oauth_accounts) == []
+    assert fake.provider.exchanges == 0
+    state, code = await approve(await client.start("victim", "fake", REDIRECT))
+    account = await client.finish("fake", state=state, code=code, user_id="victim")
+    assert account.user_id == "victim"
+
+
 async def test_an_expired_state_is_refused(db: Database, fake: Setup) -> None:
     """A callback later than the state's lifetime stores nothing and never reaches the provider."""
     client = fake.client(db, state_ttl=600)
@@ -320,7 +333,8 @@ async def test_tokens_are_encrypted_at_rest_and_survive_key_rotation(
     (row,) = await rows(db, oauth_accounts)
     raw = " ".join(str(v) for v in row)
     plaintexts = fake.provider.access_tokens | fake.provider.refresh_tokens
-    assert plaintexts and not any(p in raw for p in plaintexts)
+    assert plaintexts
+    assert not any(p in raw for p in plaintexts)
     assert fake.cipher.decrypt(row.access_token) in fake.provider.access_tokens
 
     new_key = Fernet.generate_key().decode()
@@ -348,7 +362,8 @@ def test_cipher_from_settings_names_the_setting() -> None:
     with pytest.raises(ConfigurationError) as invalid:
         TokenCipher.from_settings(AuthSettings(token_encryption_keys=SecretStr(f"{good},{bad}")))
     assert invalid.value.setting == "TENFOLD_AUTH__TOKEN_ENCRYPTION_KEYS"
-    assert "key 2" in str(invalid.value) and bad not in str(invalid.value)
+    assert "key 2" in str(invalid.value)
+    assert bad not in str(invalid.value)
     cipher = TokenCipher.from_settings(AuthSettings(token_encryption_keys=SecretStr(good)))
     assert cipher.decrypt(cipher.encrypt("hello")) == "hello"
     assert cipher.encrypt("hello") != cipher.encrypt("hello")
@@ -367,11 +382,13 @@ async def test_a_token_near_expiry_is_refreshed_first(db: Database, fake: Setup)
     assert fake.provider.refreshes == 0
     fake.clock.advance(2)
     second = await client.access_token("u1", "fake")
-    assert second != first and second in fake.provider.access_tokens
+    assert second != first
+    assert second in fake.provider.access_tokens
     assert await client.access_token("u1", "fake") == second
     assert fake.provider.refreshes == 1
     account = await client.account("u1", "fake")
-    assert account is not None and account.expires_at == fake.clock() + EXPIRES_IN
+    assert account is not None
+    assert account.expires_at == fake.clock() + EXPIRES_IN
 
 
 async def test_a_refused_refresh_marks_the_account_for_reconnection(
@@ -386,14 +403,16 @@ async def test_a_refused_refresh_marks_the_account_for_reconnection(
         await client.access_token("u1", "fake")
     assert "secret provider text" not in str(revoked.value)
     account = await client.account("u1", "fake")
-    assert account is not None and account.needs_reconnect
+    assert account is not None
+    assert account.needs_reconnect
     with pytest.raises(OAuthAccountRevoked):
         await client.access_token("u1", "fake")
     assert fake.provider.refreshes == 1
 
     await connect(client)
     account = await client.account("u1", "fake")
-    assert account is not None and not account.needs_reconnect
+    assert account is not None
+    assert not account.needs_reconnect
     assert await client.access_token("u1", "fake") in fake.provider.access_tokens
 
 
@@ -482,7 +501,8 @@ async def test_one_refresh_for_concurrent_callers_across_instances(
             *(clients[i % len(clients)].access_token("u1", "fake") for i in range(20))
         )
         assert fake.provider.refreshes == 1
-        assert len(set(tokens)) == 1 and tokens[0] != old
+        assert len(set(tokens)) == 1
+        assert tokens[0] != old
         assert tokens[0] in fake.provider.access_tokens
         for client in clients:
             await client.aclose()
