@@ -25,13 +25,11 @@ from typing import Any
 import jwt
 
 from tenfold._context import Principal
-from tenfold._errors import TenfoldError, Unauthorized
+from tenfold._errors import Unauthorized
 from tenfold.auth._keys import ALGORITHMS, KeySet, PublicKey
-from tenfold.web import Problem, ProblemEntry
 
 __all__ = [
     "MAX_TOKEN_LENGTH",
-    "PROBLEMS",
     "REGISTERED_CLAIMS",
     "AccessTokens",
     "InvalidToken",
@@ -67,18 +65,6 @@ class InvalidToken(Unauthorized):
     def __init__(self, reason: str = "") -> None:
         super().__init__(_DETAIL, challenge=_CHALLENGE)
         self.reason = reason
-
-
-def _challenge(exc: Unauthorized) -> dict[str, str]:
-    return {"WWW-Authenticate": exc.challenge}
-
-
-#: How ``InvalidToken`` is answered (a ``tenfold.web.ProblemRegistry`` table).
-PROBLEMS: Mapping[type[TenfoldError], ProblemEntry] = {
-    InvalidToken: Problem(
-        401, "Unauthorized", type="https://tenfold.dev/problems/invalid-token", headers=_challenge
-    ),
-}
 
 
 class AccessTokens:
@@ -161,6 +147,11 @@ class AccessTokens:
     def ttl(self) -> int:
         """Seconds an issued token is valid."""
         return self._ttl
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock tokens are issued and checked against (epoch seconds)."""
+        return self._clock
 
     def issue(self, principal: Principal, *, extra: Mapping[str, Any] | None = None) -> str:
         """A signed access token for ``principal``, valid for ``ttl`` seconds from now.

@@ -165,13 +165,13 @@ async def wait_until_blocked(db: Database, task: asyncio.Task[object]) -> None:
         await asyncio.sleep(0.01)
 
 
+# PostgreSQL only: SQLite serialises whole write transactions (BEGIN IMMEDIATE).
+@pytest.mark.parametrize("db_settings", ["postgresql"], indirect=True)
 async def test_rotation_reads_the_token_under_a_row_lock(
     db: Database, tokens: RefreshTokens, clock: ManualClock
 ) -> None:
     """On PostgreSQL a rotation waits for a transaction holding the token's row and then
     decides on what that one committed (here: a rotation long ago, so reuse)."""
-    if db.is_sqlite:
-        pytest.skip("SQLite serialises whole write transactions (BEGIN IMMEDIATE)")
     issued = await tokens.issue("user-1")
     hashed = hashlib.sha256(issued.token.encode()).hexdigest()
     row = refresh_tokens.c.hash == hashed

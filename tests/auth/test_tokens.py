@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tenfold import Principal, Unauthorized
 from tenfold.auth._keys import KeySet
-from tenfold.auth._tokens import MAX_TOKEN_LENGTH, PROBLEMS, AccessTokens, InvalidToken
+from tenfold.auth._problems import PROBLEMS
+from tenfold.auth._tokens import MAX_TOKEN_LENGTH, AccessTokens, InvalidToken
 from tenfold.testing import ManualClock
 from tenfold.web import ProblemRegistry, problem_for_exception
 

@@ -34,6 +34,7 @@ from tenfold import (
     ShuttingDown,
     TenfoldError,
     Unauthorized,
+    auth,
     cache,
     events,
     idempotency,
@@ -43,8 +44,18 @@ from tenfold import (
     resilience,
     restore,
 )
-from tenfold.auth._tokens import PROBLEMS as AUTH_TOKEN_PROBLEMS
-from tenfold.auth._tokens import InvalidToken
+from tenfold.auth import (
+    CsrfFailed,
+    InvalidApiKey,
+    InvalidRefreshToken,
+    InvalidToken,
+    OAuthAccountNotFound,
+    OAuthAccountRevoked,
+    OAuthCodeRejected,
+    OAuthProviderUnavailable,
+    OAuthStateError,
+    RefreshTokenReused,
+)
 from tenfold.cache import CacheSerializationError, CacheUnavailable
 from tenfold.events import (
     AggregateNotFound,
@@ -103,6 +114,20 @@ CLASSES: dict[type[TenfoldError], tuple[int, str, str, bool]] = {
     InvalidCursor: (400, "Invalid Cursor", _T + "invalid-cursor", True),
     Unauthorized: (401, "Unauthorized", _T + "unauthorized", True),
     InvalidToken: (401, "Unauthorized", _T + "invalid-token", True),
+    InvalidApiKey: (401, "Unauthorized", _T + "invalid-api-key", True),
+    InvalidRefreshToken: (401, "Unauthorized", _T + "invalid-refresh-token", True),
+    RefreshTokenReused: (401, "Unauthorized", _T + "invalid-refresh-token", True),
+    CsrfFailed: (403, "Forbidden", _T + "csrf-failed", True),
+    OAuthStateError: (400, "Bad Request", _T + "oauth-state", True),
+    OAuthCodeRejected: (400, "Bad Request", _T + "oauth-code-rejected", True),
+    OAuthAccountNotFound: (404, "Not Found", _T + "not-found", True),
+    OAuthAccountRevoked: (409, "Conflict", _T + "oauth-account-revoked", True),
+    OAuthProviderUnavailable: (
+        503,
+        _UNAVAILABLE,
+        _T + "oauth-provider-unavailable",
+        "The account's provider is unavailable. Retry shortly.",
+    ),
     Forbidden: (403, "Forbidden", _T + "forbidden", True),
     NotFound: (404, "Not Found", _T + "not-found", True),
     Conflict: (409, "Conflict", _T + "conflict", True),
@@ -185,6 +210,15 @@ SAMPLES: dict[str, Callable[[], Exception]] = {
         "the access token is not valid", challenge='Bearer error="invalid_token"'
     ),
     "invalid-token": lambda: InvalidToken("expired (exp)"),
+    "invalid-api-key": lambda: InvalidApiKey(reason="unknown"),
+    "invalid-refresh-token": lambda: InvalidRefreshToken(),
+    "refresh-token-reused": lambda: RefreshTokenReused(family_id="f-1", user_id="u-1"),
+    "csrf-failed": lambda: CsrfFailed("the CSRF token is missing"),
+    "oauth-state": lambda: OAuthStateError("the sign-in link has expired; start again"),
+    "oauth-code-rejected": lambda: OAuthCodeRejected("the provider refused the code"),
+    "oauth-account-not-found": lambda: OAuthAccountNotFound("no strava account connected"),
+    "oauth-account-revoked": lambda: OAuthAccountRevoked("connect your strava account again"),
+    "oauth-provider-unavailable": lambda: OAuthProviderUnavailable("strava", reason="timeout"),
     "forbidden": lambda: Forbidden("needs matches:write"),
     "not-found": lambda: NotFound("no widget 42", widget=42),
     "not-found-empty": lambda: NotFound(),
@@ -369,6 +403,67 @@ EXPECTED: dict[str, tuple[int, list[tuple[bytes, bytes]], bytes]] = {
         403,
         [(b"content-length", b"134"), (b"content-type", b"application/problem+json")],
         b'{"type":"https://tenfold.dev/problems/forbidden","title":"Forbidden","status":403,"detail":"needs matches:write","request_id":"req-1"}',
+    ),
+    "invalid-api-key": (
+        401,
+        [
+            (b"www-authenticate", b'ApiKey error="invalid_key"'),
+            (b"content-length", b"139"),
+            (b"content-type", b"application/problem+json"),
+        ],
+        b'{"type":"https://tenfold.dev/problems/invalid-api-key","title":"Unauthorized","status":401,"detail":"invalid API key","request_id":"req-1"}',
+    ),
+    "invalid-refresh-token": (
+        401,
+        [
+            (b"www-authenticate", b'Bearer error="invalid_token"'),
+            (b"content-length", b"175"),
+            (b"content-type", b"application/problem+json"),
+        ],
+        b'{"type":"https://tenfold.dev/problems/invalid-refresh-token","title":"Unauthorized","status":401,"detail":"The refresh token is not valid. Log in again.","request_id":"req-1"}',
+    ),
+    "refresh-token-reused": (
+        401,
+        [
+            (b"www-authenticate", b'Bearer error="invalid_token"'),
+            (b"content-length", b"175"),
+            (b"content-type", b"application/problem+json"),
+        ],
+        b'{"type":"https://tenfold.dev/problems/invalid-refresh-token","title":"Unauthorized","status":401,"detail":"The refresh token is not valid. Log in again.","request_id":"req-1"}',
+    ),
+    "csrf-failed": (
+        403,
+        [(b"content-length", b"142"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/csrf-failed","title":"Forbidden","status":403,"detail":"the CSRF token is missing","request_id":"req-1"}',
+    ),
+    "oauth-state": (
+        400,
+        [(b"content-length", b"160"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/oauth-state","title":"Bad Request","status":400,"detail":"the sign-in link has expired; start again","request_id":"req-1"}',
+    ),
+    "oauth-code-rejected": (
+        400,
+        [(b"content-length", b"156"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/oauth-code-rejected","title":"Bad Request","status":400,"detail":"the provider refused the code","request_id":"req-1"}',
+    ),
+    "oauth-account-not-found": (
+        404,
+        [(b"content-length", b"142"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/not-found","title":"Not Found","status":404,"detail":"no strava account connected","request_id":"req-1"}',
+    ),
+    "oauth-account-revoked": (
+        409,
+        [(b"content-length", b"159"), (b"content-type", b"application/problem+json")],
+        b'{"type":"https://tenfold.dev/problems/oauth-account-revoked","title":"Conflict","status":409,"detail":"connect your strava account again","request_id":"req-1"}',
+    ),
+    "oauth-provider-unavailable": (
+        503,
+        [
+            (b"retry-after", b"1"),
+            (b"content-length", b"195"),
+            (b"content-type", b"application/problem+json"),
+        ],
+        b'{"type":"https://tenfold.dev/problems/oauth-provider-unavailable","title":"Service Unavailable","status":503,"detail":"The account\'s provider is unavailable. Retry shortly.","request_id":"req-1"}',
     ),
     "not-found": (
         404,
@@ -639,7 +734,7 @@ PROBLEMS = ProblemRegistry(
     resilience.PROBLEMS,
     events.PROBLEMS,
     realtime.PROBLEMS,
-    AUTH_TOKEN_PROBLEMS,
+    auth.PROBLEMS,
 )
 
 
