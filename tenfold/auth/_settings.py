@@ -104,8 +104,7 @@ class AuthSettings(SettingsSection):
     )
     csrf_header: str = Field(
         "X-CSRF-Token",
-        description="The header a cookie-authenticated unsafe request must echo the CSRF "
-        "token in.",
+        description="The header a cookie-authenticated unsafe request must echo the CSRF token in.",
     )
     csrf_cookie: str = Field(
         "tenfold_csrf", description="The readable cookie carrying the CSRF token for scripts."
