@@ -3,6 +3,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tenfold-installed
+# The shipped code (tenfold, apps): every finding of medium severity or above, at any
+# confidence. Exceptions are inline `# nosec BXXX` comments (docs/security-gates.md).
+BANDIT := $(VENV)/bin/bandit -c pyproject.toml --quiet --recursive --severity-level medium \
+	tenfold apps
 
 .PHONY: run test lint format servers bench lock clean
 
@@ -12,11 +16,13 @@ run: $(STAMP)
 test: $(STAMP) servers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(BANDIT)
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(BANDIT)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
@@ -29,9 +35,12 @@ servers:
 bench: $(STAMP) servers
 	$(PY) -m benchmarks
 
-$(STAMP): pyproject.toml requirements.lock
+# `python -m venv` seeds an old setuptools (65.5 on Python 3.11, CVE-2025-47273): the floor
+# matches tests/security/test_versions.py. The Makefile is a prerequisite so that a change to
+# these steps reaches an existing venv too.
+$(STAMP): pyproject.toml requirements.lock Makefile
 	@bash scripts/ensure-python.sh "$(VENV)"
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=78.1.1"
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)

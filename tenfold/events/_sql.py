@@ -49,6 +49,8 @@ __all__ = [
     "numbered",
 ]
 
+# The statements below are composed from these constant fragments only, never from input
+# (every value is a bound parameter): hence their ``# nosec B608``.
 _COLUMNS = (
     "id::text, stream_id, version, tx, position, type, schema_version, "
     "data::text, metadata::text, recorded_at"
@@ -77,7 +79,7 @@ FROM unnest(CAST(:types AS text[]), CAST(:schema_versions AS int[]),
      WITH ORDINALITY AS e(type, schema_version, data, metadata, id, n){_CHECK}
 ORDER BY e.n
 RETURNING tx, position
-"""
+"""  # nosec B608  # this module's constant fragments only; every value is bound
 
 # One event, the common case: scalar parameters, no arrays to encode or unnest.
 PG_APPEND_ONE = f"""{_LAST}
@@ -100,7 +102,7 @@ SELECT {_COLUMNS} FROM tenfold_events
 WHERE stream_id = CAST(:stream_id AS text)
   AND version BETWEEN CAST(:from_version AS int) AND CAST(:to_version AS int)
 ORDER BY version LIMIT CAST(:limit AS bigint)
-"""
+"""  # nosec B608  # this module's constant fragments only; every value is bound
 
 # The row comparison uses the (tx, position) index as one range; xmin is taken from the
 # statement's own snapshot, the one its rows are read in.
@@ -109,7 +111,7 @@ SELECT {_COLUMNS} FROM tenfold_events
 WHERE (tx, position) > (CAST(:tx AS bigint), CAST(:seq AS bigint))
   AND tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
 ORDER BY tx, position LIMIT CAST(:limit AS bigint)
-"""
+"""  # nosec B608  # this module's constant fragments only; every value is bound
 
 _SQLITE_COLUMNS = (
     "id, stream_id, version, tx, position, type, schema_version, data, metadata, recorded_at"
@@ -127,12 +129,12 @@ SQLITE_READ_STREAM = f"""
 SELECT {_SQLITE_COLUMNS} FROM tenfold_events
 WHERE stream_id = :stream_id AND version >= :from_version AND version <= :to_version
 ORDER BY version LIMIT :limit
-"""
+"""  # nosec B608  # this module's constant fragments only; every value is bound
 
 SQLITE_READ_ALL = f"""
 SELECT {_SQLITE_COLUMNS} FROM tenfold_events
 WHERE position > :seq ORDER BY position LIMIT :limit
-"""
+"""  # nosec B608  # this module's constant fragments only; every value is bound
 
 
 def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
