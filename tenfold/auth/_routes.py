@@ -19,6 +19,7 @@ and fails closed: if the limiter cannot be asked, nobody logs in (503).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -101,8 +102,15 @@ class AuthRoutes:
         account = unicodedata.normalize("NFKC", credentials.username).casefold()
         address = request.client.host if request.client is not None else "unknown"
         per_account, per_address = self.login_rules
+        # One decision over both keys (a refusal by one spends nothing of the other), so
+        # they share a hash tag: Redis decides them in one script, on one cluster slot.
+        # The account is hashed: no attacker-chosen text (or braces) in a Redis key.
+        hashed = hashlib.blake2b(account.encode(), digest_size=16).hexdigest()
         decisions = await self.limiter.hit_many(
-            [(f"login:account:{account}", per_account), (f"login:address:{address}", per_address)]
+            [
+                (f"{{login}}:account:{hashed}", per_account),
+                (f"{{login}}:address:{address}", per_address),
+            ]
         )
         refused = [d for d in decisions if not d.allowed]
         if refused:

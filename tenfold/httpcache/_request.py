@@ -10,10 +10,12 @@ Then:
   slot resolved one), a credential header (``Authorization``, ``X-API-Key``:
   names configured) or a session cookie (names configured). On a shared route
   such a request is not *shareable*: it neither reads nor fills an entry. On a
-  ``per_user`` route the user is part of the key: the principal's id when
-  there is one, else a blake2b-128 hash of the first credential header's
-  value, else of the session cookie's value, so a token never appears in a
-  key in clear (and two different credentials never share an entry).
+  ``per_user`` route the user is part of the key: the principal's id, kind,
+  roles and scopes when there is one (a hit skips the route's guards, so an
+  API key of a user's with fewer scopes never gets that user's entry), else
+  a blake2b-128 hash of the first credential header's value, else of the
+  session cookie's value, so a token never appears in a key in clear (and two
+  different credentials never share an entry).
   Anonymous visitors of a per-user route share one entry.
 * **Key** = ``key(namespace, route template, scheme://host, path, query,
   declared Vary values, forwarding header values, user)``. The query is
@@ -46,7 +48,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
-from tenfold._context import current_consistency_token, current_user_id
+from tenfold._context import current_consistency_token, current_principal
 from tenfold.cache._keys import key as cache_key
 from tenfold.httpcache._policy import CachePolicy
 
@@ -147,7 +149,8 @@ class RequestReader:
                 return None
         if self.bypass_consistency and current_consistency_token() is not None:
             return None
-        user_id = current_user_id()
+        principal = current_principal()
+        user_id = principal.id if principal is not None else None
         credential = None
         for name in self.credential_headers:
             credential = found.get(name)
@@ -158,8 +161,11 @@ class RequestReader:
         if not policy.per_user:
             anonymous = user_id is None and credential is None and session is None
             return RequestView(found, anonymous, None)
-        if user_id is not None:
-            user: Any = ("u", user_id)
+        if principal is not None:
+            # Not the id alone: a hit skips the route's guards, so one user's principals
+            # holding other permissions (an API key with fewer scopes) share no entry.
+            roles, scopes = sorted(principal.roles), sorted(principal.scopes)
+            user: Any = ("u", principal.id, principal.kind, roles, scopes)
         elif credential is not None:
             user = ("a", blake2b(credential, digest_size=16).digest())
         elif session is not None:
