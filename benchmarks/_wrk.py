@@ -13,6 +13,10 @@ with uvicorn's own access log off and its stdout sent to ``/dev/null`` unless a
 file is given. On machines with two or more CPUs the server and ``wrk`` can be
 pinned to different CPUs (``cpu=``) so they do not steal each other's time.
 
+``script=`` gives wrk a Lua script (``wrk -s``), for requests that need headers
+(a bearer token per simulated user, say): every run of a comparison then sends
+the same requests to each server.
+
 Throughput on a shared machine is noisy; the server's CPU time per request
 (read from ``/proc/<pid>/stat`` around the run, when ``server=`` is given) is a
 steadier measure of what the code costs.
@@ -221,10 +225,15 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float) -> None
 
 
 def warm_up(
-    url: str, *, seconds: float = 1.0, connections: int = 32, cpu: int | None = None
+    url: str,
+    *,
+    seconds: float = 1.0,
+    connections: int = 32,
+    cpu: int | None = None,
+    script: Path | None = None,
 ) -> None:
     """A short unmeasured run, so caches and lazy paths are hot."""
-    run_wrk(url, connections=connections, duration=seconds, cpu=cpu)
+    run_wrk(url, connections=connections, duration=seconds, cpu=cpu, script=script)
 
 
 def run_wrk(
@@ -235,10 +244,12 @@ def run_wrk(
     duration: float = 8.0,
     cpu: int | None = None,
     server: Server | None = None,
+    script: Path | None = None,
 ) -> WrkResult:
     """Load ``url`` with wrk (``--latency``) and parse what it reports.
 
-    With ``server``, the result also has the server's CPU time per request.
+    With ``server``, the result also has the server's CPU time per request;
+    with ``script``, wrk runs that Lua script (``-s``) to make its requests.
     """
     args = [
         find_wrk(),
@@ -246,6 +257,7 @@ def run_wrk(
         f"-c{connections}",
         f"-d{max(1, round(duration))}s",
         "--latency",
+        *(["-s", str(script)] if script is not None else []),
         url,
     ]
     cpu_before = server.cpu_seconds() if server is not None else float("nan")
@@ -326,12 +338,18 @@ def apply_quick(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def interleaved_rounds(
-    servers: Mapping[str, Server], path: str, args: argparse.Namespace, load_cpu: int | None
+    servers: Mapping[str, Server],
+    path: str,
+    args: argparse.Namespace,
+    load_cpu: int | None,
+    *,
+    script: Path | None = None,
 ) -> dict[str, list[WrkResult]]:
     """``args.rounds`` rounds, each loading every server in turn, so drift hits all alike.
 
     Every other round runs the servers in reverse order: a machine slowing down (or
-    speeding up) over a round then favours no server in particular.
+    speeding up) over a round then favours no server in particular. ``script`` is
+    wrk's Lua script for every run (``run_wrk``).
     """
     runs: dict[str, list[WrkResult]] = {name: [] for name in servers}
     for round_no in range(args.rounds):
@@ -346,6 +364,7 @@ def interleaved_rounds(
                 duration=args.duration,
                 cpu=load_cpu,
                 server=server,
+                script=script,
             )
             runs[name].append(result)
     return runs
