@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from tenfold._context import current_request_id
 from tenfold._errors import ProblemError, TenfoldError
@@ -116,6 +117,8 @@ def install_problem_handlers(app: FastAPI, problems: ProblemRegistry | None = No
     registry = problems if problems is not None else _CORE
 
     async def handle(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException) and exc.status_code == 405:
+            exc = _every_allowed_method(request, exc)
         return problem_for_exception(exc, registry)
 
     app.add_exception_handler(HTTPException, handle)  # type: ignore[arg-type]
@@ -125,6 +128,28 @@ def install_problem_handlers(app: FastAPI, problems: ProblemRegistry | None = No
         # the request context is gone; ProblemMiddleware answers those instead.
         if exc_type not in (Exception, BaseException):
             app.add_exception_handler(exc_type, handle)  # type: ignore[arg-type]
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _every_allowed_method(request: Request, exc: HTTPException) -> HTTPException:
+    """The router's 405 names the methods of the first route on the path only; a path
+    served by several routes (GET and POST, say) allows all of theirs (RFC 9110 15.5.6).
+    Each method is asked of the routes themselves, however they are nested."""
+    routes = getattr(request.app, "routes", ())
+    methods = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    if not methods:
+        return exc
+    return HTTPException(
+        405, detail=exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(methods)}
+    )
 
 
 def _mapped_problem(exc: BaseException, problem: Problem[Any]) -> Response:

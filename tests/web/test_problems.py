@@ -160,3 +160,29 @@ def test_extensions_cannot_override_standard_members() -> None:
 def test_bodyless_statuses(status: int) -> None:
     """Statuses that forbid a body get none."""
     assert problem_response(status).body == b""
+
+
+async def test_405_allows_the_methods_of_every_route_on_the_path() -> None:
+    """A path served by separate GET and POST routes: the 405 allows both, not only the
+    first route's (Starlette's router names the first partial match only)."""
+    import httpx
+    from fastapi import APIRouter
+
+    from tenfold import create_app
+
+    router = APIRouter()
+
+    @router.get("/things")
+    async def list_things() -> list[int]:
+        return []
+
+    @router.post("/things")
+    async def add_thing() -> int:
+        return 1
+
+    app = create_app(routers=[router], configure_logs=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.delete("/things")
+    _assert_problem(response, 405)
+    assert response.headers["allow"] == "GET, POST"
