@@ -117,6 +117,17 @@ class Authenticator:
             return self._session(connection, cookie)
         return None
 
+    async def verify_token(self, token: str) -> Principal | None:
+        """The principal of a bearer credential (an access token or an API key) that came
+        some other way than a header, such as a realtime ``connect`` frame; None when it
+        does not verify."""
+        try:
+            if self.api_keys is not None and token.startswith(self._key_start):
+                return await self.api_keys.verify(token)
+            return self.tokens.verify(token)
+        except Unauthorized:
+            return None
+
     def _session(self, connection: HTTPConnection, cookie: str) -> Principal | None:
         try:
             principal = self.tokens.verify(cookie)

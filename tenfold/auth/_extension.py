@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import click
 
+from tenfold._context import Principal
 from tenfold._extension import Build, Extension
 from tenfold._platform import Platform
 from tenfold.auth._apikeys import ApiKeys
@@ -58,6 +59,24 @@ class AuthExtension(Extension):
         self.roles = roles if isinstance(roles, Roles) else Roles(roles or {})
         self.oauth_providers = list(oauth_providers)
         self.routes = routes
+        self._access: Access | None = None
+
+    def channel_permission(
+        self, permission: str, *, resource: Callable[[str], str | None] = lambda channel: channel
+    ) -> Callable[[Principal | None, str], Awaitable[bool]]:
+        """A realtime permission hook deciding with the same rules as the routes:
+        ``RealtimeExtension(can_subscribe=auth.channel_permission("tournaments:watch"))``.
+
+        The channel is the resource by default, so a role granted on
+        ``tournament:42`` covers the channel ``tournament:42``.
+        """
+
+        async def allowed(principal: Principal | None, channel: str) -> bool:
+            if self._access is None:
+                raise RuntimeError("the auth extension is not built yet")
+            return await self._access.can(principal, permission, resource(channel))
+
+        return allowed
 
     def build(self, build: Build) -> None:
         settings: AuthSettings = build.section
@@ -76,7 +95,8 @@ class AuthExtension(Extension):
         users = Users(db, passwords)
         refresh = RefreshTokens(db, ttl=settings.refresh_ttl, grace=settings.refresh_grace)
         api_keys = ApiKeys.from_settings(db, settings)
-        access = Access(self.roles, Grants(db))
+        grants = Grants(db)
+        access = self._access = Access(self.roles, grants)
         authenticator = Authenticator(
             tokens,
             api_keys=api_keys,
@@ -86,7 +106,7 @@ class AuthExtension(Extension):
             csrf_header=settings.csrf_header,
             allowed_origins=build.settings.http.cors_origins,
         )
-        for obj in (keys, tokens, passwords, users, refresh, api_keys, access, self.roles):
+        for obj in (keys, tokens, passwords, users, refresh, api_keys, grants, access, self.roles):
             build.provide(obj)
         build.provide(authenticator)
         if self.oauth_providers:

@@ -201,6 +201,20 @@ class Access:
         on = await self.grants.roles_on(principal.id, resource)
         return bool(on) and self.roles.allows(on, permission)
 
+    async def check(
+        self, permission: str, resource: str | None = None, principal: Principal | None = None
+    ) -> Principal:
+        """The principal (the current one by default: a request's, or a task's, restored
+        from its enqueuer) if it may do ``permission``; otherwise 401 when there is none,
+        403 when it may not (for a resource whose existence must not leak, use
+        ``owned`` or ``require_on``, which answer 404)."""
+        acting = principal if principal is not None else current_principal()
+        if acting is None:
+            raise Unauthorized("log in first")
+        if not await self.can(acting, permission, resource):
+            raise Forbidden(f"needs the {permission} permission")
+        return acting
+
     async def owned(
         self,
         obj: T | None,

@@ -13,7 +13,13 @@ from tenfold.realtime._hub import ChannelHub
 from tenfold.realtime._presence import MemoryPresence, Presence, RedisPresence
 from tenfold.realtime._problems import PROBLEMS
 from tenfold.realtime._redis import RedisBackplane
-from tenfold.realtime._service import Permission, Realtime, RealtimeCollector, TokenAuth
+from tenfold.realtime._service import (
+    Permission,
+    Realtime,
+    RealtimeCollector,
+    TokenAuth,
+    TokenVerifier,
+)
 from tenfold.realtime._settings import RealtimeSettings
 from tenfold.realtime._sse import EventStreams
 
@@ -38,7 +44,8 @@ class RealtimeExtension(Extension):
     name = "realtime"
     settings_model = RealtimeSettings
     # events: with ``events_to_channels``, committed events are relayed into channels.
-    after = ("ratelimit", "events")
+    # auth: a connect frame's token is verified by the app's authenticator when it has one.
+    after = ("ratelimit", "events", "auth")
 
     def __init__(
         self,
@@ -54,6 +61,13 @@ class RealtimeExtension(Extension):
         self.authenticate_token = authenticate_token
         self.batch_window = batch_window
         self.events_to_channels = events_to_channels
+
+    def _token_auth(self, build: Build) -> TokenAuth | None:
+        """The hook given, else the verifier an identity extension provides (tenfold.auth)."""
+        if self.authenticate_token is not None:
+            return self.authenticate_token
+        verifier = build.find(TokenVerifier)
+        return verifier.verify_token if verifier is not None else None
 
     def build(self, build: Build) -> None:
         settings: RealtimeSettings = build.section
@@ -71,7 +85,7 @@ class RealtimeExtension(Extension):
             presence=presence,
             can_subscribe=self.can_subscribe,
             can_publish=self.can_publish,
-            authenticate_token=self.authenticate_token,
+            authenticate_token=self._token_auth(build),
         )
         build.problems(PROBLEMS)
         build.provide(hub)

@@ -16,7 +16,7 @@ import contextlib
 import inspect
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from tenfold.realtime._settings import RealtimeSettings
     from tenfold.realtime._sse import EventStreams
 
-__all__ = ["Permission", "Realtime", "RealtimeStats", "TokenAuth"]
+__all__ = ["Permission", "Realtime", "RealtimeStats", "TokenAuth", "TokenVerifier"]
 
 _log = get_logger("tenfold.realtime")
 
@@ -46,6 +46,14 @@ _log = get_logger("tenfold.realtime")
 Permission = Callable[[Principal | None, str], "bool | Awaitable[bool]"]
 #: ``token -> Principal | id | None`` (or awaitable): a ``connect`` frame's token.
 TokenAuth = Callable[[str], "Principal | str | Awaitable[Principal | str | None] | None"]
+
+
+@runtime_checkable
+class TokenVerifier(Protocol):
+    """What an identity extension provides (tenfold.auth's ``Authenticator``) so that a
+    ``connect`` frame's token is verified by the same rules as a request's header."""
+
+    async def verify_token(self, token: str) -> Principal | None: ...
 
 
 def _anyone(principal: Principal | None, channel: str) -> bool:
