@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tenfold-installed
 # The shipped code (tenfold, apps): every finding of medium severity or above, at any
-# confidence. Exceptions are inline `# nosec BXXX` comments (docs/security-gates.md).
+# confidence. Exceptions are inline `# nosec BXXX` comments (docs/security.md, "Security gates").
 BANDIT := $(VENV)/bin/bandit -c pyproject.toml --quiet --recursive --severity-level medium \
 	tenfold apps
 

@@ -135,7 +135,10 @@ class AuthExtension(Extension):
 
     def commands(self) -> Sequence[click.Command]:
         from tenfold.auth._keys_cli import auth_group
+        from tenfold.auth._users_cli import users_group
 
+        if "users" not in auth_group.commands:
+            auth_group.add_command(users_group)
         return [auth_group]
 
 
