@@ -49,7 +49,7 @@ $(STAMP): pyproject.toml requirements.lock Makefile
 lock: $(STAMP)
 	$(PY) -m pip install --quiet uv
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra otel --extra sentry \
-		--extra msgpack --extra bench --python-version 3.11 -o requirements.lock
+		--extra msgpack --extra apps --extra bench --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
