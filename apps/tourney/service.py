@@ -1,0 +1,345 @@
+"""What the API, the demo simulator and offline sync do: one place for each rule.
+
+Access: a *host* (global role) creates tournaments and becomes the *organiser*
+of each one it creates, a role granted on ``tournament:<id>`` alone. An
+organiser manages their tournament (teams, games, the schedule, starting and
+completing matches); another tournament's management answers 404, as if it did
+not exist. A player reports scores for the matches their team plays; a viewer
+(anyone) watches.
+
+After every change to a match, once the projections have applied it, the
+leaderboard's cache entry is invalidated and the channel ``tournament:<id>``
+gets one message with the match and the leaderboard as they now are, so the
+pushed message, the cached response and the read model agree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from apps.tourney.domain import Match, Standing, ranked, stream_of
+from apps.tourney.projections import MATCH_STATE, STANDINGS
+from apps.tourney.schema import games, match_state, matches, players, standings, teams, tournaments
+from tenfold import BadRequest, Forbidden, NotFound, Principal, Unauthorized
+from tenfold.auth import Access, Grants
+from tenfold.cache import Cache, key
+from tenfold.db import Database
+from tenfold.events import Aggregates, Appended, Projections
+
+__all__ = ["ORGANISER", "Tourney", "channel_of", "leaderboard_tag"]
+
+#: The role a tournament's creator holds on it (``tournament:<id>``).
+ORGANISER = "organiser"
+
+
+def channel_of(tournament_id: int) -> str:
+    return f"tournament:{tournament_id}"
+
+
+def leaderboard_tag(tournament_id: int) -> str:
+    return f"leaderboard:{tournament_id}"
+
+
+def _resource(tournament_id: int) -> str:
+    return f"tournament:{tournament_id}"
+
+
+class Tourney:
+    """The app's operations over the platform's database, events, cache and channels."""
+
+    def __init__(
+        self,
+        db: Database,
+        aggregates: Aggregates,
+        projections: Projections,
+        cache: Cache,
+        access: Access,
+        grants: Grants,
+        publish: Callable[[str, Any], Any] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.aggregates = aggregates
+        self.projections = projections
+        self.cache = cache
+        self.access = access
+        self.grants = grants
+        self.publish = publish
+        self.clock = clock
+
+    # -- access --------------------------------------------------------------------------
+
+    async def manages(self, principal: Principal | None, tournament_id: int) -> bool:
+        return await self.access.can(principal, "tournaments:manage", _resource(tournament_id))
+
+    async def must_manage(self, principal: Principal | None, tournament_id: int) -> None:
+        """404 unless ``principal`` organises the tournament (its existence must not leak)."""
+        if not await self.manages(principal, tournament_id):
+            raise NotFound(f"no tournament {tournament_id}")
+
+    # -- set-up --------------------------------------------------------------------------
+
+    async def create_tournament(self, name: str, principal: Principal) -> dict[str, Any]:
+        await self.access.check("tournaments:create", principal=principal)
+        async with self.db.session() as session:
+            row = {"name": name, "organiser_id": principal.id, "created_at": self.clock()}
+            result = await session.execute(sa.insert(tournaments).values(**row))
+            tournament_id = result.inserted_primary_key[0]
+        await self.grants.grant(principal.id, ORGANISER, _resource(tournament_id))
+        return {"id": tournament_id, "name": name}
+
+    async def add_team(
+        self, tournament_id: int, name: str, principal: Principal | None
+    ) -> dict[str, Any]:
+        await self.must_manage(principal, tournament_id)
+        async with self.db.session() as session:
+            result = await session.execute(
+                sa.insert(teams).values(tournament_id=tournament_id, name=name)
+            )
+        await self.cache.invalidate_tags(leaderboard_tag(tournament_id))
+        return {"id": result.inserted_primary_key[0], "tournament_id": tournament_id, "name": name}
+
+    async def add_player(
+        self, tournament_id: int, team_id: int, user_id: str, principal: Principal | None
+    ) -> None:
+        await self.must_manage(principal, tournament_id)
+        await self._team(tournament_id, team_id)
+        async with self.db.session() as session:
+            await session.execute(
+                sa.delete(players).where(
+                    players.c.tournament_id == tournament_id, players.c.user_id == user_id
+                )
+            )
+            await session.execute(
+                sa.insert(players).values(
+                    tournament_id=tournament_id, user_id=user_id, team_id=team_id
+                )
+            )
+
+    async def add_game(
+        self, tournament_id: int, name: str, principal: Principal | None
+    ) -> dict[str, Any]:
+        await self.must_manage(principal, tournament_id)
+        async with self.db.session() as session:
+            result = await session.execute(
+                sa.insert(games).values(tournament_id=tournament_id, name=name)
+            )
+        return {"id": result.inserted_primary_key[0], "tournament_id": tournament_id, "name": name}
+
+    async def schedule(
+        self,
+        tournament_id: int,
+        game_id: int,
+        home: int,
+        away: int,
+        at: float,
+        principal: Principal | None,
+    ) -> dict[str, Any]:
+        await self.must_manage(principal, tournament_id)
+        if home == away:
+            raise BadRequest("a team cannot play itself")
+        await self._team(tournament_id, home)
+        await self._team(tournament_id, away)
+        async with self.db.session() as session:
+            found = await session.execute(
+                sa.select(games.c.id).where(
+                    games.c.id == game_id, games.c.tournament_id == tournament_id
+                )
+            )
+            if found.first() is None:
+                raise BadRequest(f"tournament {tournament_id} has no game {game_id}")
+            values = {
+                "tournament_id": tournament_id,
+                "game_id": game_id,
+                "home_team_id": home,
+                "away_team_id": away,
+                "scheduled_at": at,
+            }
+            result = await session.execute(sa.insert(matches).values(**values))
+        return {"id": result.inserted_primary_key[0], **values}
+
+    async def _team(self, tournament_id: int, team_id: int) -> None:
+        async with self.db.session() as session:
+            found = await session.execute(
+                sa.select(teams.c.id).where(
+                    teams.c.id == team_id, teams.c.tournament_id == tournament_id
+                )
+            )
+            if found.first() is None:
+                raise BadRequest(f"tournament {tournament_id} has no team {team_id}")
+
+    # -- play ----------------------------------------------------------------------------
+
+    async def start(self, match_id: int, principal: Principal | None) -> dict[str, Any]:
+        fixture = await self.fixture(match_id)
+        await self.must_manage(principal, fixture["tournament_id"])
+        match = await self.aggregates.load(Match, stream_of(match_id), new_if_missing=True)
+        match.start(
+            fixture["tournament_id"],
+            fixture["home_team_id"],
+            fixture["away_team_id"],
+            _who(principal),
+        )
+        return await self._saved(match, fixture)
+
+    async def report(
+        self, match_id: int, home: int, away: int, seen_version: int, principal: Principal | None
+    ) -> dict[str, Any]:
+        """Record the score a player (of either team) or the organiser reports, as seen on
+        match version ``seen_version``: 409 when the match has moved on since."""
+        fixture = await self.fixture(match_id)
+        await self.may_report(principal, fixture)
+        match = await self.aggregates.load(Match, stream_of(match_id), new_if_missing=True)
+        match.report(home, away, seen_version=seen_version, by=_who(principal))
+        return await self._saved(match, fixture)
+
+    async def complete(self, match_id: int, principal: Principal | None) -> dict[str, Any]:
+        fixture = await self.fixture(match_id)
+        await self.must_manage(principal, fixture["tournament_id"])
+        match = await self.aggregates.load(Match, stream_of(match_id), new_if_missing=True)
+        match.complete(_who(principal))
+        return await self._saved(match, fixture)
+
+    async def may_report(self, principal: Principal | None, fixture: dict[str, Any]) -> None:
+        if principal is None:
+            raise Unauthorized("log in to report a score")
+        if await self.manages(principal, fixture["tournament_id"]):
+            return
+        if not await self.access.can(principal, "matches:report"):
+            raise Forbidden("needs the matches:report permission")
+        team = await self.team_of(principal.id, fixture["tournament_id"])
+        if team not in (fixture["home_team_id"], fixture["away_team_id"]):
+            raise Forbidden("players report the scores of their own team's matches only")
+
+    async def team_of(self, user_id: str, tournament_id: int) -> int | None:
+        async with self.db.session() as session:
+            found = await session.execute(
+                sa.select(players.c.team_id).where(
+                    players.c.tournament_id == tournament_id, players.c.user_id == user_id
+                )
+            )
+            return found.scalar()
+
+    async def _saved(self, match: Match, fixture: dict[str, Any]) -> dict[str, Any]:
+        appended = await self.aggregates.save(match)
+        if appended is not None:
+            await self.after_change(fixture["tournament_id"], fixture["id"], appended)
+        return await self.match(fixture["id"])
+
+    async def after_change(self, tournament_id: int, match_id: int, appended: Appended) -> None:
+        """Once the read models hold ``appended``: drop the cached leaderboard, push the
+        match and the leaderboard to the tournament's channel."""
+        for name in (MATCH_STATE, STANDINGS):
+            await self.projections.wait_for(name, appended.position, timeout=10.0)
+        await self.cache.invalidate_tags(leaderboard_tag(tournament_id))
+        if self.publish is not None:
+            board = await self.leaderboard(tournament_id)
+            state = await self.match(match_id)
+            await self.publish(
+                channel_of(tournament_id), {"type": "match", "match": state, "leaderboard": board}
+            )
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def fixture(self, match_id: int) -> dict[str, Any]:
+        async with self.db.session() as session:
+            row = (
+                await session.execute(sa.select(matches).where(matches.c.id == match_id))
+            ).first()
+        if row is None:
+            raise NotFound(f"no match {match_id}")
+        return dict(row._mapping)
+
+    async def match(self, match_id: int) -> dict[str, Any]:
+        """The match as scheduled, with its state (read from the primary: just written)."""
+        async with self.db.session() as session:
+            row = (await session.execute(_match_query().where(matches.c.id == match_id))).first()
+        if row is None:
+            raise NotFound(f"no match {match_id}")
+        return match_view(row._mapping)
+
+    async def leaderboard(self, tournament_id: int) -> dict[str, Any] | None:
+        """The tournament's leaderboard through the cache (``leaderboard`` namespace: 5 s,
+        invalidated on every change, one load at a time); None for no such tournament."""
+        return await self.cache.get_or_load(
+            key("leaderboard", tournament_id),
+            lambda: self.load_leaderboard(tournament_id),
+            tags=[leaderboard_tag(tournament_id)],
+        )
+
+    async def load_leaderboard(self, tournament_id: int) -> dict[str, Any] | None:
+        async with self.db.session() as session:
+            found = await session.execute(
+                sa.select(tournaments.c.name).where(tournaments.c.id == tournament_id)
+            )
+            name = found.scalar()
+            if name is None:
+                return None
+            query = (
+                sa.select(teams.c.id, teams.c.name, standings)
+                .select_from(teams)
+                .outerjoin(
+                    standings,
+                    sa.and_(
+                        standings.c.tournament_id == teams.c.tournament_id,
+                        standings.c.team_id == teams.c.id,
+                    ),
+                )
+                .where(teams.c.tournament_id == tournament_id)
+            )
+            rows = (await session.execute(query)).all()
+        board = []
+        for row in rows:
+            line = Standing(row.id, row.name)
+            if row.points is not None:
+                line.points, line.played = row.points, row.played
+                line.wins, line.draws, line.losses = row.wins, row.draws, row.losses
+                line.score_for, line.score_against = row.score_for, row.score_against
+            board.append(line)
+        ordered = ranked(board)
+        completed = sum(line.played for line in ordered) // 2
+        return {
+            "tournament_id": tournament_id,
+            "name": name,
+            "completed": completed,
+            "rows": [line.to_dict() for line in ordered],
+        }
+
+
+def _who(principal: Principal | None) -> str:
+    return principal.id if principal is not None else "system"
+
+
+def _match_query() -> sa.Select[Any]:
+    return sa.select(
+        matches,
+        match_state.c.status,
+        match_state.c.home_score,
+        match_state.c.away_score,
+        match_state.c.version,
+    ).outerjoin(match_state, match_state.c.match_id == matches.c.id)
+
+
+def match_view(row: Any) -> dict[str, Any]:
+    """A match for clients: the schedule, and its state (a scheduled match is 0-0, v0)."""
+    status = row["status"] or "scheduled"
+    return {
+        "id": row["id"],
+        "tournament_id": row["tournament_id"],
+        "game_id": row["game_id"],
+        "home_team_id": row["home_team_id"],
+        "away_team_id": row["away_team_id"],
+        "scheduled_at": row["scheduled_at"],
+        "status": status,
+        "home_score": row["home_score"] or 0,
+        "away_score": row["away_score"] or 0,
+        "version": row["version"] or 0,
+    }
+
+
+match_query = _match_query

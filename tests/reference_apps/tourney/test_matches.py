@@ -1,0 +1,161 @@
+"""Tourney's rules through its API: who may do what, conflicts, final results, the board."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from apps.tourney.domain import standings
+from apps.tourney.service import Tourney
+from tenfold import Principal
+from tests.reference_apps.tourney.conftest import World
+
+
+def problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    return response.json()
+
+
+async def start(world: World, match_id: int) -> dict:
+    return await world.ok("POST", f"/api/matches/{match_id}/start", "host")
+
+
+async def test_a_player_reports_only_their_own_teams_matches(world: World) -> None:
+    red_blue = world.matches[0]
+    live = await start(world, red_blue)
+    assert (live["status"], live["version"]) == ("live", 1)
+    body = {"home": 1, "away": 0, "version": 1}
+    problem(await world.call("POST", f"/api/matches/{red_blue}/score", "green1", json=body), 403)
+    problem(await world.call("POST", f"/api/matches/{red_blue}/score", json=body), 401)
+    scored = await world.ok("POST", f"/api/matches/{red_blue}/score", "red1", json=body)
+    assert (scored["home_score"], scored["away_score"], scored["version"]) == (1, 0, 2)
+
+
+async def test_conflicting_reports_one_wins_one_409(world: World) -> None:
+    match_id = world.matches[0]
+    await start(world, match_id)
+    path = f"/api/matches/{match_id}/score"
+    red, blue = (
+        world.call("POST", path, "red1", json={"home": 2, "away": 1, "version": 1}),
+        world.call("POST", path, "blue1", json={"home": 1, "away": 2, "version": 1}),
+    )
+    outcomes = await asyncio.gather(red, blue)
+    assert sorted(r.status_code for r in outcomes) == [200, 409]
+    loser = next(r for r in outcomes if r.status_code == 409)
+    assert problem(loser, 409)["version"] == 2  # the current state comes with the refusal
+    now = await world.ok("GET", f"/api/matches/{match_id}")
+    winner = next(r for r in outcomes if r.status_code == 200).json()
+    assert (now["home_score"], now["away_score"]) == (winner["home_score"], winner["away_score"])
+
+
+async def test_a_completed_result_is_immutable(world: World) -> None:
+    match_id = world.matches[0]
+    await start(world, match_id)
+    await world.ok(
+        "POST", f"/api/matches/{match_id}/score", "red1", json={"home": 3, "away": 1, "version": 1}
+    )
+    done = await world.ok("POST", f"/api/matches/{match_id}/complete", "host")
+    assert done["status"] == "completed"
+    late = {"home": 0, "away": 5, "version": done["version"]}
+    problem(await world.call("POST", f"/api/matches/{match_id}/score", "host", json=late), 409)
+    problem(await world.call("POST", f"/api/matches/{match_id}/complete", "host"), 409)
+    problem(await world.call("POST", f"/api/matches/{match_id}/start", "host"), 409)
+    again = await world.ok("GET", f"/api/matches/{match_id}")
+    assert (again["home_score"], again["away_score"], again["status"]) == (3, 1, "completed")
+
+
+async def test_another_organisers_tournament_is_404(world: World) -> None:
+    """Management routes of a tournament one does not organise answer 404."""
+    tid = world.tournament_id
+    for path, body in (
+        (f"/api/tournaments/{tid}/teams", {"name": "Sneaky"}),
+        (f"/api/tournaments/{tid}/games", {"name": "Flip cup"}),
+        (f"/api/matches/{world.matches[0]}/start", None),
+    ):
+        problem(await world.call("POST", path, "other_host", json=body), 404)
+        problem(await world.call("POST", path, "red1", json=body), 404)
+    problem(await world.call("POST", "/api/tournaments", "red1", json={"name": "Mine"}), 403)
+
+
+async def test_mass_assignment_is_422(world: World) -> None:
+    body = {"home": 1, "away": 0, "version": 1, "reported_by": "someone-else"}
+    problem(
+        await world.call("POST", f"/api/matches/{world.matches[0]}/score", "red1", json=body), 422
+    )
+    problem(
+        await world.call(
+            "POST", "/api/tournaments", "host", json={"name": "X", "organiser_id": "x"}
+        ),
+        422,
+    )
+
+
+async def test_the_leaderboard_agrees_with_its_cache_its_etag_and_the_push(world: World) -> None:
+    tid, match_id = world.tournament_id, world.matches[0]
+    pushed = []
+    tourney = world.app.state.tenfold.get(Tourney)
+    real_publish = tourney.publish
+
+    async def capture(channel, data):
+        pushed.append((channel, data))
+        await real_publish(channel, data)
+
+    tourney.publish = capture
+    await start(world, match_id)
+    await world.ok(
+        "POST", f"/api/matches/{match_id}/score", "red1", json={"home": 2, "away": 0, "version": 1}
+    )
+    await world.ok("POST", f"/api/matches/{match_id}/complete", "host")
+    response = await world.call("GET", f"/api/tournaments/{tid}/leaderboard")
+    board = response.json()
+    assert board["rows"][0]["team"] == "Red"
+    assert board["rows"][0]["points"] == 3
+    assert (board["rows"][-1]["team"], board["rows"][-1]["losses"]) == ("Blue", 1)
+    channel, last = pushed[-1]
+    assert channel == f"tournament:{tid}"
+    assert last["leaderboard"] == board
+    assert last["match"]["status"] == "completed"
+    projected = await tourney.load_leaderboard(tid)
+    assert projected == board
+    etag = response.headers["etag"]
+    again = await world.call(
+        "GET", f"/api/tournaments/{tid}/leaderboard", headers={"If-None-Match": etag}
+    )
+    assert again.status_code == 304
+
+
+async def test_1000_random_results_give_the_recomputed_leaderboard(world: World) -> None:
+    """The projection, applied one event at a time, equals the leaderboard recomputed from
+    scratch after 1,000 random score events over many matches."""
+    tourney = world.app.state.tenfold.get(Tourney)
+    host = Principal(world.users["host"], roles=["host"])
+    rng = random.Random(7)
+    tid = world.tournament_id
+    names = {}
+    for n in range(3):
+        made = await tourney.add_team(tid, f"T{n}", host)
+        names[made["id"]] = made["name"]
+    for team_id, name in zip(world.teams, ("Red", "Blue", "Green"), strict=True):
+        names[team_id] = name
+    ids = list(names)
+    completed = []
+    events = 0
+    while events < 1000:
+        home, away = rng.sample(ids, 2)
+        fixture = await tourney.schedule(tid, world.game_id, home, away, 1_900_000_000.0, host)
+        state = await tourney.start(fixture["id"], host)
+        events += 1
+        score = [0, 0]
+        for _ in range(rng.randint(1, 8)):
+            score[rng.randint(0, 1)] += 1
+            state = await tourney.report(fixture["id"], score[0], score[1], state["version"], host)
+            events += 1
+        await tourney.complete(fixture["id"], host)
+        events += 1
+        completed.append((home, away, score[0], score[1]))
+    expected = [s.to_dict() for s in standings(names, completed)]
+    board = await tourney.load_leaderboard(tid)
+    assert board is not None
+    assert board["rows"] == expected
+    assert board["completed"] == len(completed)
