@@ -18,6 +18,7 @@ from apps.tourney.api import router
 from apps.tourney.projections import MatchState, Standings
 from apps.tourney.schema import metadata
 from apps.tourney.service import Tourney
+from apps.tourney.sync import router as sync_router
 from tenfold import Build, CoreSettings, Extension, Platform, Settings, create_app
 from tenfold.auth import Access, AuthExtension, AuthSettings, Grants
 from tenfold.cache import Cache
@@ -87,7 +88,7 @@ def make_app(settings: CoreSettings | None = None) -> FastAPI:
             RealtimeExtension(batch_window=0.1),
             TourneyExtension(),
         ],
-        routers=[router],
+        routers=[router, sync_router],
         rate_limits=presets.rate_limits(policies),
         on_startup=[_create_tables],
         title="Tourney",
