@@ -11,22 +11,37 @@ rate limits as this app's presets (``apps/tourney/presets.py``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI
+from pydantic import Field
 
 from apps.tourney import presets
 from apps.tourney.api import router
+from apps.tourney.demo import Simulator, demo_logins
 from apps.tourney.projections import MatchState, Standings
 from apps.tourney.schema import metadata
 from apps.tourney.service import Tourney
 from apps.tourney.sync import router as sync_router
-from tenfold import Build, CoreSettings, Extension, Platform, Settings, create_app
-from tenfold.auth import Access, AuthExtension, AuthSettings, Grants
+from tenfold import (
+    Build,
+    CoreSettings,
+    Extension,
+    Platform,
+    Settings,
+    SettingsSection,
+    create_app,
+)
+from tenfold.auth import Access, AuthExtension, AuthSettings, Grants, Users
 from tenfold.cache import Cache
 from tenfold.db import Database
 from tenfold.events import Aggregates, EventsExtension, Projections
+from tenfold.observability import get_logger
 from tenfold.realtime import Realtime, RealtimeExtension
 
-__all__ = ["ROLES", "TourneyExtension", "make_app"]
+__all__ = ["ROLES", "TourneyExtension", "TourneySettings", "make_app"]
+
+_log = get_logger("tourney")
 
 #: Global roles: a host creates tournaments; an admin does anything. ``organiser`` is
 #: granted on one tournament (``tournament:<id>``) to whoever created it.
@@ -38,10 +53,24 @@ ROLES = {
 }
 
 
+class TourneySettings(SettingsSection):
+    """The app's own settings (``TENFOLD_TOURNEY__*``)."""
+
+    demo: bool = Field(
+        False,
+        description="Seed a demo tournament on an empty database and play its matches "
+        "(what `make run` sets).",
+    )
+    demo_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between two moves of the demo simulator."
+    )
+
+
 class TourneyExtension(Extension):
-    """The app's service (``platform.get(Tourney)``) and its tables."""
+    """The app's service (``platform.get(Tourney)``), its tables and the demo."""
 
     name = "tourney"
+    settings_model = TourneySettings
     requires = ("db", "cache", "events", "auth")
     after = ("db", "cache", "events", "auth", "realtime")
 
@@ -57,6 +86,27 @@ class TourneyExtension(Extension):
             publish=realtime.publish if realtime is not None else None,
         )
         build.provide(tourney)
+        build.on_started(_create_tables)
+        settings: TourneySettings = build.section
+        if settings.demo:
+            simulator = Simulator(
+                tourney,
+                build.get(Users),
+                build.get(Database),
+                interval=settings.demo_interval,
+            )
+            build.component(simulator)
+            build.on_started(_play(simulator))
+
+
+def _play(simulator: Simulator) -> Callable[[Platform], Awaitable[None]]:
+    async def begin(platform: Platform) -> None:
+        if platform.worker or platform.command:
+            return  # only a serving process plays the demo
+        await simulator.begin()
+        _log.info("demo_playing", logins=demo_logins())
+
+    return begin
 
 
 async def _create_tables(platform: Platform) -> None:
@@ -90,6 +140,5 @@ def make_app(settings: CoreSettings | None = None) -> FastAPI:
         ],
         routers=[router, sync_router],
         rate_limits=presets.rate_limits(policies),
-        on_startup=[_create_tables],
         title="Tourney",
     )

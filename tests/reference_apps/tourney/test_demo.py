@@ -1,0 +1,46 @@
+"""The demo seeds a full tournament once, and its simulator plays matches to the end."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from apps.tourney.demo import DEMO_GAMES, DEMO_TEAMS, Simulator, seed
+from apps.tourney.main import make_app
+from apps.tourney.schema import matches
+from apps.tourney.service import Tourney
+from tenfold.auth import Users
+from tenfold.db import Database
+
+
+async def test_seed_then_play(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENFOLD_DB__URL", f"sqlite+aiosqlite:///{tmp_path}/demo.db")
+    monkeypatch.setenv("TENFOLD_AUTH__PASSWORD_TIME_COST", "1")
+    monkeypatch.setenv("TENFOLD_AUTH__PASSWORD_MEMORY_COST", "8")
+    monkeypatch.setenv("TENFOLD_AUTH__PASSWORD_PARALLELISM", "1")
+    app = make_app()
+    async with app.router.lifespan_context(app):
+        platform = app.state.tenfold
+        tourney, users, db = platform.get(Tourney), platform.get(Users), platform.get(Database)
+        simulator = Simulator(tourney, users, db, live=2, rng=random.Random(3))
+        await simulator.begin()
+        await simulator.stop()  # its loop is not needed: the test takes the steps
+        assert await seed(tourney, users, db) is None  # seeded once
+        board = await tourney.load_leaderboard(1)
+        assert board is not None
+        assert len(board["rows"]) == len(DEMO_TEAMS)
+        for _ in range(120):
+            await simulator.step()
+        board = await tourney.load_leaderboard(1)
+        assert board["completed"] >= 1
+        assert sum(row["points"] for row in board["rows"]) > 0
+        assert await users.authenticate("red", "beer-olympics") is not None
+        async with db.session(readonly=True) as session:
+            scheduled = (
+                await session.execute(sa.select(sa.func.count()).select_from(matches))
+            ).scalar()
+        # A round robin of the teams for each game: 4 x 28 = 112 matches.
+        assert scheduled == len(DEMO_GAMES) * len(DEMO_TEAMS) * (len(DEMO_TEAMS) - 1) // 2
