@@ -118,6 +118,12 @@ TournamentOf = Callable[[TenfoldSession, int], Awaitable[int | None]]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 _ACCEPTED_TYPES = ("image/", "application/octet-stream")
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+#: The upload's body in the API document: the photo's raw bytes, not a form.
+_RAW_IMAGE_BODY = {
+    "required": True,
+    "content": {t: _BINARY for t in ("image/jpeg", "image/png", "image/webp")},
+}
 
 
 class MediaSettings(SettingsSection):
@@ -273,6 +279,8 @@ class Media:
         Safe to run twice: renditions are content-addressed, and only the run whose
         update moves the row out of ``pending`` publishes.
         """
+        # On the primary: the row committed just before the job was sent, and a lagging
+        # replica would not have it yet (the job would then skip a photo for good).
         async with db.session() as session:
             query = sa.select(tourney_media).where(tourney_media.c.id == media_id)
             row = (await session.execute(query)).first()
@@ -356,6 +364,13 @@ def media_router(media: Media, *, upload_dependencies: Sequence[Any] = ()) -> AP
         status_code=202,
         dependencies=list(upload_dependencies),
         max_body_size=media.settings.max_upload,
+        openapi_extra={"requestBody": _RAW_IMAGE_BODY},
+        responses={
+            415: {
+                "description": "Not a JPEG, PNG or WebP image (sniffed), or a form body.",
+                "content": {"application/problem+json": {}},
+            }
+        },
     )
     async def upload_media(match_id: MatchId, request: Request, session: DbSession) -> MediaOut:
         """Upload a photo of a match: the raw image bytes as the body."""
@@ -391,7 +406,7 @@ def media_router(media: Media, *, upload_dependencies: Sequence[Any] = ()) -> AP
             raise NotFound(f"match {match_id} has no photo {media_id}")
         return media.out(row)
 
-    @router.api_route("/media/{key}", methods=["GET", "HEAD"], include_in_schema=True)
+    @router.get("/media/{key}")
     async def serve_media(key: str, request: Request) -> Response:
         """A stored photo or rendition, cacheable for ever."""
         data = await media.store.get(key) if check_key(key) else None
@@ -408,6 +423,8 @@ def media_router(media: Media, *, upload_dependencies: Sequence[Any] = ()) -> AP
         headers["Content-Length"] = str(len(data))
         return Response(body, media_type=content_type_of(key), headers=headers)
 
+    # HEAD answers like GET without the body; one operation in the API document is enough.
+    router.add_api_route("/media/{key}", serve_media, methods=["HEAD"], include_in_schema=False)
     return router
 
 
