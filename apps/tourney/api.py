@@ -8,20 +8,30 @@ from typing import Annotated, Any
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from apps.tourney.schema import match_state, matches, tournaments
 from apps.tourney.service import Tourney, match_query, match_view
 from tenfold import NotFound, Use, current_principal
 from tenfold.db import Database, ReadSession
 
-__all__ = ["router"]
+__all__ = ["Int", "router"]
 
 router = APIRouter(prefix="/api")
 
+
+def _not_a_boolean(value: Any) -> Any:
+    """JSON's true and false are not numbers (pydantic's lax mode would take them as 1
+    and 0); 8.0 is, as JSON Schema's integer says."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_a_boolean)]
+
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Name = Annotated[str, Field(min_length=1, max_length=80)]
-Score = Annotated[int, Field(ge=0, le=999)]
 
 
 class _In(BaseModel):
@@ -39,21 +49,21 @@ class NamedIn(_In):
 
 
 class PlayerIn(_In):
-    team_id: int = Field(ge=1, le=2**31 - 1)
+    team_id: Int = Field(ge=1, le=2**31 - 1)
     user_id: str = Field(min_length=1, max_length=64)
 
 
 class MatchIn(_In):
-    game_id: int = Field(ge=1, le=2**31 - 1)
-    home_team_id: int = Field(ge=1, le=2**31 - 1)
-    away_team_id: int = Field(ge=1, le=2**31 - 1)
+    game_id: Int = Field(ge=1, le=2**31 - 1)
+    home_team_id: Int = Field(ge=1, le=2**31 - 1)
+    away_team_id: Int = Field(ge=1, le=2**31 - 1)
     scheduled_at: float = Field(ge=0, le=4102444800)
 
 
 class ScoreIn(_In):
-    home: Score
-    away: Score
-    version: int = Field(ge=0, le=2**31 - 1, description="The match version the score was seen on.")
+    home: Int = Field(ge=0, le=999)
+    away: Int = Field(ge=0, le=999)
+    version: Int = Field(ge=0, le=2**31 - 1, description="The match version the score was seen on.")
 
 
 class Created(BaseModel):
@@ -161,7 +171,14 @@ async def list_matches(
         float | None, Query(ge=0, le=4102444800, description="Scheduled after.")
     ] = None,
     before: Annotated[float | None, Query(ge=0, le=4102444800)] = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            pattern="^[A-Za-z0-9_-]+$",
+            description="next_cursor or prev_cursor of a page (opaque; a made-up one is a 400).",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> MatchPage:
     """The tournament's matches by time, a keyset page at a time, filtered by status and

@@ -12,15 +12,18 @@ rate limits as this app's presets (``apps/tourney/presets.py``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI
 from pydantic import Field
 
 from apps.tourney import presets
 from apps.tourney.api import router
 from apps.tourney.demo import Simulator, demo_logins
+from apps.tourney.media import MediaExtension, create_media_tables, media_tasks
 from apps.tourney.projections import MatchState, Standings
-from apps.tourney.schema import metadata
+from apps.tourney.schema import matches, metadata
 from apps.tourney.service import Tourney
 from apps.tourney.sync import router as sync_router
 from tenfold import (
@@ -36,6 +39,7 @@ from tenfold.auth import Access, AuthExtension, AuthSettings, Grants, Users
 from tenfold.cache import Cache
 from tenfold.db import Database
 from tenfold.events import Aggregates, EventsExtension, Projections
+from tenfold.jobs import JobsExtension
 from tenfold.observability import get_logger
 from tenfold.realtime import Realtime, RealtimeExtension
 
@@ -64,6 +68,10 @@ class TourneySettings(SettingsSection):
     demo_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between two moves of the demo simulator."
     )
+    api_limit: str = Field(
+        "100/minute", description="Requests per user (per address when anonymous) on /api."
+    )
+    upload_limit: str = Field("10/minute", description="Media uploads per user.")
 
 
 class TourneyExtension(Extension):
@@ -110,15 +118,26 @@ def _play(simulator: Simulator) -> Callable[[Platform], Awaitable[None]]:
 
 
 async def _create_tables(platform: Platform) -> None:
-    async with platform.get(Database).session() as session:
+    db = platform.get(Database)
+    async with db.session() as session:
         await session.run_sync(lambda s: metadata.create_all(s.connection(), checkfirst=True))
+    await create_media_tables(db)
+
+
+async def tournament_of(session: Any, match_id: int) -> int | None:
+    """The tournament of a match, for the media uploads (None: no such match)."""
+    found = await session.execute(
+        sa.select(matches.c.tournament_id).where(matches.c.id == match_id)
+    )
+    return found.scalar()
 
 
 def settings_with_presets(settings: CoreSettings | None = None) -> CoreSettings:
     """The environment's settings (or ``settings``) with the plan's cache TTLs added; an
     operator's ``TENFOLD_CACHE__NAMESPACES`` still wins per namespace."""
     if settings is None:
-        composed = CoreSettings.compose([*Settings.sections.items(), ("auth", AuthSettings)])
+        sections = [("auth", AuthSettings), ("tourney", TourneySettings)]
+        composed = CoreSettings.compose([*Settings.sections.items(), *sections])
         settings = composed.load()
     return settings.model_copy(update={"cache": presets.cache_settings(settings.cache)})
 
@@ -129,14 +148,18 @@ def make_app(settings: CoreSettings | None = None) -> FastAPI:
     trusted = settings.http.trusted_proxies
     from tenfold.ratelimit import parse_networks
 
-    policies = presets.rate_limit_policies(parse_networks(trusted))
+    own = getattr(settings, "tourney", None)
+    limits = {} if own is None else {"api": own.api_limit, "uploads": own.upload_limit}
+    policies = presets.rate_limit_policies(parse_networks(trusted), **limits)
     return create_app(
         settings,
         extensions=[
             AuthExtension(roles=ROLES),
             EventsExtension(projections=[MatchState(), Standings()]),
             RealtimeExtension(batch_window=0.1),
+            JobsExtension(tasks=[media_tasks]),
             TourneyExtension(),
+            MediaExtension(tournament_of=tournament_of),
         ],
         routers=[router, sync_router],
         rate_limits=presets.rate_limits(policies),

@@ -61,7 +61,13 @@ def cache_settings(base: CacheSettings | None = None) -> CacheSettings:
     return base.with_namespaces(**{**CACHE_NAMESPACES, **base.namespaces})
 
 
-def rate_limit_policies(trusted: Sequence[IPNetwork] = ()) -> Mapping[str, Policy]:
+def rate_limit_policies(
+    trusted: Sequence[IPNetwork] = (),
+    *,
+    api: str = "100/minute",
+    uploads: str = "10/minute",
+    ws_messages: str = "100/minute",
+) -> Mapping[str, Policy]:
     """The plan's policies, with client addresses read behind the ``trusted`` proxies.
 
     ``api`` (100/minute) and ``media_upload`` (10/minute) count per user, and
@@ -71,9 +77,9 @@ def rate_limit_policies(trusted: Sequence[IPNetwork] = ()) -> Mapping[str, Polic
     per_user, per_ip = by_user(trusted), by_ip(trusted)
     return MappingProxyType(
         {
-            "api": Policy("api", [Rule("100/minute")], key=per_user),
-            "media_upload": Policy("media_upload", [Rule("10/minute")], key=per_user),
-            "ws_messages": Policy("ws_messages", [Rule("100/minute")], key=per_ip),
+            "api": Policy("api", [Rule(api)], key=per_user),
+            "media_upload": Policy("media_upload", [Rule(uploads)], key=per_user),
+            "ws_messages": Policy("ws_messages", [Rule(ws_messages)], key=per_ip),
         }
     )
 

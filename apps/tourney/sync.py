@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from apps.tourney.api import Int
 from apps.tourney.schema import sync_actions
 from apps.tourney.service import Tourney
 from tenfold import (
@@ -34,6 +35,7 @@ __all__ = ["SyncIn", "apply_actions", "router"]
 
 router = APIRouter(prefix="/api")
 
+
 ActionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
@@ -42,10 +44,10 @@ class Action(BaseModel):
 
     id: ActionId
     type: Literal["report_score"]
-    match_id: int = Field(ge=1, le=2**31 - 1)
-    home: int = Field(ge=0, le=999)
-    away: int = Field(ge=0, le=999)
-    version: int = Field(ge=0, le=2**31 - 1)
+    match_id: Int = Field(ge=1, le=2**31 - 1)
+    home: Int = Field(ge=0, le=999)
+    away: Int = Field(ge=0, le=999)
+    version: Int = Field(ge=0, le=2**31 - 1)
 
 
 class SyncIn(BaseModel):
