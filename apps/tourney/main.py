@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from apps.tourney import presets
 from apps.tourney.api import router
+from apps.tourney.page import page_router
 from apps.tourney.projections import MatchState, Standings
 from apps.tourney.schema import metadata
 from apps.tourney.service import Tourney
@@ -87,7 +88,7 @@ def make_app(settings: CoreSettings | None = None) -> FastAPI:
             RealtimeExtension(batch_window=0.1),
             TourneyExtension(),
         ],
-        routers=[router],
+        routers=[router, page_router()],
         rate_limits=presets.rate_limits(policies),
         on_startup=[_create_tables],
         title="Tourney",
