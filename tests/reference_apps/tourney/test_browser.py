@@ -134,7 +134,7 @@ class Shots:
         target = os.environ.get("TENFOLD_TEST_ARTIFACTS")
         artifacts = Path(target) if target else REPO / "var" / "test-artifacts"
         if target or artifacts.is_dir():
-            destination = artifacts / "tourney-browser"
+            destination = artifacts / "tourney-browser" / self.dir.parent.name
             shutil.copytree(self.dir, destination, dirs_exist_ok=True)
             print(f"screenshots: {self.dir} (copied to {destination})")
         else:
