@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the server binaries the test harness starts are installed:
 # PostgreSQL >= 15 (initdb, pg_ctl, pg_basebackup), Redis >= 7, pgbouncer, RabbitMQ,
-# promtool, wrk, and node (the browser client's checks).
+# promtool, wrk, node (the browser client's checks) and chromium (the browser tests, driven by
+# Playwright with executable_path=/usr/bin/chromium: Playwright's own browser download is not used).
 # On Debian/Ubuntu as root, installs what is missing with apt; elsewhere lists it and fails.
 set -euo pipefail
 
@@ -34,6 +35,7 @@ rabbitmq_ok || missing+=(rabbitmq-server)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v node >/dev/null || missing+=(nodejs)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -51,7 +53,7 @@ fi
 cat >&2 <<MSG
 The test harness needs these server binaries, which are missing: ${missing[*]}
 Install them with your package manager, e.g. on Debian/Ubuntu:
-  sudo apt-get install postgresql redis-server pgbouncer rabbitmq-server prometheus wrk nodejs
+  sudo apt-get install postgresql redis-server pgbouncer rabbitmq-server prometheus wrk nodejs chromium
 (PostgreSQL >= 15 and Redis >= 7.)
 MSG
 exit 1

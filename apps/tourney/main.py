@@ -22,6 +22,7 @@ from apps.tourney import presets
 from apps.tourney.api import router
 from apps.tourney.demo import Simulator, demo_logins
 from apps.tourney.media import MediaExtension, create_media_tables, media_tasks
+from apps.tourney.page import page_router
 from apps.tourney.projections import MatchState, Standings
 from apps.tourney.schema import matches, metadata
 from apps.tourney.service import Tourney
@@ -161,7 +162,7 @@ def make_app(settings: CoreSettings | None = None) -> FastAPI:
             TourneyExtension(),
             MediaExtension(tournament_of=tournament_of),
         ],
-        routers=[router, sync_router],
+        routers=[router, sync_router, page_router()],
         rate_limits=presets.rate_limits(policies),
         title="Tourney",
     )
