@@ -349,7 +349,9 @@ class Launcher:
     def start_postgres(self) -> None:
         bindir, user = find_pg_bindir(), server_user()
         primary_dir, replica_dir = self.config.dir / "pg-primary", self.config.dir / "pg-replica"
-        new_cluster = not (primary_dir / "PG_VERSION").exists()
+        # Each directory is made beside its final name and renamed when complete, so an
+        # interrupted first run leaves none that looks ready.
+        new_cluster = not primary_dir.exists()
         if new_cluster:
             self._initdb(bindir, primary_dir, user)
         primary = self._spawn(
@@ -371,7 +373,7 @@ class Launcher:
         if exists != "1":
             self._psql(self.config.pg_port, f'CREATE DATABASE "{DATABASE}"')
 
-        if new_cluster or not (replica_dir / "standby.signal").exists():
+        if new_cluster or not replica_dir.exists():
             self._basebackup(bindir, replica_dir, user)
         conninfo = (
             f"host=127.0.0.1 port={self.config.pg_port} user=postgres "
@@ -411,17 +413,19 @@ class Launcher:
         argv = [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres"]
         return run_tool([*argv, "-XAtqc", sql], timeout=10).strip()
 
-    def _fresh_dir(self, path: Path, user: str | None) -> None:
-        if path.exists():
-            # A half-made directory of an interrupted first run, or a replica of a primary
-            # made anew: made again.
-            shutil.rmtree(path)
-        path.mkdir(mode=0o700)
-        chown(path, user)
+    def _fresh_dir(self, path: Path, user: str | None) -> Path:
+        """An empty ``<path>.new`` owned by ``user``, which becomes ``path`` when complete."""
+        for old in (path, path.with_name(path.name + ".new")):
+            if old.exists():  # a replica of an earlier primary, a half-made directory
+                shutil.rmtree(old)
+        made = path.with_name(path.name + ".new")
+        made.mkdir(mode=0o700)
+        chown(made, user)
+        return made
 
     def _initdb(self, bindir: Path, datadir: Path, user: str | None) -> None:
         self.say(f"run-prod: creating the PostgreSQL cluster in {datadir}")
-        self._fresh_dir(datadir, user)
+        final, datadir = datadir, self._fresh_dir(datadir, user)
         argv = [bindir / "initdb", "-D", datadir, "-U", "postgres", "-A", "trust", "-E", "UTF8"]
         self._tool(
             "pg-primary", [*argv, "--locale=C", "--no-instructions"], user=user, cwd=self.config.dir
@@ -429,10 +433,11 @@ class Launcher:
         with (datadir / "postgresql.conf").open("a") as conf:
             conf.write(_PRIMARY_CONF)
         (datadir / "pg_hba.conf").write_text(_HBA)
+        datadir.rename(final)
 
     def _basebackup(self, bindir: Path, datadir: Path, user: str | None) -> None:
         self.say(f"run-prod: cloning the replica into {datadir}")
-        self._fresh_dir(datadir, user)
+        final, datadir = datadir, self._fresh_dir(datadir, user)
         slot = self._psql(
             self.config.pg_port,
             f"SELECT 1 FROM pg_replication_slots WHERE slot_name = '{REPLICATION_SLOT}'",
@@ -445,6 +450,7 @@ class Launcher:
         argv += ["-U", "postgres", "-D", datadir, "-R", "-X", "stream", "-C"]
         argv += ["-S", REPLICATION_SLOT, "--checkpoint=fast"]
         self._tool("pg-replica", argv, user=user, cwd=self.config.dir, timeout=300)
+        datadir.rename(final)
 
     def start_redis(self) -> None:
         datadir = self.config.dir / "redis"
@@ -477,6 +483,8 @@ class Launcher:
                 "TENFOLD_JOBS__BROKER": "redis",
                 "TENFOLD_HTTP__TRUSTED_PROXIES": "127.0.0.1",
                 "TENFOLD_HOST": "127.0.0.1",
+                # Log lines reach logs/<part>.log as they happen, not a buffer-full later.
+                "PYTHONUNBUFFERED": "1",
             }
         )
         return env
@@ -667,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    code = 0
+    code, failure = 0, ""
     try:
         launcher.start()
         api = ", ".join(f"http://127.0.0.1:{p}" for p in config.api_ports)
@@ -682,15 +690,17 @@ def main(argv: list[str] | None = None) -> int:
         launcher.say(f"run-prod: {exc}: stopping")
     except StartFailure as exc:
         where = f"; see {exc.log}" if exc.log is not None else ""
-        print(f"run-prod: FAILED: {exc.part}: {exc.detail}{where}", file=sys.stderr, flush=True)
-        code = 1
+        failure, code = f"run-prod: FAILED: {exc.part}: {exc.detail}{where}", 1
     except MissingBinary as exc:
-        print(f"run-prod: FAILED: {exc}", file=sys.stderr, flush=True)
-        code = 1
+        failure, code = f"run-prod: FAILED: {exc}", 1
     finally:
         stopping = True
+        if failure:
+            print(failure, file=sys.stderr, flush=True)
         launcher.stop()
-    if code == 0:
+    if failure:  # again, below the teardown's lines
+        print(failure, file=sys.stderr, flush=True)
+    else:
         launcher.say("run-prod: stopped")
     return code
 
