@@ -35,7 +35,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# PostgreSQL 15+, Redis 7+, pgbouncer, promtool and wrk for the harness and benchmarks.
+# PostgreSQL 15+, Redis 7+, pgbouncer, RabbitMQ, promtool, wrk, node and nginx for the harness,
+# the benchmarks and run-prod.
 servers:
 	@bash scripts/ensure-servers.sh
 
