@@ -8,10 +8,17 @@ STAMP := $(VENV)/.tenfold-installed
 BANDIT := $(VENV)/bin/bandit -c pyproject.toml --quiet --recursive --severity-level medium \
 	tenfold apps
 
-.PHONY: run test lint format servers bench lock clean
+.PHONY: run run-prod test lint format servers bench lock clean
 
 run: $(STAMP)
 	$(VENV)/bin/tenfold run --app apps.hello.main:app
+
+# The app's production profile on this machine: PostgreSQL primary + replica, Redis, a
+# worker, two API processes and nginx on http://127.0.0.1:8080 (apps/tourney/README.md).
+# APP=module:app to serve another app; RUN_PROD_* variables move ports and the data dir.
+APP ?= apps.tourney.main:make_app
+run-prod: $(STAMP)
+	@VENV="$(VENV)" bash scripts/run-prod.sh --app "$(APP)"
 
 test: $(STAMP) servers
 	$(VENV)/bin/ruff check .
@@ -28,7 +35,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# PostgreSQL 15+, Redis 7+, pgbouncer, promtool and wrk for the harness and benchmarks.
+# PostgreSQL 15+, Redis 7+, pgbouncer, RabbitMQ, promtool, wrk, node and nginx for the harness,
+# the benchmarks and run-prod.
 servers:
 	@bash scripts/ensure-servers.sh
 

@@ -266,15 +266,20 @@ def _score(name: str, brand: str) -> float:
 
 
 async def _create_tables(platform: Platform) -> None:
+    from tenfold.auth import create_tables as create_auth_tables
     from tenfold.db import Database
 
-    async with platform.get(Database).session() as session:
+    db = platform.get(Database)
+    async with db.session() as session:
         await session.run_sync(lambda s: metadata.create_all(s.connection()))
+    # The auth extension makes its own tables only on embedded SQLite; on PostgreSQL a real
+    # app migrates them (`tenfold db upgrade`), the demo creates them here.
+    await create_auth_tables(db)
 
 
 #: The plan's per-user limit: 100 requests a minute on the API.
 RATE_LIMITS = RateLimits(
-    prefixes={"/api": Policy(name="api-per-user", key=by_user, rules=[Rule("100/minute")])}
+    prefixes={"/api": Policy(name="api-per-user", key=by_user(), rules=[Rule("100/minute")])}
 )
 
 

@@ -26,6 +26,7 @@ _INSTALL_HINTS = {
     "redis-server": "install it with `apt-get install -y redis-server`",
     "redis-cli": "install it with `apt-get install -y redis-tools`",
     "pgbouncer": "install it with `apt-get install -y pgbouncer`",
+    "nginx": "install it with `apt-get install -y nginx` (scripts/ensure-servers.sh does)",
     "rabbitmq-server": "install it with `apt-get install -y rabbitmq-server` "
     "(or point TENFOLD_TEST_RABBITMQ_URL at a running broker)",
 }
