@@ -9,7 +9,7 @@
 set -euo pipefail
 
 missing=()
-wanted=" ${*:-postgresql redis-server pgbouncer rabbitmq-server prometheus wrk nodejs nginx} "
+wanted=" ${*:-postgresql redis-server pgbouncer rabbitmq-server prometheus wrk nodejs nginx chromium} "
 want() { [[ $wanted == *" $1 "* ]]; }
 
 pg_ok() {

@@ -37,10 +37,13 @@ from tenfold import (
     create_app,
 )
 from tenfold.auth import Access, AuthExtension, AuthSettings, Grants, Users
+from tenfold.auth import create_tables as auth_tables
 from tenfold.cache import Cache
 from tenfold.db import Database
 from tenfold.events import Aggregates, EventsExtension, Projections
+from tenfold.events import create_tables as event_tables
 from tenfold.jobs import JobsExtension
+from tenfold.jobs import create_tables as job_tables
 from tenfold.observability import get_logger
 from tenfold.realtime import Realtime, RealtimeExtension
 
@@ -119,10 +122,14 @@ def _play(simulator: Simulator) -> Callable[[Platform], Awaitable[None]]:
 
 
 async def _create_tables(platform: Platform) -> None:
+    """Every table the app uses, where it does not exist: on SQLite the extensions make
+    their own, and this makes them on PostgreSQL too (an app with migrations would put
+    ``tenfold.auth.metadata`` and the others in Alembic's ``target_metadata`` instead)."""
     db = platform.get(Database)
+    for create in (auth_tables, event_tables, job_tables, create_media_tables):
+        await create(db)
     async with db.session() as session:
         await session.run_sync(lambda s: metadata.create_all(s.connection(), checkfirst=True))
-    await create_media_tables(db)
 
 
 async def tournament_of(session: Any, match_id: int) -> int | None:
