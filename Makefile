@@ -11,7 +11,8 @@ BANDIT := $(VENV)/bin/bandit -c pyproject.toml --quiet --recursive --severity-le
 .PHONY: run run-prod test lint format servers bench lock clean
 
 run: $(STAMP)
-	$(VENV)/bin/tenfold run --app apps.hello.main:app
+	@echo "Tourney on http://127.0.0.1:$${TENFOLD_PORT:-8000} : log in as host, red, blue, ... (password beer-olympics)"
+	TENFOLD_TOURNEY__DEMO=true $(VENV)/bin/tenfold run --app apps.tourney.main:make_app
 
 # The app's production profile on this machine: PostgreSQL primary + replica, Redis, a
 # worker, two API processes and nginx on http://127.0.0.1:8080 (apps/tourney/README.md).
