@@ -64,12 +64,15 @@ def violation(floor: Floor, found: Version | None) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("floor", FLOORS, ids=lambda f: f"{f.package}-{f.advisory}")
+#: The floors that apply here: every required one, and the optional ones installed.
+APPLICABLE = [f for f in FLOORS if f.required or installed(f.package) is not None]
+
+
+@pytest.mark.parametrize("floor", APPLICABLE, ids=lambda f: f"{f.package}-{f.advisory}")
 def test_installed_version_is_at_or_above_the_fix(floor: Floor) -> None:
-    """The installed release of each listed package includes the advisory's fix."""
+    """The installed release of each applicable package includes the advisory's fix (an
+    optional package that is not installed has nothing to fix)."""
     found = installed(floor.package)
-    if found is None and not floor.required:
-        pytest.skip(f"{floor.package} is not installed")
     problem = violation(floor, found)
     if problem is not None:
         pytest.fail(problem)

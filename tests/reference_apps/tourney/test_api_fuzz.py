@@ -12,7 +12,7 @@ import httpx
 from tests._serving import REPO, tenfold_run
 
 BIN = Path(sys.executable).parent
-CONFIG = Path(__file__).parents[1] / "schemathesis.toml"
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 ENV = {
     "TENFOLD_APP__NAME": "tourney",
     "TENFOLD_TOURNEY__DEMO": "true",
