@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 
-from apps.tourney.domain import standings
+from apps.tourney.domain import Match, standings, stream_of
+from apps.tourney.projections import MATCH_STATE, STANDINGS
 from apps.tourney.service import Tourney
 from tenfold import Principal
+from tenfold.events import Aggregates, Projections
 from tests.reference_apps.tourney.conftest import World
 
 
@@ -126,34 +128,36 @@ async def test_the_leaderboard_agrees_with_its_cache_its_etag_and_the_push(world
 
 
 async def test_1000_random_results_give_the_recomputed_leaderboard(world: World) -> None:
-    """The projection, applied one event at a time, equals the leaderboard recomputed from
-    scratch after 1,000 random score events over many matches."""
-    tourney = world.app.state.tenfold.get(Tourney)
+    """The projection, applying 1,000 random score events one at a time from the log,
+    equals the leaderboard recomputed from scratch. The matches are played through the
+    aggregate and saved a match at a time; the projection then catches up once."""
+    platform = world.app.state.tenfold
+    tourney, aggregates = platform.get(Tourney), platform.get(Aggregates)
     host = Principal(world.users["host"], roles=["host"])
     rng = random.Random(7)
     tid = world.tournament_id
-    names = {}
+    names = dict(zip(world.teams, ("Red", "Blue", "Green"), strict=True))
     for n in range(3):
         made = await tourney.add_team(tid, f"T{n}", host)
         names[made["id"]] = made["name"]
-    for team_id, name in zip(world.teams, ("Red", "Blue", "Green"), strict=True):
-        names[team_id] = name
     ids = list(names)
-    completed = []
-    events = 0
+    completed, events, last = [], 0, None
     while events < 1000:
         home, away = rng.sample(ids, 2)
         fixture = await tourney.schedule(tid, world.game_id, home, away, 1_900_000_000.0, host)
-        state = await tourney.start(fixture["id"], host)
-        events += 1
+        match = Match(stream_of(fixture["id"]))
+        match.start(tid, home, away, host.id)
         score = [0, 0]
         for _ in range(rng.randint(1, 8)):
             score[rng.randint(0, 1)] += 1
-            state = await tourney.report(fixture["id"], score[0], score[1], state["version"], host)
-            events += 1
-        await tourney.complete(fixture["id"], host)
-        events += 1
+            match.report(score[0], score[1], seen_version=match.version, by=host.id)
+        match.complete(host.id)
+        events += len(match.pending)
+        last = await aggregates.save(match)
         completed.append((home, away, score[0], score[1]))
+    assert last is not None
+    for name in (MATCH_STATE, STANDINGS):
+        await platform.get(Projections).wait_for(name, last.position, timeout=60)
     expected = [s.to_dict() for s in standings(names, completed)]
     board = await tourney.load_leaderboard(tid)
     assert board is not None
