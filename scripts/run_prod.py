@@ -82,11 +82,14 @@ host replication all 127.0.0.1/32 trust
 _NGINX_CONF = """\
 # Written by scripts/run_prod.py on every start; edits are lost.
 {user}worker_processes 2;
+# Each proxied WebSocket holds two connections (client and upstream): 10,000 viewers over
+# the two API processes need ~20,000 across the workers, with room for an uneven split.
+worker_rlimit_nofile 65536;
 pid {dir}/nginx.pid;
 error_log {logs}/nginx.log warn;
 
 events {{
-    worker_connections 1024;
+    worker_connections 32768;
 }}
 
 http {{
