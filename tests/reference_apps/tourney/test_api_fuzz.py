@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import re
-import sys
 from pathlib import Path
 
 import httpx
 
 from tests._serving import REPO, tenfold_run
+from tests.reference_apps._fuzz import fuzz
 
-BIN = Path(sys.executable).parent
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 ENV = {
     "TENFOLD_APP__NAME": "tourney",
@@ -34,17 +31,4 @@ async def test_schemathesis_finds_no_failure_as_a_player(tmp_path: Path) -> None
             response = await client.post("/auth/token", json=body)
             assert response.status_code == 200, response.text
             token = response.json()["access_token"]
-        st = await asyncio.create_subprocess_exec(
-            BIN / "schemathesis", "--config-file", str(CONFIG), "run",
-            f"{served.base}/openapi.json",
-            "--checks", "all", "--max-examples", "30", "--workers", "1", "--seed", "1",
-            "--header", f"Authorization: Bearer {token}",
-            "--no-color",
-            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        output, _ = await asyncio.wait_for(st.communicate(), timeout=300)
-    report = output.decode(errors="replace")
-    assert st.returncode == 0, report[-8000:]
-    summary = report.strip().splitlines()[-1]
-    assert "failure" not in summary, report[-8000:]
-    assert re.search(r"\b[1-9]\d* passed", report), report[-8000:]
+        await fuzz(served.base, token, CONFIG, tmp_path, examples=30)
