@@ -156,13 +156,14 @@ def write(
     return path
 
 
-def record(results: Results, *, directory: Path = RESULTS_DIR) -> Path:
-    """Print whether each target held, write the results file and say where."""
+def record(results: Results, *, directory: Path | None = None) -> Path:
+    """Print whether each target held, write the results file and say where
+    (``directory``, or ``RESULTS_DIR`` when None: a ``--results-dir`` left unset)."""
     if results.quick and results.targets:
         print("targets (a --quick run: too short to judge them by):")
     for line in results.verdicts():
         print(line)
-    path = write(results, directory=directory)
+    path = write(results, directory=directory if directory is not None else RESULTS_DIR)
     print(f"results written to {_shown(path)}", flush=True)
     return path
 

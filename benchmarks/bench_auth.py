@@ -364,10 +364,7 @@ def run(args: argparse.Namespace) -> Results:
         measured = section(bench)
         results.figures.update(measured["figures"])
         results.ratios.update(measured["ratios"])
-    if args.results_dir is None:
-        record(results)
-    else:
-        record(results, directory=args.results_dir)
+    record(results, directory=args.results_dir)
     return results
 
 

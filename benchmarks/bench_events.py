@@ -429,10 +429,7 @@ async def run(args: argparse.Namespace, pg: PgServer, workdir: Path, redis_url: 
                 results.ratios.update(measured["ratios"])
     finally:
         recorder.datastore.close()
-    if args.results_dir is None:
-        record(results)
-    else:
-        record(results, directory=args.results_dir)
+    record(results, directory=args.results_dir)
     return results
 
 

@@ -394,10 +394,7 @@ async def run(args: argparse.Namespace, url: str, pg: Any, workdir: Path) -> Res
     sides = await _bench(args, url, pg, workdir)
     results = Results(Path(__file__).stem, quick=args.quick, targets=dict(TARGETS))
     _report(sides, results)
-    if args.results_dir is None:
-        record(results)
-    else:
-        record(results, directory=args.results_dir)
+    record(results, directory=args.results_dir)
     return results
 
 

@@ -405,10 +405,7 @@ async def run(args: argparse.Namespace, redis_url: str, workdir: Path) -> Result
         measured = await section(bench)
         results.figures.update(measured["figures"])
         results.ratios.update(measured["ratios"])
-    if args.results_dir is None:
-        record(results)
-    else:
-        record(results, directory=args.results_dir)
+    record(results, directory=args.results_dir)
     return results
 
 

@@ -794,10 +794,7 @@ async def run(args: argparse.Namespace, stack: Stack, workdir: Path) -> Results:
     )
     await mixed_and_realtime(args, stack, plan, workdir, results)
     await connections(args, stack, plan, workdir, results)
-    if args.results_dir is None:
-        record(results)
-    else:
-        record(results, directory=args.results_dir)
+    record(results, directory=args.results_dir)
     return results
 
 
