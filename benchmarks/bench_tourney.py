@@ -16,8 +16,8 @@ load and not for speed:
 - ``TENFOLD_REALTIME__IDLE_TIMEOUT=3600``: the viewers do not ping (a browser's client
   pings every 25 s, within the 60 s default).
 
-Setup, as the demo's ``host`` (``/auth/token``): 20 tournaments, each with 4 teams,
-one game, the 6 matches of a round robin, 3 of them started (live).
+Setup, as the demo's ``host`` (``/auth/token``): 20 tournaments, each with ``--teams``
+(8) teams, one game, the 28 matches of a round robin, 3 of them started (live).
 
 1. **mixed** (``--seconds``, 60): three load sources at once, each timing its own class
    so that each class's latency is its own (a single wrk run reports one histogram for
@@ -27,10 +27,13 @@ one game, the 6 matches of a round robin, 3 of them started (live).
      ``GET /api/tournaments/{id}/leaderboard`` of the 20 tournaments;
    - match and list reads: wrk (``--read-connections`` 3) alternating
      ``GET /api/matches/{id}`` and ``GET /api/tournaments/{id}/matches``;
-   - score writes: ``POST /api/matches/{id}/score`` with the host's bearer token and the
-     match's version, from this process at ``--write-rate``/s (50: 5 % of the 1,000 req/s
-     target), one write in flight per match; a 409 (stale version) is counted apart and
-     the version re-read, never an error.
+   - writes, with the host's bearer token, from this process at ``--write-rate``/s (50:
+     5 % of the 1,000 req/s target), turning over the 60 live matches, one write in
+     flight per match: a score update (``POST /api/matches/{id}/score`` with the
+     match's version); after ``--complete-after`` (20) of them the match is completed
+     (``/complete``: the standings, so the leaderboard, change), and the next write
+     starts the tournament's next scheduled match (``/start``). A 409 (stale version)
+     is counted apart and the version re-read, never an error.
 
    The connection counts set the mix of a closed loop: the shares reached are printed
    and recorded. Each wrk run's Lua ``done()`` prints its latency percentiles (every
@@ -121,7 +124,6 @@ from run_prod import Config, Launcher  # noqa: E402
 APP = "apps.tourney.main:make_app"
 PASSWORD = "beer-olympics"  # the demo's (apps/tourney/demo.py)
 TOURNAMENTS = 4 * 5
-TEAMS = 4
 LIVE_PER_TOURNAMENT = 3
 #: Viewers each viewer process opens at most.
 VIEWERS_PER_PROCESS = 5000
@@ -189,11 +191,17 @@ class Plan:
     token: str
     tournaments: list[int]
     matches: list[int]
-    live: dict[int, int]  # match id -> tournament id
+    live: dict[int, int]  # match id -> tournament id, every match started so far
     versions: dict[int, int]
     #: The home score each live match was last given: every write changes it (a report of
     #: the score a match already has appends nothing, so it would push nothing).
     scores: dict[int, int]
+    #: Each tournament's matches not started yet, in schedule order.
+    waiting: dict[int, list[int]]
+    #: The live match each slot plays: LIVE_PER_TOURNAMENT slots per tournament.
+    slots: list[int]
+    #: Score updates a live match has had.
+    updates: dict[int, int]
 
 
 # -- the stack --------------------------------------------------------------------------------
@@ -223,13 +231,14 @@ def start_stack(workdir: Path) -> Stack:
     return Stack(launcher, base.format(config.port), [base.format(p) for p in config.api_ports])
 
 
-async def prepare(client: httpx.AsyncClient) -> Plan:
+async def prepare(client: httpx.AsyncClient, teams_per_tournament: int) -> Plan:
     """20 tournaments as the demo's host: teams, a game, a round robin, 3 matches live."""
     token = (
         await _ok(client.post("/auth/token", json={"username": "host", "password": PASSWORD}))
     )["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     tournaments, all_matches, live, versions = [], [], {}, {}
+    waiting: dict[int, list[int]] = {}
     for n in range(TOURNAMENTS):
         tid = (
             await _ok(client.post("/api/tournaments", json={"name": f"Load {n}"}, headers=auth))
@@ -243,7 +252,7 @@ async def prepare(client: httpx.AsyncClient) -> Plan:
                     )
                 )
             )["id"]
-            for i in range(TEAMS)
+            for i in range(teams_per_tournament)
         ]
         game = (
             await _ok(
@@ -251,6 +260,7 @@ async def prepare(client: httpx.AsyncClient) -> Plan:
             )
         )["id"]
         pairs = [(a, b) for i, a in enumerate(teams) for b in teams[i + 1 :]]
+        waiting[tid] = []
         for slot, (home, away) in enumerate(pairs):
             body = {"game_id": game, "home_team_id": home, "away_team_id": away}
             body["scheduled_at"] = time.time() + slot * 600
@@ -262,7 +272,20 @@ async def prepare(client: httpx.AsyncClient) -> Plan:
                 started = await _ok(client.post(f"/api/matches/{match['id']}/start", headers=auth))
                 live[match["id"]] = tid
                 versions[match["id"]] = started["version"]
-    return Plan(token, tournaments, all_matches, live, versions, dict.fromkeys(live, 0))
+            else:
+                waiting[tid].append(match["id"])
+    slots = list(live)
+    return Plan(
+        token,
+        tournaments,
+        all_matches,
+        live,
+        versions,
+        dict.fromkeys(live, 0),
+        waiting,
+        slots,
+        dict.fromkeys(live, 0),
+    )
 
 
 async def _ok(pending: Any) -> Any:
@@ -287,41 +310,66 @@ class Writes:
     conflicts: int = 0
     errors: int = 0
     first_error: str = ""
+    completions: int = 0
+    starts: int = 0
 
 
 async def write_scores(
-    client: httpx.AsyncClient, plan: Plan, rate: float, seconds: float
+    client: httpx.AsyncClient, plan: Plan, rate: float, seconds: float, complete_after: int
 ) -> Writes:
-    """Score writes at ``rate``/s for ``seconds``, each due at its own time, one in flight
-    per match (a write whose match is still busy waits for it)."""
+    """Writes at ``rate``/s for ``seconds``, each due at its own time, over the live slots in
+    turn, one in flight per slot (a write whose slot is still busy waits for it).
+
+    A slot's write is a score update; after ``complete_after`` of them the match is
+    completed (the leaderboard changes) and the slot's next write starts the tournament's
+    next scheduled match. Each is one timed write, and each pushes the match."""
     writes = Writes({}, {}, {}, [])
     auth = {"Authorization": f"Bearer {plan.token}"}
-    locks = {m: asyncio.Lock() for m in plan.live}
-    scores = plan.scores
-    order = list(plan.live)
+    locks = [asyncio.Lock() for _ in plan.slots]
     tasks = []
 
-    async def one(match_id: int) -> None:
-        async with locks[match_id]:
-            scores[match_id] += 1
-            body = {"home": scores[match_id] % 999, "away": 0, "version": plan.versions[match_id]}
+    async def one(slot: int) -> None:
+        async with locks[slot]:
+            match_id = plan.slots[slot]
+            tid = plan.live[match_id]
+            body: dict[str, int] | None = None
+            if plan.updates[match_id] < complete_after:
+                plan.scores[match_id] += 1
+                plan.updates[match_id] += 1
+                path = f"/api/matches/{match_id}/score"
+                body = {"home": plan.scores[match_id] % 999, "away": 0}
+                body["version"] = plan.versions[match_id]
+            elif not _completed(plan, match_id):
+                path = f"/api/matches/{match_id}/complete"
+            elif plan.waiting[tid]:
+                match_id = plan.waiting[tid].pop(0)
+                plan.slots[slot] = match_id
+                plan.live[match_id], plan.scores[match_id], plan.updates[match_id] = tid, 0, 0
+                path = f"/api/matches/{match_id}/start"
+            else:  # the tournament is over: this slot's writes go to a match still live
+                plan.updates[match_id] = 0
+                return
             sent, start = time.time(), time.perf_counter()
             try:
-                response = await client.post(
-                    f"/api/matches/{match_id}/score", json=body, headers=auth
-                )
+                response = await client.post(path, json=body, headers=auth)
             except httpx.HTTPError as exc:
                 writes.errors += 1
                 writes.first_error = writes.first_error or repr(exc)
                 return
             writes.latencies_ms.append((time.perf_counter() - start) * 1000)
             if response.status_code == 200:
-                version = response.json()["version"]
+                state = response.json()
+                version = state["version"]
                 plan.versions[match_id] = version
                 key = key_of(match_id, version)
                 writes.sent[key] = sent
                 writes.answered[key] = time.time()
-                writes.tournament_of_key[key] = plan.live[match_id]
+                writes.tournament_of_key[key] = tid
+                if state["status"] == "completed":
+                    writes.completions += 1
+                    plan.versions[match_id] = -1  # done: the slot starts the next match
+                elif path.endswith("/start"):
+                    writes.starts += 1
             elif response.status_code == 409:
                 writes.conflicts += 1
                 current = await client.get(f"/api/matches/{match_id}")
@@ -337,9 +385,13 @@ async def write_scores(
         wait = begin + n / rate - time.perf_counter()
         if wait > 0:
             await asyncio.sleep(wait)
-        tasks.append(asyncio.create_task(one(order[n % len(order)])))
+        tasks.append(asyncio.create_task(one(n % len(plan.slots))))
     await asyncio.gather(*tasks)
     return writes
+
+
+def _completed(plan: Plan, match_id: int) -> bool:
+    return plan.versions[match_id] < 0
 
 
 # -- wrk --------------------------------------------------------------------------------------
@@ -576,7 +628,7 @@ async def mixed_and_realtime(
                 run_wrk_lua(
                     stack.url, read_paths, args.read_connections, seconds, workdir, "reads"
                 ),
-                write_scores(client, plan, args.write_rate, seconds),
+                write_scores(client, plan, args.write_rate, seconds, args.complete_after),
             )
             cpu_after = cpu_by_part(stack)
             top = await spy if spy is not None else []
@@ -603,6 +655,8 @@ async def mixed_and_realtime(
     f["mixed.writes_share"] = write_n / total if total else math.nan
     f["mixed.writes_per_s"] = write_n / span
     f["mixed.writes_409"] = writes.conflicts
+    f["mixed.writes_completions"] = writes.completions
+    f["mixed.writes_starts"] = writes.starts
     wsorted = sorted(writes.latencies_ms)
     for q in (50, 95, 99):
         f[f"mixed.writes_p{q}_ms"] = _pct(wsorted, q)
@@ -655,7 +709,8 @@ async def mixed_and_realtime(
     )
     print(
         f"throughput {f['mixed.req_per_s']:,.0f} req/s; errors {errors:,.0f}; 409s (stale "
-        f"version) {writes.conflicts}; 304s {board.not_modified + reads.not_modified}; "
+        f"version) {writes.conflicts}; {writes.completions} matches completed and "
+        f"{writes.starts} started; 304s {board.not_modified + reads.not_modified}; "
         f"leaderboard hit ratio {_cell(f['mixed.leaderboard_hit_ratio'] * 100)} %"
     )
     print("CPU seconds during the load: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
@@ -717,7 +772,9 @@ async def connections(
             started = time.perf_counter()
             await group.start()
             f["connections.connect_s"] = time.perf_counter() - started
-            writes = await write_scores(client, plan, args.idle_write_rate, args.idle)
+            writes = await write_scores(
+                client, plan, args.idle_write_rate, args.idle, args.complete_after
+            )
             await asyncio.sleep(args.drain)
             rss_after = rss_mib(api)
             receipts = await group.stop()
@@ -763,7 +820,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     add("--seconds", type=float, default=60.0, help="mixed load duration (60)")
     add("--leaderboard-connections", type=int, default=16, help="wrk connections (16)")
     add("--read-connections", type=int, default=3, help="wrk connections, match reads (3)")
-    add("--write-rate", type=float, default=50.0, help="score writes per second (50)")
+    add("--write-rate", type=float, default=50.0, help="writes per second (50)")
+    add("--teams", type=int, default=8, help="teams per tournament, a round robin (8)")
+    add("--complete-after", type=int, default=20, help="score updates per match (20)")
     add("--viewers", type=int, default=1000, help="WebSocket viewers during the load (1000)")
     add("--connections", type=int, default=10_000, help="idle viewers held (10000)")
     add("--idle", type=float, default=10.0, help="connections held for (10 s)")
@@ -776,6 +835,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.seconds, args.viewers, args.connections, args.idle = 3.0, 40, 100, 2.0
         args.leaderboard_connections, args.read_connections, args.write_rate = 4, 1, 10.0
+        args.teams, args.complete_after = 4, 0
         args.profile = False
     return args
 
@@ -785,7 +845,7 @@ async def run(args: argparse.Namespace, stack: Stack, workdir: Path) -> Results:
     results.figures["loadavg_1min_at_start"] = os.getloadavg()[0]
     results.settings.update({k: v for k, v in APP_ENV.items()})
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
-        plan = await prepare(client)
+        plan = await prepare(client, args.teams)
     print(
         f"{len(plan.tournaments)} tournaments, {len(plan.matches)} matches, {len(plan.live)} "
         f"live; open-files limit {args.nofile:,}; load average "

@@ -7,10 +7,14 @@ completing matches); another tournament's management answers 404, as if it did
 not exist. A player reports scores for the matches their team plays; a viewer
 (anyone) watches.
 
-After every change to a match, once the projections have applied it, the
-leaderboard's cache entry is invalidated and the channel ``tournament:<id>``
-gets one message with the match and the leaderboard as they now are, so the
-pushed message, the cached response and the read model agree.
+A change to a match is answered, and pushed on the channel ``tournament:<id>``,
+with the match as the aggregate just saved holds it. Before the answer, the
+match-state projection holds the change (its runner is woken by the append;
+waiting for it costs no query), so the lists read right after a write include
+it. Only a completed match changes the leaderboard: ``complete`` also waits
+for the standings projection, replaces the cached leaderboard and pushes it
+with the match, so the pushed message, the cached response and the read model
+agree. A score update leaves the cached leaderboard alone: it has not changed.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from tenfold.cache import Cache, key
 from tenfold.db import Database
 from tenfold.events import Aggregates, Appended, Projections
 
-__all__ = ["ORGANISER", "Tourney", "channel_of", "leaderboard_tag"]
+__all__ = ["ORGANISER", "Tourney", "channel_of", "leaderboard_tag", "state_view"]
 
 #: The role a tournament's creator holds on it (``tournament:<id>``).
 ORGANISER = "organiser"
@@ -185,7 +189,7 @@ class Tourney:
             fixture["away_team_id"],
             _who(principal),
         )
-        return await self._saved(match, fixture)
+        return await self._saved(match, fixture, standings_changed=False)
 
     async def report(
         self, match_id: int, home: int, away: int, seen_version: int, principal: Principal | None
@@ -196,14 +200,14 @@ class Tourney:
         await self.may_report(principal, fixture)
         match = await self.aggregates.load(Match, stream_of(match_id), new_if_missing=True)
         match.report(home, away, seen_version=seen_version, by=_who(principal))
-        return await self._saved(match, fixture)
+        return await self._saved(match, fixture, standings_changed=False)
 
     async def complete(self, match_id: int, principal: Principal | None) -> dict[str, Any]:
         fixture = await self.fixture(match_id)
         await self.must_manage(principal, fixture["tournament_id"])
         match = await self.aggregates.load(Match, stream_of(match_id), new_if_missing=True)
         match.complete(_who(principal))
-        return await self._saved(match, fixture)
+        return await self._saved(match, fixture, standings_changed=True)
 
     async def may_report(self, principal: Principal | None, fixture: dict[str, Any]) -> None:
         if principal is None:
@@ -225,24 +229,29 @@ class Tourney:
             )
             return found.scalar()
 
-    async def _saved(self, match: Match, fixture: dict[str, Any]) -> dict[str, Any]:
+    async def _saved(
+        self, match: Match, fixture: dict[str, Any], *, standings_changed: bool
+    ) -> dict[str, Any]:
         appended = await self.aggregates.save(match)
+        state = state_view(fixture, match)
         if appended is not None:
-            await self.after_change(fixture["tournament_id"], fixture["id"], appended)
-        return await self.match(fixture["id"])
+            await self.after_change(state, appended, standings_changed=standings_changed)
+        return state
 
-    async def after_change(self, tournament_id: int, match_id: int, appended: Appended) -> None:
-        """Once the read models hold ``appended``: drop the cached leaderboard, push the
-        match and the leaderboard to the tournament's channel."""
-        for name in (MATCH_STATE, STANDINGS):
-            await self.projections.wait_for(name, appended.position, timeout=10.0)
-        await self.cache.invalidate_tags(leaderboard_tag(tournament_id))
+    async def after_change(
+        self, state: dict[str, Any], appended: Appended, *, standings_changed: bool
+    ) -> None:
+        """Once the read models hold ``appended``, push the match as saved; when the
+        standings changed, replace the cached leaderboard and push it too."""
+        tournament_id = state["tournament_id"]
+        message: dict[str, Any] = {"type": "match", "match": state}
+        await self.projections.wait_for(MATCH_STATE, appended.position, timeout=10.0)
+        if standings_changed:
+            await self.projections.wait_for(STANDINGS, appended.position, timeout=10.0)
+            await self.cache.invalidate_tags(leaderboard_tag(tournament_id))
+            message["leaderboard"] = await self.leaderboard(tournament_id)
         if self.publish is not None:
-            board = await self.leaderboard(tournament_id)
-            state = await self.match(match_id)
-            await self.publish(
-                channel_of(tournament_id), {"type": "match", "match": state, "leaderboard": board}
-            )
+            await self.publish(channel_of(tournament_id), message)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -255,8 +264,14 @@ class Tourney:
             raise NotFound(f"no match {match_id}")
         return dict(row._mapping)
 
+    async def current(self, match_id: int) -> dict[str, Any]:
+        """The match as scheduled, with its state from the event store (never behind)."""
+        fixture = await self.fixture(match_id)
+        match = await self.aggregates.load(Match, stream_of(match_id), new_if_missing=True)
+        return state_view(fixture, match)
+
     async def match(self, match_id: int) -> dict[str, Any]:
-        """The match as scheduled, with its state (read from the primary: just written)."""
+        """The match as scheduled, with its state from the match-state projection."""
         async with self.db.session() as session:
             row = (await session.execute(_match_query().where(matches.c.id == match_id))).first()
         if row is None:
@@ -323,6 +338,20 @@ def _match_query() -> sa.Select[Any]:
         match_state.c.away_score,
         match_state.c.version,
     ).outerjoin(match_state, match_state.c.match_id == matches.c.id)
+
+
+def state_view(fixture: dict[str, Any], match: Match) -> dict[str, Any]:
+    """``match_view`` of a fixture and its aggregate, as saved."""
+    home, away = match.score
+    return match_view(
+        {
+            **fixture,
+            "status": match.status,
+            "home_score": home,
+            "away_score": away,
+            "version": match.version,
+        }
+    )
 
 
 def match_view(row: Any) -> dict[str, Any]:

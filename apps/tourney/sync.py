@@ -98,7 +98,7 @@ async def _apply(tourney: Tourney, principal: Principal, action: Action) -> Acti
         )
     except Conflict as exc:  # a stale report, a final result, a lost race
         try:
-            current = await tourney.match(action.match_id)
+            current = await tourney.current(action.match_id)
         except ProblemError:
             current = None
         return ActionResult(id=action.id, status="conflict", match=current, detail=exc.message)

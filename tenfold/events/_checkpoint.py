@@ -27,12 +27,14 @@ __all__ = ["delete_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 async def load_checkpoint(session: TenfoldSession, name: str, *, lock: bool = True) -> Position:
     """``name``'s position (``START`` if it has none), locked until ``session`` ends."""
-    if lock:
-        await _ensure(session, name)
     query = sa.select(checkpoints.c.tx, checkpoints.c.seq).where(checkpoints.c.name == name)
     if lock and not _sqlite(session):
         query = query.with_for_update()
     row = (await session.execute(query)).first()
+    if row is None and lock:
+        # The first run: the row is made (by this runner or a concurrent one) and locked.
+        await _ensure(session, name)
+        row = (await session.execute(query)).first()
     return START if row is None else Position(row.tx, row.seq)
 
 

@@ -75,11 +75,16 @@ class ProjectionRunner:
     async def run(self) -> None:
         """Catch up, wait for appends, forever."""
         store = self.projections.store
-        while True:
-            # Taken before the pass: an append during it wakes the wait at once.
-            woken = store._appended
-            await self.run_once()
-            await store.wait_for_appends(store.poll_interval, woken)
+        names = self.names or self.projections.names
+        self.projections.following(names, True)
+        try:
+            while True:
+                # Taken before the pass: an append during it wakes the wait at once.
+                woken = store._appended
+                await self.run_once()
+                await store.wait_for_appends(store.poll_interval, woken)
+        finally:
+            self.projections.following(names, False)
 
     async def run_once(self) -> None:
         """One pass: catch every projection up, except those waiting out a failure."""

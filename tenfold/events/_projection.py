@@ -23,6 +23,7 @@ last commit left off, so each event's effect is in the read model once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -138,6 +139,12 @@ class Projections:
         self.batch_size = batch_size or store.page_size
         self.clock = clock
         self._projections: dict[str, Projection] = {}
+        #: The furthest checkpoint each projection is known to have reached in this process.
+        self._reached: dict[str, Position] = {}
+        #: Set (and replaced) whenever a checkpoint in ``_reached`` moves.
+        self._moved = asyncio.Event()
+        #: Projections a running ``ProjectionRunner`` in this process keeps caught up.
+        self._followed: collections.Counter[str] = collections.Counter()
         for projection in projections:
             self.register(projection)
 
@@ -186,7 +193,22 @@ class Projections:
         ``tables``; (the checkpoint, whether the batch was full)."""
         async with self.store.db.session() as session:
             position, count = await self.apply_in(session, projection, tables, checkpoint)
+        self._note(checkpoint, position)  # committed (or nothing to apply): known reached
         return position, count >= self.batch_size
+
+    def _note(self, name: str, position: Position) -> None:
+        if name in self._projections and position > self._reached.get(name, START):
+            self._reached[name] = position
+            moved, self._moved = self._moved, asyncio.Event()
+            moved.set()
+
+    def following(self, names: Iterable[str], on: bool) -> None:
+        """Mark ``names`` as kept caught up by a runner in this process (``on``), or no
+        longer: ``wait_for`` then watches the runner's progress instead of catching up."""
+        for name in names:
+            self._followed[name] += 1 if on else -1
+            if self._followed[name] <= 0:
+                del self._followed[name]
 
     async def apply_in(
         self, session: TenfoldSession, projection: Projection, tables: Tables, checkpoint: str
@@ -221,20 +243,45 @@ class Projections:
         position: Position,
         timeout: float = 5.0,  # noqa: ASYNC109 - a deadline for the caller's read
     ) -> Position:
-        """Catch ``name`` up until it has applied ``position``; ``TimeoutError`` after
+        """Return once ``name`` has applied ``position``; ``TimeoutError`` after
         ``timeout`` seconds.
 
         For reading your own writes: ``appended = await store.append(...)``,
-        then ``await projections.wait_for(name, appended.position)``. The
-        event may be held back while an older transaction is still running;
-        this keeps catching up until it is applied.
+        then ``await projections.wait_for(name, appended.position)``. Where a
+        runner in this process follows ``name`` (it is woken by the same
+        append), this waits for the runner's next pass and costs no query;
+        otherwise, or when the runner has not got there within a poll
+        interval (busy, or backing off after a failure), it catches ``name``
+        up itself. The event may be held back while an older transaction is
+        still running; this keeps catching up until it is applied.
         """
         async with asyncio.timeout(timeout):
             while True:
+                reached = self._reached.get(name, START)
+                if reached >= position:
+                    return reached
+                if self._followed.get(name) and await self._runner_reaches(name, position):
+                    continue
                 reached = await self.catch_up(name)
                 if reached >= position:
                     return reached
                 await self.store.wait_for_appends(self.store.poll_interval)
+
+    async def _runner_reaches(self, name: str, position: Position) -> bool:
+        """Whether the runner here got ``name`` to ``position`` within one poll interval."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.store.poll_interval
+        while self._reached.get(name, START) < position:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            moved = self._moved
+            try:
+                async with asyncio.timeout(remaining):
+                    await moved.wait()
+            except TimeoutError:
+                return False
+        return True
 
     async def rebuild(self, name: str) -> Position:
         """Build ``name``'s read model again from the start of the log into fresh tables,

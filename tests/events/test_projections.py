@@ -134,6 +134,58 @@ async def test_wait_for_reads_your_writes(
         assert await board(session) == expected([event])
 
 
+class CountingProjections(Projections):
+    """Projections that count the catch-ups made by anyone but the runner's task."""
+
+    outside_runner = 0
+
+    async def catch_up(self, name: str) -> Position:
+        task = asyncio.current_task()
+        if task is None or task.get_name() != "tenfold-projections":
+            self.outside_runner += 1
+        return await super().catch_up(name)
+
+
+async def test_wait_for_rides_the_runner_here(store: EventStore) -> None:
+    """With a runner following the projection in this process, wait_for waits for the
+    runner's pass (woken by the same append) and catches up nothing itself; the read model
+    holds each write when it returns."""
+    await create_tables(store.db, [Leaderboard()])
+    projections = CountingProjections(store, [Leaderboard()])
+    runner = ProjectionRunner(projections)
+    runner.begin()
+    rng = random.Random(5)
+    written = []
+    try:
+        for n in range(20):
+            written.append(match(rng, n))
+            appended = await store.append(f"m-{n}", [written[-1]], 0)
+            reached = await projections.wait_for("leaderboard", appended.position, timeout=10)
+            assert reached >= appended.position
+            async with store.db.session(readonly=True) as session:
+                assert await board(session) == expected(written)
+    finally:
+        await runner.stop()
+    assert projections.outside_runner == 0
+
+
+async def test_wait_for_catches_up_itself_when_the_runner_backs_off(
+    store: EventStore, make_projections: MakeProjections
+) -> None:
+    """A runner waiting out a failure does not hold a reader for its whole delay: wait_for
+    catches up itself after a poll interval, and the handler's error reaches the caller."""
+    leaderboard = Leaderboard(fail_on={0})
+    projections = make_projections(leaderboard)
+    runner = ProjectionRunner(projections, max_retry_delay=3600)
+    runner.begin()
+    try:
+        appended = await store.append("m-1", [match(random.Random(1), 0)], 0)
+        with pytest.raises(ProjectionError):
+            await projections.wait_for("leaderboard", appended.position, timeout=30)
+    finally:
+        await runner.stop()
+
+
 async def test_wait_for_times_out(store: EventStore, make_projections: MakeProjections) -> None:
     """wait_for a position the log never reaches raises TimeoutError."""
     projections = make_projections()

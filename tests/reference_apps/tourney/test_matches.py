@@ -127,6 +127,46 @@ async def test_the_leaderboard_agrees_with_its_cache_its_etag_and_the_push(world
     assert again.status_code == 304
 
 
+async def test_only_a_completion_changes_the_cached_leaderboard(world: World) -> None:
+    """A score update pushes the match alone and the cached leaderboard is served as it
+    was (it cannot have changed); a completion reloads it once and pushes it."""
+    tid, match_id = world.tournament_id, world.matches[0]
+    tourney = world.app.state.tenfold.get(Tourney)
+    pushed, loads = [], []
+    real_publish, real_load = tourney.publish, tourney.load_leaderboard
+
+    async def capture(channel, data):
+        pushed.append(data)
+        await real_publish(channel, data)
+
+    async def load(tournament_id):
+        loads.append(tournament_id)
+        return await real_load(tournament_id)
+
+    tourney.publish, tourney.load_leaderboard = capture, load
+    await world.ok("GET", f"/api/tournaments/{tid}/leaderboard")
+    assert loads == [tid]
+    live = await start(world, match_id)
+    for home in (1, 2, 3):
+        body = {"home": home, "away": 0, "version": live["version"]}
+        live = await world.ok("POST", f"/api/matches/{match_id}/score", "red1", json=body)
+        assert live["home_score"] == home
+    await world.ok("GET", f"/api/tournaments/{tid}/leaderboard")
+    assert loads == [tid]  # four writes, no reload
+    assert [("leaderboard" in p, p["match"]["version"]) for p in pushed] == [
+        (False, 1),
+        (False, 2),
+        (False, 3),
+        (False, 4),
+    ]
+    done = await world.ok("POST", f"/api/matches/{match_id}/complete", "host")
+    assert loads == [tid, tid]
+    assert (pushed[-1]["match"], pushed[-1]["leaderboard"]["completed"]) == (done, 1)
+    board = await world.ok("GET", f"/api/tournaments/{tid}/leaderboard")
+    assert loads == [tid, tid]
+    assert board == pushed[-1]["leaderboard"]
+
+
 async def test_1000_random_results_give_the_recomputed_leaderboard(world: World) -> None:
     """The projection, applying 1,000 random score events one at a time from the log,
     equals the leaderboard recomputed from scratch. The matches are played through the
