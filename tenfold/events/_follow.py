@@ -98,7 +98,9 @@ class ProjectionRunner:
                 raise
             except Exception as exc:
                 # A poison event or an outage: the batch rolled back, the next try reads it
-                # again. The loop must outlive it, for the other projections.
+                # again. The loop must outlive it, for the other projections; readers
+                # waiting here catch up themselves meanwhile (and hear the error).
+                self.projections.failing(name, True)
                 delay = min(
                     max(delay * 2, self.projections.store.poll_interval), self.max_retry_delay
                 )
@@ -107,6 +109,7 @@ class ProjectionRunner:
                     _log.warning("projection_catch_up_failed", projection=name, error=repr(exc))
             else:
                 self._retry.pop(name, None)
+                self.projections.failing(name, False)
 
 
 def install(build: Build, store: EventStore, declared: Sequence[Projection]) -> Projections:

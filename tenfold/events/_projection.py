@@ -145,6 +145,8 @@ class Projections:
         self._moved = asyncio.Event()
         #: Projections a running ``ProjectionRunner`` in this process keeps caught up.
         self._followed: collections.Counter[str] = collections.Counter()
+        #: Followed projections whose runner is waiting out a failure.
+        self._failing: set[str] = set()
         for projection in projections:
             self.register(projection)
 
@@ -199,8 +201,7 @@ class Projections:
     def _note(self, name: str, position: Position) -> None:
         if name in self._projections and position > self._reached.get(name, START):
             self._reached[name] = position
-            moved, self._moved = self._moved, asyncio.Event()
-            moved.set()
+            self._wake()
 
     def following(self, names: Iterable[str], on: bool) -> None:
         """Mark ``names`` as kept caught up by a runner in this process (``on``), or no
@@ -209,6 +210,21 @@ class Projections:
             self._followed[name] += 1 if on else -1
             if self._followed[name] <= 0:
                 del self._followed[name]
+                self._failing.discard(name)
+        self._wake()
+
+    def failing(self, name: str, failed: bool) -> None:
+        """The runner here failed to catch ``name`` up (``failed``), or has again."""
+        if failed != (name in self._failing):
+            if failed:
+                self._failing.add(name)
+            else:
+                self._failing.discard(name)
+            self._wake()
+
+    def _wake(self) -> None:
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
     async def apply_in(
         self, session: TenfoldSession, projection: Projection, tables: Tables, checkpoint: str
@@ -248,40 +264,27 @@ class Projections:
 
         For reading your own writes: ``appended = await store.append(...)``,
         then ``await projections.wait_for(name, appended.position)``. Where a
-        runner in this process follows ``name`` (it is woken by the same
-        append), this waits for the runner's next pass and costs no query;
-        otherwise, or when the runner has not got there within a poll
-        interval (busy, or backing off after a failure), it catches ``name``
-        up itself. The event may be held back while an older transaction is
-        still running; this keeps catching up until it is applied.
+        healthy runner in this process follows ``name`` (the same append woke
+        it), this waits for the runner's pass and costs no query: a thousand
+        waiters are one catch-up, not a thousand taking turns on the
+        checkpoint's lock. Otherwise (no runner here, or one waiting out a
+        handler failure) it catches ``name`` up itself, and the failure
+        reaches the caller. The event may be held back while an older
+        transaction is still running; this keeps catching up until it is
+        applied.
         """
         async with asyncio.timeout(timeout):
             while True:
                 reached = self._reached.get(name, START)
                 if reached >= position:
                     return reached
-                if self._followed.get(name) and await self._runner_reaches(name, position):
+                if self._followed.get(name) and name not in self._failing:
+                    await self._moved.wait()  # a checkpoint moved, or the runner's health
                     continue
                 reached = await self.catch_up(name)
                 if reached >= position:
                     return reached
                 await self.store.wait_for_appends(self.store.poll_interval)
-
-    async def _runner_reaches(self, name: str, position: Position) -> bool:
-        """Whether the runner here got ``name`` to ``position`` within one poll interval."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.store.poll_interval
-        while self._reached.get(name, START) < position:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            moved = self._moved
-            try:
-                async with asyncio.timeout(remaining):
-                    await moved.wait()
-            except TimeoutError:
-                return False
-        return True
 
     async def rebuild(self, name: str) -> Position:
         """Build ``name``'s read model again from the start of the log into fresh tables,
