@@ -172,8 +172,8 @@ async def test_wait_for_rides_the_runner_here(store: EventStore) -> None:
 async def test_wait_for_catches_up_itself_when_the_runner_backs_off(
     store: EventStore, make_projections: MakeProjections
 ) -> None:
-    """A runner waiting out a failure does not hold a reader for its whole delay: wait_for
-    catches up itself after a poll interval, and the handler's error reaches the caller."""
+    """A runner waiting out a failure does not hold a reader for its whole delay (an hour
+    here): wait_for catches up itself, and the handler's error reaches the caller."""
     leaderboard = Leaderboard(fail_on={0})
     projections = make_projections(leaderboard)
     runner = ProjectionRunner(projections, max_retry_delay=3600)
