@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tenfold._tasks import cancel_and_wait
-from tenfold.events._projection import ProjectionError, Projections
+from tenfold.events._model import START
+from tenfold.events._projection import _FIRST_RETRY, ProjectionError, Projections
 from tenfold.observability import get_logger
 
 if TYPE_CHECKING:
@@ -77,14 +78,31 @@ class ProjectionRunner:
         store = self.projections.store
         names = self.names or self.projections.names
         self.projections.following(names, True)
+        retry = 0.0
         try:
             while True:
                 # Taken before the pass: an append during it wakes the wait at once.
                 woken = store._appended
                 await self.run_once()
-                await store.wait_for_appends(store.poll_interval, woken)
+                if self._behind(names):
+                    # This process appended past what the pass could read: the event is
+                    # held back by an older transaction still running. Look again soon.
+                    retry = min(max(retry * 2, _FIRST_RETRY), store.poll_interval)
+                else:
+                    retry = store.poll_interval
+                await store.wait_for_appends(retry, woken)
         finally:
             self.projections.following(names, False)
+
+    def _behind(self, names: Sequence[str]) -> bool:
+        """Whether a projection that is not failing stands before this process's appends."""
+        projections = self.projections
+        target = projections.store.appended_up_to
+        return any(
+            projections._reached.get(name, START) < target
+            for name in names
+            if name not in self._retry
+        )
 
     async def run_once(self) -> None:
         """One pass: catch every projection up, except those waiting out a failure."""

@@ -45,6 +45,10 @@ __all__ = ["Projection", "ProjectionError", "ProjectionStatus", "Projections"]
 
 _log = get_logger("tenfold.events")
 
+#: Seconds before ``wait_for`` looks again for an event held back by an older
+#: transaction; doubled up to the store's poll interval.
+_FIRST_RETRY = 0.002
+
 #: A projection's tables by their live names: the live tables, or a rebuild's fresh ones.
 Tables = Mapping[str, sa.Table]
 
@@ -273,6 +277,7 @@ class Projections:
         transaction is still running; this keeps catching up until it is
         applied.
         """
+        retry = 0.0
         async with asyncio.timeout(timeout):
             while True:
                 reached = self._reached.get(name, START)
@@ -284,7 +289,9 @@ class Projections:
                 reached = await self.catch_up(name)
                 if reached >= position:
                     return reached
-                await self.store.wait_for_appends(self.store.poll_interval)
+                # Held back by an older transaction still running: usually a moment.
+                retry = min(max(retry * 2, _FIRST_RETRY), self.store.poll_interval)
+                await self.store.wait_for_appends(retry)
 
     async def rebuild(self, name: str) -> Position:
         """Build ``name``'s read model again from the start of the log into fresh tables,

@@ -112,6 +112,8 @@ class EventStore:
         self.poll_interval = poll_interval
         self.page_size = page_size
         self._appended = asyncio.Event()
+        #: The furthest position an append made by this process has committed at.
+        self.appended_up_to = START
         #: Tells other processes' subscriptions about appends (set by the extension when
         #: the platform has Redis; see tenfold.events._hints).
         self.hints: Any = None
@@ -151,9 +153,9 @@ class EventStore:
         else:
             appended = await self._append_sqlite(stream_id, rows, expected_version, session)
         if session is None:
-            self._announce()
+            self._announce(appended.position)
         else:
-            session.after_commit(self._announce)
+            session.after_commit(lambda: self._announce(appended.position))
         return appended
 
     def _rows(self, events: Sequence[NewEvent]) -> list[tuple[str, int, str, str, str]]:
@@ -356,7 +358,9 @@ class EventStore:
         except TimeoutError:
             pass
 
-    def _announce(self) -> None:
+    def _announce(self, position: Position) -> None:
+        if position > self.appended_up_to:
+            self.appended_up_to = position
         self._wake()
         if self.hints is not None:
             self.hints.poke()
