@@ -67,8 +67,8 @@ UPLOAD_LIMIT = "10/minute"
 
 #: WebSocket connections one client address may hold open.
 WS_CONNECTIONS_PER_IP = 5
-#: Frames one WebSocket connection may send a minute. The page sends a handful when it
-#: connects and then a ping every 25 s.
+#: Frames one WebSocket connection may send a minute. The page sends a subscribe frame
+#: when it connects, then a ping every 25 s.
 WS_MESSAGES_PER_MINUTE = 100
 
 
