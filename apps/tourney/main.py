@@ -5,8 +5,8 @@
 Everything it needs is tenfold's: accounts and roles (``tenfold.auth``), each
 match as an event-sourced aggregate with the leaderboard as a projection
 (``tenfold.events``), the leaderboard through the cache (``tenfold.cache``),
-live pushes batched per 100 ms (``tenfold.realtime``), and the plan's TTLs and
-rate limits as this app's presets (``apps/tourney/presets.py``).
+live pushes batched per 100 ms (``tenfold.realtime``), and the plan's TTLs,
+rate limits and WebSocket limits as this app's presets (``apps/tourney/presets.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from tenfold.events import create_tables as event_tables
 from tenfold.jobs import JobsExtension
 from tenfold.jobs import create_tables as job_tables
 from tenfold.observability import get_logger
-from tenfold.realtime import Realtime, RealtimeExtension
+from tenfold.realtime import Realtime, RealtimeExtension, RealtimeSettings
 
 __all__ = ["ROLES", "TourneyExtension", "TourneySettings", "make_app"]
 
@@ -73,9 +73,9 @@ class TourneySettings(SettingsSection):
         1.0, gt=0, le=60, description="Seconds between two moves of the demo simulator."
     )
     api_limit: str = Field(
-        "100/minute", description="Requests per user (per address when anonymous) on /api."
+        presets.API_LIMIT, description="Requests per user (per address when anonymous) on /api."
     )
-    upload_limit: str = Field("10/minute", description="Media uploads per user.")
+    upload_limit: str = Field(presets.UPLOAD_LIMIT, description="Media uploads per user.")
 
 
 class TourneyExtension(Extension):
@@ -141,13 +141,29 @@ async def tournament_of(session: Any, match_id: int) -> int | None:
 
 
 def settings_with_presets(settings: CoreSettings | None = None) -> CoreSettings:
-    """The environment's settings (or ``settings``) with the plan's cache TTLs added; an
-    operator's ``TENFOLD_CACHE__NAMESPACES`` still wins per namespace."""
+    """The environment's settings (or ``settings``) with the plan's cache TTLs and WebSocket
+    limits (``apps.tourney.presets``). What an operator set wins: a namespace in
+    ``TENFOLD_CACHE__NAMESPACES``, ``TENFOLD_REALTIME__MAX_CONNECTIONS_PER_IP``,
+    ``TENFOLD_REALTIME__MESSAGES_PER_MINUTE``."""
     if settings is None:
-        sections = [("auth", AuthSettings), ("tourney", TourneySettings)]
+        sections = [
+            ("auth", AuthSettings),
+            ("realtime", RealtimeSettings),
+            ("tourney", TourneySettings),
+        ]
         composed = CoreSettings.compose([*Settings.sections.items(), *sections])
         settings = composed.load()
-    return settings.model_copy(update={"cache": presets.cache_settings(settings.cache)})
+    elif "realtime" not in type(settings).model_fields:
+        # The platform would read this section from the environment; read it here, so the
+        # presets apply to it and the environment's values still win over them.
+        sections = [*type(settings).sections.items(), ("realtime", RealtimeSettings)]
+        given = {name: getattr(settings, name) for name in type(settings).model_fields}
+        settings = CoreSettings.compose(sections).load(**given)
+    update = {
+        "cache": presets.cache_settings(settings.cache),
+        "realtime": presets.realtime_settings(settings.realtime),
+    }
+    return settings.model_copy(update=update)
 
 
 def make_app(settings: CoreSettings | None = None) -> FastAPI:

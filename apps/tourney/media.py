@@ -30,9 +30,12 @@ Routes:
     only turns away forms. ``curl --data-binary @photo.jpg -H 'Content-Type:
     image/jpeg' .../api/media/matches/7``. It lives under the presets'
     ``MEDIA_PREFIX`` so the ``media_upload`` rate limit applies. The original
-    is stored at once under its SHA-256 and the answer is ``202`` with the
-    media's id, status ``pending`` and the original's URL; ``make_renditions``
-    is enqueued through the outbox, so it runs only if the row committed.
+    is stored at once, upright and without its metadata (EXIF with its GPS
+    position, XMP, comments: ``media_images.strip_metadata``), under the
+    SHA-256 of the stored bytes, and the answer is ``202`` with the media's
+    id, status ``pending`` and the original's URL and upright size;
+    ``make_renditions`` is enqueued through the outbox, so it runs only if the
+    row committed.
     Refusals (problem+json): 413 over ``TENFOLD_MEDIA__MAX_UPLOAD`` bytes, 415
     not a JPEG/PNG/WebP image or a form body, 422 a damaged image or more than
     ``TENFOLD_MEDIA__MAX_PIXELS`` pixels, 404 an unknown match.
@@ -70,7 +73,7 @@ from apps.tourney.media_images import (
     ImageTooLarge,
     UnsupportedImage,
     render,
-    sniff,
+    strip_metadata,
 )
 from apps.tourney.media_store import (
     LocalMediaStore,
@@ -248,22 +251,28 @@ class Media:
             raise UploadTooLarge(f"the photo is larger than {self.settings.max_upload} bytes")
         if not data:
             raise BadRequest("the request body is empty; send the photo's bytes")
-        # Decoded before the first query, so no transaction is open meanwhile.
-        found = await asyncio.to_thread(sniff, data, max_pixels=self.settings.max_pixels)
+        # Checked and rewritten before the first query, so no transaction is open meanwhile.
+        # Here rather than in the job: the answer hands out the original's URL, the hash of
+        # the stored bytes, and the bytes as uploaded (GPS included) are never stored. It
+        # costs little: the checks decode the image anyway, a JPEG's encoding is a fraction
+        # of its decoding, and a PNG or WebP is rewritten chunk by chunk.
+        original = await asyncio.to_thread(
+            strip_metadata, data, max_pixels=self.settings.max_pixels
+        )
         tournament_id = await self.tournament_of(session, match_id)
         if tournament_id is None:
             raise NotFound(f"match {match_id} does not exist")
-        key = media_key(data, found.ext)
+        key = media_key(original.data, original.ext)
         # Stored before the row exists, so a committed row never names a missing object;
         # a rolled-back upload leaves an unreferenced object, never a broken reference.
-        await self.store.put(key, data, found.content_type)
+        await self.store.put(key, original.data, original.content_type)
         values = {
             "match_id": match_id,
             "tournament_id": tournament_id,
             "uploader_id": current_user_id(),
             "original_key": key,
-            "width": found.width,
-            "height": found.height,
+            "width": original.width,
+            "height": original.height,
             "renditions": {},
             "status": "pending",
             "created_at": self.clock(),

@@ -1,16 +1,22 @@
-"""The Beer Olympics plan's presets: a TTL per cache namespace, and rate limits.
+"""The Beer Olympics plan's presets: a TTL per cache namespace, rate limits, WebSocket limits.
 
-The app applies them when it is built::
+The app applies them when it is built (``apps.tourney.main.settings_with_presets``)::
 
-    settings = Settings.load()
-    settings = settings.model_copy(update={"cache": cache_settings(settings.cache)})
-    app = create_app(settings, rate_limits=rate_limits())
+    settings = settings.model_copy(
+        update={
+            "cache": cache_settings(settings.cache),
+            "realtime": realtime_settings(settings.realtime),
+        }
+    )
+    app = create_app(settings, rate_limits=rate_limits(), extensions=[RealtimeExtension(), ...])
 
-``TENFOLD_CACHE__NAMESPACES`` still wins over ``CACHE_NAMESPACES``, so an
-operator retunes one namespace without a release. WebSocket handlers count
-each message against ``RATE_LIMITS["ws_messages"]`` and admit at most
-``WS_CONNECTIONS_PER_IP`` connections per address with
-``tenfold.ratelimit.ConnectionLimiter`` (docs/ratelimit.md shows the handler).
+What an operator set still wins, so it is retuned without a release:
+``TENFOLD_CACHE__NAMESPACES`` over ``CACHE_NAMESPACES`` per namespace, and
+``TENFOLD_REALTIME__MAX_CONNECTIONS_PER_IP`` and
+``TENFOLD_REALTIME__MESSAGES_PER_MINUTE`` over ``WS_CONNECTIONS_PER_IP`` and
+``WS_MESSAGES_PER_MINUTE``. The realtime endpoint enforces those two: the
+connection an address opens past its cap is refused (close 1008), and a
+connection sending more frames a minute is closed (4003).
 """
 
 from __future__ import annotations
@@ -19,17 +25,22 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from tenfold.cache import CacheSettings, NamespacePolicy
-from tenfold.ratelimit import IPNetwork, Policy, RateLimits, Rule, by_ip, by_user
+from tenfold.ratelimit import IPNetwork, Policy, RateLimits, Rule, by_user
+from tenfold.realtime import RealtimeSettings
 
 __all__ = [
+    "API_LIMIT",
     "API_PREFIX",
     "CACHE_NAMESPACES",
     "MEDIA_PREFIX",
     "RATE_LIMITS",
+    "UPLOAD_LIMIT",
     "WS_CONNECTIONS_PER_IP",
+    "WS_MESSAGES_PER_MINUTE",
     "cache_settings",
     "rate_limit_policies",
     "rate_limits",
+    "realtime_settings",
 ]
 
 #: The plan's cache strategy, by namespace (the first part of every cache key).
@@ -50,9 +61,15 @@ CACHE_NAMESPACES: Mapping[str, NamespacePolicy] = MappingProxyType(
 #: Where the API and its media uploads are served; uploads count against both limits.
 API_PREFIX = "/api"
 MEDIA_PREFIX = "/api/media"
+#: Requests a user (an address when anonymous) may make under API_PREFIX, and uploads.
+API_LIMIT = "100/minute"
+UPLOAD_LIMIT = "10/minute"
 
 #: WebSocket connections one client address may hold open.
 WS_CONNECTIONS_PER_IP = 5
+#: Frames one WebSocket connection may send a minute. The page sends a subscribe frame
+#: when it connects, then a ping every 25 s.
+WS_MESSAGES_PER_MINUTE = 100
 
 
 def cache_settings(base: CacheSettings | None = None) -> CacheSettings:
@@ -61,25 +78,33 @@ def cache_settings(base: CacheSettings | None = None) -> CacheSettings:
     return base.with_namespaces(**{**CACHE_NAMESPACES, **base.namespaces})
 
 
+def realtime_settings(base: RealtimeSettings | None = None) -> RealtimeSettings:
+    """``base`` with ``WS_CONNECTIONS_PER_IP`` and ``WS_MESSAGES_PER_MINUTE``, except where
+    ``base`` was given a value of its own (by the environment or by its maker)."""
+    base = base if base is not None else RealtimeSettings()
+    preset = {
+        "max_connections_per_ip": WS_CONNECTIONS_PER_IP,
+        "messages_per_minute": WS_MESSAGES_PER_MINUTE,
+    }
+    # model_fields_set holds the fields read from TENFOLD_REALTIME__* (or passed in), not
+    # those left at their default: a value equal to the default was still chosen.
+    own = base.model_fields_set
+    return base.model_copy(update={k: v for k, v in preset.items() if k not in own})
+
+
 def rate_limit_policies(
-    trusted: Sequence[IPNetwork] = (),
-    *,
-    api: str = "100/minute",
-    uploads: str = "10/minute",
-    ws_messages: str = "100/minute",
+    trusted: Sequence[IPNetwork] = (), *, api: str = API_LIMIT, uploads: str = UPLOAD_LIMIT
 ) -> Mapping[str, Policy]:
     """The plan's policies, with client addresses read behind the ``trusted`` proxies.
 
-    ``api`` (100/minute) and ``media_upload`` (10/minute) count per user, and
-    per address for anonymous clients; ``ws_messages`` (100/minute) counts
-    WebSocket messages per address.
+    ``api`` (``API_LIMIT``) and ``media_upload`` (``UPLOAD_LIMIT``) count per
+    user, and per address for anonymous clients.
     """
-    per_user, per_ip = by_user(trusted), by_ip(trusted)
+    per_user = by_user(trusted)
     return MappingProxyType(
         {
             "api": Policy("api", [Rule(api)], key=per_user),
             "media_upload": Policy("media_upload", [Rule(uploads)], key=per_user),
-            "ws_messages": Policy("ws_messages", [Rule(ws_messages)], key=per_ip),
         }
     )
 

@@ -9,7 +9,6 @@ from starlette.types import ASGIApp
 from apps.tourney.presets import (
     CACHE_NAMESPACES,
     RATE_LIMITS,
-    WS_CONNECTIONS_PER_IP,
     cache_settings,
     rate_limit_policies,
     rate_limits,
@@ -62,26 +61,25 @@ def test_sessions_are_never_served_stale_whatever_the_global_window() -> None:
 
 
 def test_rate_limits_follow_the_plan() -> None:
-    """API 100/minute and media uploads 10/minute per user; WebSocket messages 100/minute per IP,
-    at most 5 connections per IP."""
+    """API 100/minute and media uploads 10/minute, per user and per address when anonymous
+    (the WebSocket limits are realtime settings: test_websocket_limits.py)."""
+    assert set(RATE_LIMITS) == {"api", "media_upload"}
     assert RATE_LIMITS["api"].rules == (Rule("100/minute"),)
     assert RATE_LIMITS["media_upload"].rules == (Rule("10/minute"),)
-    assert RATE_LIMITS["ws_messages"].rules == (Rule("100/minute"),)
-    assert WS_CONNECTIONS_PER_IP == 5
-    scope = {"type": "websocket", "client": ("203.0.113.7", 5555), "headers": []}
-    assert RATE_LIMITS["ws_messages"].key(scope) == "ip:203.0.113.7"
+    scope = {"type": "http", "client": ("203.0.113.7", 5555), "headers": []}
+    assert RATE_LIMITS["api"].key(scope) == "ip:203.0.113.7"
 
 
 def test_policies_read_client_addresses_behind_trusted_proxies() -> None:
     """Built with the proxies' networks, the policies key on the address the proxy recorded."""
     policies = rate_limit_policies(parse_networks(["10.0.0.0/8"]))
     scope = {
-        "type": "websocket",
+        "type": "http",
         "client": ("10.0.0.2", 5555),
         "headers": [(b"x-forwarded-for", b"203.0.113.9")],
     }
-    assert policies["ws_messages"].key(scope) == "ip:203.0.113.9"
-    assert RATE_LIMITS["ws_messages"].key(scope) == "ip:10.0.0.2"
+    assert policies["api"].key(scope) == "ip:203.0.113.9"
+    assert RATE_LIMITS["api"].key(scope) == "ip:10.0.0.2"
 
 
 def _user_from_header(app: ASGIApp) -> AuthenticationMiddleware:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
-from PIL import Image
+from PIL import ExifTags, Image, PngImagePlugin
 
 from apps.tourney.media import (
     Media,
@@ -186,9 +186,10 @@ async def test_a_jpeg_answers_at_once_and_gets_three_renditions(
     assert media["renditions"] == {}
     assert media["match_id"] == 1
     assert media["tournament_id"] == TOURNAMENT
-    sha = hashlib.sha256(data).hexdigest()
+    stored = (await client.get(media["original"]["url"])).content
+    sha = hashlib.sha256(stored).hexdigest()
     assert media["original"] == {"url": f"/media/{sha}.jpg", "width": 2400, "height": 1600}
-    assert (await client.get(media["original"]["url"])).content == data
+    assert (decoded(stored).format, decoded(stored).size) == ("JPEG", (2400, 1600))
 
     ready = await processed(client, media)
     assert ready["status"] == "ready"
@@ -234,6 +235,125 @@ async def test_renditions_are_oriented_by_exif_and_carry_none(client: httpx.Asyn
         image = decoded((await client.get(rendition["url"])).content)
         assert "exif" not in image.info
         assert dict(image.getexif()) == {}
+
+
+def gps_exif(orientation: int = 1) -> Image.Exif:
+    """EXIF as a phone writes it: camera, serial number and a GPS position."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    exif[ExifTags.Base.Make] = "Camera Maker"
+    exif[ExifTags.Base.Model] = "Model X"
+    exif[ExifTags.IFD.GPSInfo] = {
+        ExifTags.GPS.GPSLatitudeRef: "N",
+        ExifTags.GPS.GPSLatitude: (52.0, 22.0, 12.5),
+        ExifTags.GPS.GPSLongitudeRef: "E",
+        ExifTags.GPS.GPSLongitude: (4.0, 53.0, 30.25),
+    }
+    return exif
+
+
+#: What the metadata of the uploads below spell out; none of it may be in a served file.
+SECRETS = (b"Exif", b"Camera Maker", b"Model X", b"secret-xmp", b"secret-comment")
+
+
+def assert_no_metadata(data: bytes) -> Image.Image:
+    """``data`` decodes with no EXIF (so no GPS), XMP, comment or text, and none of SECRETS."""
+    image = decoded(data)
+    assert dict(image.getexif()) == {}
+    assert image.getexif().get_ifd(ExifTags.IFD.GPSInfo) == {}
+    assert not {"exif", "xmp", "XML:com.adobe.xmp", "comment", "photoshop"} & set(image.info)
+    assert getattr(image, "text", {}) == {}
+    assert [secret for secret in SECRETS if secret in data] == []
+    return image
+
+
+def marked(width: int, height: int) -> Image.Image:
+    """``picture`` with a red block in its top-left corner, to see where it ends up."""
+    image = picture(width, height)
+    image.paste((255, 0, 0), (0, 0, width // 6, height // 6))
+    return image
+
+
+def is_red(pixel: Any) -> bool:
+    red, green, blue = pixel[:3]
+    return bool(red > 200 and green < 60 and blue < 60)
+
+
+async def test_no_served_file_of_a_photo_carries_its_metadata(client: httpx.AsyncClient) -> None:
+    """A JPEG with GPS in its EXIF, XMP and a comment is stored without them and upright (its
+    Orientation applied, its size the upright one); no rendition carries them either."""
+    data = encoded(
+        marked(1200, 800),
+        "JPEG",
+        quality=90,
+        exif=gps_exif(orientation=6),  # rotate 90 degrees clockwise to display
+        xmp=b"<x:xmpmeta>secret-xmp</x:xmpmeta>",
+        comment=b"secret-comment",
+    )
+    uploaded = decoded(data)
+    assert uploaded.getexif().get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] == "N"
+    assert all(secret in data for secret in SECRETS)
+    response = await upload(client, data)
+    assert response.status_code == 202, response.text
+    media = response.json()
+    assert (media["original"]["width"], media["original"]["height"]) == (800, 1200)
+
+    served = await client.get(media["original"]["url"])
+    assert served.status_code == 200
+    assert media["original"]["url"] == f"/media/{hashlib.sha256(served.content).hexdigest()}.jpg"
+    original = assert_no_metadata(served.content)
+    assert original.size == (800, 1200)
+    # Turned clockwise: the top-left corner is now the top-right one.
+    assert is_red(original.getpixel((800 - 10, 10)))
+    assert not is_red(original.getpixel((10, 10)))
+    # Encoded again with the upload's own tables: its quality is the upload's.
+    assert original.quantization == uploaded.quantization  # type: ignore[attr-defined]
+
+    ready = await processed(client, media)
+    assert ready["status"] == "ready"
+    assert set(ready["renditions"]) == {"thumb", "medium", "large"}
+    for name, rendition in ready["renditions"].items():
+        served = await client.get(rendition["url"])
+        assert served.status_code == 200
+        image = assert_no_metadata(served.content)
+        assert image.size == (rendition["width"], rendition["height"])
+        if name != "thumb":  # the thumb is a square crop
+            assert image.height > image.width
+
+
+def _png_with_metadata(image: Image.Image) -> bytes:
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "secret-comment")
+    text.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>secret-xmp</x:xmpmeta>")
+    return encoded(image, "PNG", exif=gps_exif(), pnginfo=text)
+
+
+def _webp_with_metadata(image: Image.Image) -> bytes:
+    xmp = b"<x:xmpmeta>secret-xmp</x:xmpmeta>"
+    return encoded(image, "WEBP", lossless=True, exif=gps_exif(), xmp=xmp)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "made"),
+    [("image/png", _png_with_metadata), ("image/webp", _webp_with_metadata)],
+)
+async def test_a_png_or_webp_loses_its_metadata_and_nothing_else(
+    client: httpx.AsyncClient, content_type: str, made: Callable[[Image.Image], bytes]
+) -> None:
+    """A PNG (text, XMP, eXIf) or lossless WebP (EXIF with GPS, XMP) is stored without its
+    metadata, pixel for pixel as uploaded."""
+    image = marked(300, 200)
+    data = made(image)
+    assert decoded(data).getexif().get_ifd(ExifTags.IFD.GPSInfo) != {}
+    media = (await upload(client, data, content_type)).json()
+    stored = (await client.get(media["original"]["url"])).content
+    assert hashlib.sha256(stored).hexdigest() != hashlib.sha256(data).hexdigest()
+    original = assert_no_metadata(stored)
+    assert original.format == decoded(data).format
+    assert original.convert("RGB").tobytes() == image.tobytes()
+    ready = await processed(client, media)
+    for rendition in ready["renditions"].values():
+        assert_no_metadata((await client.get(rendition["url"])).content)
 
 
 async def test_a_webp_is_accepted(client: httpx.AsyncClient) -> None:
