@@ -153,3 +153,53 @@ async def test_sixteen_writers_two_subscribers_every_event_once(pg_store: EventS
     last: Position = results[0][-1].position
     assert await store.read_all(last) == []
     assert len(await store.read_all(START, limit=total + 1)) == total
+
+
+async def test_a_catch_up_with_nothing_to_apply_holds_no_reader_back(pg_store: EventStore) -> None:
+    """Locking a checkpoint takes no transaction id (an advisory lock, not a row lock), so a
+    catch-up that finds nothing holds back no reader of the log, and while it holds the
+    lock an append made meanwhile is readable at once; a second locker waits for it."""
+    from tenfold.events._checkpoint import load_checkpoint
+
+    store = pg_store
+    async with store.db.session() as first:
+        await load_checkpoint(first, "projection:x")  # the first run makes the row
+    async with store.db.session() as holder:
+        await load_checkpoint(holder, "projection:x")
+        xid = await holder.scalar(sa.text("SELECT pg_current_xact_id_if_assigned()::text"))
+        assert xid is None
+        appended = await store.append("s-1", [NewEvent("E")], 0)
+        assert [e.position for e in await store.read_all()] == [appended.position]
+
+        async def second() -> None:
+            async with store.db.session() as other:
+                await load_checkpoint(other, "projection:x")
+
+        waiting = asyncio.create_task(second())
+        await asyncio.sleep(0.2)  # it must still be waiting for the lock
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 10)
+
+
+async def test_a_runner_behind_its_own_append_looks_again_soon(pg_store: EventStore) -> None:
+    """An event this process appended but an older transaction holds back is applied soon
+    after that transaction ends, not at the runner's next poll (an hour here)."""
+    from tenfold.events import ProjectionRunner, Projections
+    from tenfold.events._follow import create_tables
+    from tests.events.leaderboard import Leaderboard, match
+
+    store = _Store(pg_store.db, poll_interval=3600)
+    await create_tables(store.db, [Leaderboard()])
+    projections = Projections(store, [Leaderboard()])
+    runner = ProjectionRunner(projections)
+    runner.begin()
+    try:
+        await projections.catch_up("leaderboard")  # the runner's first pass is done too
+        async with store.db.session() as older:
+            await older.execute(sa.text("SELECT pg_current_xact_id()"))  # an id: running
+            appended = await store.append("m-1", [match(random.Random(2), 0)], 0)
+            assert await store.read_all() == []  # held back
+        reached = await projections.wait_for("leaderboard", appended.position, timeout=30)
+        assert reached >= appended.position
+    finally:
+        await runner.stop()
