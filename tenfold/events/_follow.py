@@ -88,9 +88,10 @@ class ProjectionRunner:
                     # This process appended past what the pass could read: the event is
                     # held back by an older transaction still running. Look again soon.
                     retry = min(max(retry * 2, _FIRST_RETRY), store.poll_interval)
+                    await store.wait_for_appends(retry, woken)
                 else:
-                    retry = store.poll_interval
-                await store.wait_for_appends(retry, woken)
+                    retry = 0.0
+                    await store.wait_for_appends(store.poll_interval, woken)
         finally:
             self.projections.following(names, False)
 
