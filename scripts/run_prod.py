@@ -503,6 +503,10 @@ class Launcher:
             if line.startswith("  ") and line.strip()
         }
         has_jobs, has_auth = "worker" in commands, "auth" in commands
+        if has_jobs:
+            # One process follows the event log for the projections, not every API process
+            # (each would repeat every catch-up); a caller's own choice wins.
+            self.env.setdefault("TENFOLD_EVENTS__PROJECTIONS_IN", "worker")
         if has_auth:
             keys = self.config.dir / "auth-keys.json"
             if not keys.exists():

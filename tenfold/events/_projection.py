@@ -151,6 +151,8 @@ class Projections:
         self._followed: collections.Counter[str] = collections.Counter()
         #: Followed projections whose runner is waiting out a failure.
         self._failing: set[str] = set()
+        #: The catch-up ``wait_for`` callers share, per projection.
+        self._catching_up: dict[str, asyncio.Future[Position]] = {}
         for projection in projections:
             self.register(projection)
 
@@ -286,12 +288,29 @@ class Projections:
                 if self._followed.get(name) and name not in self._failing:
                     await self._moved.wait()  # a checkpoint moved, or the runner's health
                     continue
-                reached = await self.catch_up(name)
+                reached = await self._shared_catch_up(name)
                 if reached >= position:
                     return reached
                 # Held back by an older transaction still running: usually a moment.
                 retry = min(max(retry * 2, _FIRST_RETRY), self.store.poll_interval)
                 await self.store.wait_for_appends(retry)
+
+    async def _shared_catch_up(self, name: str) -> Position:
+        """``catch_up(name)``, or the one already running in this process: concurrent
+        readers of their own writes share one catch-up (then look again if it started
+        before their append) instead of queueing on the checkpoint's lock one by one."""
+        running = self._catching_up.get(name)
+        if running is None:
+            running = asyncio.ensure_future(self.catch_up(name))
+            self._catching_up[name] = running
+            running.add_done_callback(lambda done: self._done_catching_up(name, done))
+        return await asyncio.shield(running)
+
+    def _done_catching_up(self, name: str, done: asyncio.Future[Position]) -> None:
+        if self._catching_up.get(name) is done:
+            del self._catching_up[name]
+        if not done.cancelled():
+            done.exception()  # retrieved: its waiters (if any are left) raise it
 
     async def rebuild(self, name: str) -> Position:
         """Build ``name``'s read model again from the start of the log into fresh tables,

@@ -186,6 +186,26 @@ async def test_wait_for_catches_up_itself_when_the_runner_backs_off(
         await runner.stop()
 
 
+async def test_concurrent_readers_share_catch_ups(store: EventStore) -> None:
+    """Without a runner here, fifty writers waiting for their own appends at once share
+    catch-ups instead of each taking the checkpoint's lock in turn; each still returns
+    only once the read model holds its write."""
+    await create_tables(store.db, [Leaderboard()])
+    projections = CountingProjections(store, [Leaderboard()])
+    rng = random.Random(8)
+    written = [match(rng, n) for n in range(50)]
+
+    async def write(n: int) -> None:
+        appended = await store.append(f"m-{n}", [written[n]], 0)
+        reached = await projections.wait_for("leaderboard", appended.position, timeout=30)
+        assert reached >= appended.position
+
+    await asyncio.gather(*(write(n) for n in range(50)))
+    assert projections.outside_runner < 50
+    async with store.db.session(readonly=True) as session:
+        assert await board(session) == expected(written)
+
+
 async def test_wait_for_times_out(store: EventStore, make_projections: MakeProjections) -> None:
     """wait_for a position the log never reaches raises TimeoutError."""
     projections = make_projections()
