@@ -319,8 +319,11 @@ def find_on(app: Any, kind: type[T]) -> T | None:
     return platform.find(kind) if isinstance(platform, Platform) else None
 
 
-def get_platform(connection: HTTPConnection) -> Platform:
-    """FastAPI dependency: the ``Platform`` of the app serving this request or WebSocket."""
+async def get_platform(connection: HTTPConnection) -> Platform:
+    """FastAPI dependency: the ``Platform`` of the app serving this request or WebSocket.
+
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency on its
+    thread pool, a thread hop per request for a dictionary lookup."""
     return platform_of(connection.app)
 
 
@@ -336,7 +339,7 @@ class Use:
         dependency = _dependencies.get(kind)
         if dependency is None:
 
-            def dependency(connection: HTTPConnection) -> Any:
+            async def dependency(connection: HTTPConnection) -> Any:  # async: no thread hop
                 return platform_of(connection.app).get(kind)
 
             dependency.__name__ = f"use_{getattr(kind, '__name__', 'object')}"

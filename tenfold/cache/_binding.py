@@ -52,8 +52,9 @@ def _app_cache(app: Any) -> Cache | None:
     return find_on(app, Cache)
 
 
-def get_cache(request: Request) -> Cache:
-    """FastAPI dependency: the ``Cache`` of the app serving this request."""
+async def get_cache(request: Request) -> Cache:
+    """FastAPI dependency: the ``Cache`` of the app serving this request (``async``: a
+    plain ``def`` dependency would run on FastAPI's thread pool)."""
     cache = _app_cache(request.app)
     if cache is None:
         raise ConfigurationError(

@@ -19,7 +19,7 @@ from tenfold import (
     Use,
     create_app,
 )
-from tenfold.cache import Cache
+from tenfold.cache import Cache, CacheDep
 from tenfold.db import Database
 from tenfold.idempotency import IdempotencyComponent
 from tenfold.ratelimit import LimiterBackend, Rate, Rule
@@ -121,6 +121,35 @@ async def test_fastapi_dependencies_reach_the_platform() -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             assert (await client.get("/where")).json() == {"same": True}
+
+
+async def test_the_platform_dependencies_take_no_thread_hop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Use[...], PlatformDep and CacheDep are resolved on the event loop: FastAPI runs a
+    plain ``def`` dependency on its thread pool, a thread hop per request."""
+    import fastapi.dependencies.utils as fastapi_utils
+
+    hops = []
+    real = fastapi_utils.run_in_threadpool
+
+    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(fastapi_utils, "run_in_threadpool", counting)
+    router = APIRouter()
+
+    @router.get("/where")
+    async def where(cache: Use[Cache], other: CacheDep, platform: PlatformDep) -> bool:
+        return cache is other is platform.get(Cache)
+
+    app: FastAPI = create_app(routers=[router], configure_logs=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/where")).json() is True
+    assert hops == []
 
 
 async def test_a_failing_start_stops_what_started(pg_cluster: Any) -> None:
