@@ -141,10 +141,11 @@ async def tournament_of(session: Any, match_id: int) -> int | None:
 
 
 def settings_with_presets(settings: CoreSettings | None = None) -> CoreSettings:
-    """The environment's settings (or ``settings``) with the plan's cache TTLs and WebSocket
-    limits (``apps.tourney.presets``). What an operator set wins: a namespace in
-    ``TENFOLD_CACHE__NAMESPACES``, ``TENFOLD_REALTIME__MAX_CONNECTIONS_PER_IP``,
-    ``TENFOLD_REALTIME__MESSAGES_PER_MINUTE``."""
+    """The environment's settings (or ``settings``) with the plan's cache TTLs, WebSocket
+    limits and, on Redis, lease-mode rate limits (``apps.tourney.presets``). What an
+    operator set wins: a namespace in ``TENFOLD_CACHE__NAMESPACES``,
+    ``TENFOLD_REALTIME__MAX_CONNECTIONS_PER_IP``, ``TENFOLD_REALTIME__MESSAGES_PER_MINUTE``,
+    ``TENFOLD_RATELIMIT__MODE``."""
     if settings is None:
         sections = [
             ("auth", AuthSettings),
@@ -159,9 +160,13 @@ def settings_with_presets(settings: CoreSettings | None = None) -> CoreSettings:
         sections = [*type(settings).sections.items(), ("realtime", RealtimeSettings)]
         given = {name: getattr(settings, name) for name in type(settings).model_fields}
         settings = CoreSettings.compose(sections).load(**given)
+    redis = settings.redis
     update = {
         "cache": presets.cache_settings(settings.cache),
         "realtime": presets.realtime_settings(settings.realtime),
+        "ratelimit": presets.ratelimit_settings(
+            settings.ratelimit, shared=redis.url is not None or bool(redis.cluster_nodes)
+        ),
     }
     return settings.model_copy(update=update)
 

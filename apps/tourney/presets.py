@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from tenfold.cache import CacheSettings, NamespacePolicy
-from tenfold.ratelimit import IPNetwork, Policy, RateLimits, Rule, by_user
+from tenfold.ratelimit import IPNetwork, Policy, RateLimits, RateLimitSettings, Rule, by_user
 from tenfold.realtime import RealtimeSettings
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "cache_settings",
     "rate_limit_policies",
     "rate_limits",
+    "ratelimit_settings",
     "realtime_settings",
 ]
 
@@ -90,6 +91,21 @@ def realtime_settings(base: RealtimeSettings | None = None) -> RealtimeSettings:
     # those left at their default: a value equal to the default was still chosen.
     own = base.model_fields_set
     return base.model_copy(update={k: v for k, v in preset.items() if k not in own})
+
+
+def ratelimit_settings(base: RateLimitSettings, *, shared: bool) -> RateLimitSettings:
+    """``base`` in lease mode when the limits are ``shared`` between instances (on Redis),
+    unless ``base`` chose its mode (``TENFOLD_RATELIMIT__MODE``).
+
+    The plan's limits are per user per minute. In exact mode every request costs a round
+    trip to Redis, about half the CPU of a cached leaderboard read; a lease of at most a
+    twentieth of a limit's burst (5 of the API's 100) is spent locally instead, and an
+    instance admits at most one lease over a limit. Small limits (logins) lease one token:
+    exact. Embedded, the limits are in memory already and stay exact.
+    """
+    if not shared or "mode" in base.model_fields_set:
+        return base
+    return base.model_copy(update={"mode": "lease"})
 
 
 def rate_limit_policies(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp
 
@@ -157,3 +158,17 @@ async def test_create_app_applies_the_presets(embedded_settings: Settings) -> No
         cache = app.state.tenfold.get(Cache)
         assert cache.namespace(cache.key("leaderboard", 1)).ttl == 5
         assert cache.namespace(cache.key("immutable", 1)).ttl is None
+
+
+def test_rate_limits_are_leased_when_shared_on_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Redis the app's limits are in lease mode, unless TENFOLD_RATELIMIT__MODE says
+    otherwise; embedded (in memory) they stay exact. Settings only: nothing connects."""
+    from apps.tourney.main import settings_with_presets
+
+    for name in ("TENFOLD_REDIS__URL", "TENFOLD_REDIS__CLUSTER_NODES", "TENFOLD_RATELIMIT__MODE"):
+        monkeypatch.delenv(name, raising=False)
+    assert settings_with_presets().ratelimit.mode == "exact"
+    monkeypatch.setenv("TENFOLD_REDIS__URL", "redis://127.0.0.1:9/0")
+    assert settings_with_presets().ratelimit.mode == "lease"
+    monkeypatch.setenv("TENFOLD_RATELIMIT__MODE", "exact")  # the operator's choice wins
+    assert settings_with_presets().ratelimit.mode == "exact"
