@@ -44,6 +44,10 @@ def channel_of(tournament_id: int) -> str:
     return f"tournament:{tournament_id}"
 
 
+def fixture_key(match_id: int) -> str:
+    return key("tournament", "fixture", match_id)
+
+
 def leaderboard_tag(tournament_id: int) -> str:
     return f"leaderboard:{tournament_id}"
 
@@ -165,7 +169,10 @@ class Tourney:
                 "scheduled_at": at,
             }
             result = await session.execute(sa.insert(matches).values(**values))
-        return {"id": result.inserted_primary_key[0], **values}
+        match_id = result.inserted_primary_key[0]
+        # A lookup of this id before it existed may have cached "not found".
+        await self.cache.delete(fixture_key(match_id))
+        return {"id": match_id, **values}
 
     async def _team(self, tournament_id: int, team_id: int) -> None:
         async with self.db.session() as session:
@@ -241,28 +248,41 @@ class Tourney:
     async def after_change(
         self, state: dict[str, Any], appended: Appended, *, standings_changed: bool
     ) -> None:
-        """Once the read models hold ``appended``, push the match as saved; when the
-        standings changed, replace the cached leaderboard and push it too."""
+        """Push the match as saved, then wait until the match-state projection holds
+        ``appended``. When the standings changed, wait for them too, replace the cached
+        leaderboard and push the match with it (one message)."""
         tournament_id = state["tournament_id"]
         message: dict[str, Any] = {"type": "match", "match": state}
+        if not standings_changed and self.publish is not None:
+            # The saved aggregate is the truth: viewers need not wait for a read model.
+            await self.publish(channel_of(tournament_id), message)
         await self.projections.wait_for(MATCH_STATE, appended.position, timeout=10.0)
         if standings_changed:
             await self.projections.wait_for(STANDINGS, appended.position, timeout=10.0)
             await self.cache.invalidate_tags(leaderboard_tag(tournament_id))
             message["leaderboard"] = await self.leaderboard(tournament_id)
-        if self.publish is not None:
-            await self.publish(channel_of(tournament_id), message)
+            if self.publish is not None:
+                await self.publish(channel_of(tournament_id), message)
 
     # -- reads ---------------------------------------------------------------------------
 
     async def fixture(self, match_id: int) -> dict[str, Any]:
+        """The match as scheduled (tournament, teams, game, time): never changed once made,
+        so kept in the cache's ``tournament`` namespace; 404 for no such match."""
+        found = await self.cache.get_or_load(
+            fixture_key(match_id), lambda: self._load_fixture(match_id)
+        )
+        if found is None:
+            raise NotFound(f"no match {match_id}")
+        return found
+
+    async def _load_fixture(self, match_id: int) -> dict[str, Any] | None:
         async with self.db.session() as session:
             row = (
                 await session.execute(sa.select(matches).where(matches.c.id == match_id))
             ).first()
-        if row is None:
-            raise NotFound(f"no match {match_id}")
-        return dict(row._mapping)
+        # Plain str keys: SQLAlchemy's are a str subclass, which the cache's JSON refuses.
+        return None if row is None else {str(k): v for k, v in row._mapping.items()}
 
     async def current(self, match_id: int) -> dict[str, Any]:
         """The match as scheduled, with its state from the event store (never behind)."""
@@ -280,7 +300,8 @@ class Tourney:
 
     async def leaderboard(self, tournament_id: int) -> dict[str, Any] | None:
         """The tournament's leaderboard through the cache (``leaderboard`` namespace: 5 s,
-        invalidated on every change, one load at a time); None for no such tournament."""
+        invalidated when a match completes or a team joins, one load at a time); None for
+        no such tournament."""
         return await self.cache.get_or_load(
             key("leaderboard", tournament_id),
             lambda: self.load_leaderboard(tournament_id),

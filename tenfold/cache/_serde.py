@@ -178,7 +178,9 @@ class _Codec:
                     raise
                 fmt, body = _WIDE_JSON, _encode_wide(value)
             except _ENCODE_ERRORS:
-                raise CacheSerializationError(f"cannot serialize {type(value).__name__}") from exc
+                raise CacheSerializationError(
+                    f"cannot serialize {type(value).__name__}: {exc}"
+                ) from exc
         threshold = self.compress_threshold
         if threshold is not None and len(body) >= threshold:
             return bytes((fmt | _ZLIB,)) + zlib.compress(body, _LEVEL)
