@@ -76,19 +76,7 @@ with warnings.catch_warnings():
     from authlib.common.security import generate_token
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
-__all__ = [
-    "ConnectedAccount",
-    "OAuthAccountNotFound",
-    "OAuthAccountRevoked",
-    "OAuthClient",
-    "OAuthCodeRejected",
-    "OAuthProvider",
-    "OAuthProviderUnavailable",
-    "OAuthStateError",
-    "TokenCipher",
-    "oauth_accounts",
-    "oauth_states",
-]
+__all__ = ["OAuthClient"]
 
 #: A token endpoint call (and a userinfo call) gives up after this many seconds.
 REFRESH_TIMEOUT = 10.0

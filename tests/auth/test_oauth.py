@@ -23,8 +23,8 @@ from starlette.routing import Route
 
 from tenfold import DatabaseSettings
 from tenfold._errors import ConfigurationError, DependencyUnavailable, NotFound
-from tenfold.auth import AuthSettings
-from tenfold.auth._oauth import (
+from tenfold.auth import (
+    AuthSettings,
     OAuthAccountNotFound,
     OAuthAccountRevoked,
     OAuthClient,
@@ -33,9 +33,8 @@ from tenfold.auth._oauth import (
     OAuthProviderUnavailable,
     OAuthStateError,
     TokenCipher,
-    oauth_accounts,
-    oauth_states,
 )
+from tenfold.auth._oauth_model import oauth_accounts, oauth_states
 from tenfold.db import Database
 from tenfold.testing import ManualClock, serve_asgi
 
