@@ -103,7 +103,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +312,8 @@ class Writes:
     first_error: str = ""
     completions: int = 0
     starts: int = 0
+    #: The 409s by the write's kind and the problem's title (at most a few kinds).
+    conflict_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 async def write_scores(
@@ -372,6 +374,9 @@ async def write_scores(
                     writes.starts += 1
             elif response.status_code == 409:
                 writes.conflicts += 1
+                problem = response.json()
+                kind = path.rsplit("/", 1)[-1]
+                writes.conflict_kinds[f"{kind}: {problem.get('detail', '')[:60]}"] += 1
                 current = await client.get(f"/api/matches/{match_id}")
                 plan.versions[match_id] = current.json()["version"]
             else:
@@ -676,6 +681,9 @@ async def mixed_and_realtime(
         f[f"mixed.cpu_s.{name}"] = value
     if writes.first_error:
         print(f"  first write error: {writes.first_error}")
+    if writes.conflict_kinds:
+        results.settings["mixed.writes_409_kinds"] = dict(writes.conflict_kinds.most_common(5))
+        print(f"  409s: {dict(writes.conflict_kinds.most_common(5))}")
 
     # -- realtime
     viewers_per_tournament = collections.Counter(

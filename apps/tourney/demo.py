@@ -60,7 +60,9 @@ async def seed(tourney: Tourney, users: Users, db: Database) -> int | None:
 
 
 class Simulator:
-    """Plays the demo's matches: ``live`` at a time, a step every ``interval`` seconds."""
+    """Plays the demo tournament's matches (the first tournament, which ``seed`` made):
+    ``live`` at a time, a step every ``interval`` seconds. Other tournaments are left to
+    their players."""
 
     name = "tourney-demo"
 
@@ -82,6 +84,7 @@ class Simulator:
         self.rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
         self._host: Principal | None = None
+        self.tournament_id: int | None = None
 
     async def start(self) -> None:
         """Nothing yet: the serving process calls ``begin`` once the platform has started
@@ -90,6 +93,10 @@ class Simulator:
     async def begin(self) -> None:
         """Seed the demo if the database is empty, and start playing."""
         await seed(self.tourney, self.users, self.db)
+        async with self.db.session(readonly=True) as session:
+            self.tournament_id = (
+                await session.execute(sa.select(sa.func.min(tournaments.c.id)))
+            ).scalar()
         user = await self.users.by_username("host")
         self._host = user.principal() if user is not None else None
         self._task = asyncio.create_task(self._run(), name="tourney-demo")
@@ -115,7 +122,10 @@ class Simulator:
             live = (
                 await session.execute(
                     sa.select(match_state.c.match_id, match_state.c.version)
-                    .where(match_state.c.status == "live")
+                    .where(
+                        match_state.c.status == "live",
+                        match_state.c.tournament_id == self.tournament_id,
+                    )
                     .order_by(match_state.c.match_id)
                 )
             ).all()
@@ -123,7 +133,10 @@ class Simulator:
                 await session.execute(
                     sa.select(matches.c.id)
                     .outerjoin(match_state, match_state.c.match_id == matches.c.id)
-                    .where(match_state.c.match_id.is_(None))
+                    .where(
+                        match_state.c.match_id.is_(None),
+                        matches.c.tournament_id == self.tournament_id,
+                    )
                     .order_by(matches.c.scheduled_at, matches.c.id)
                     .limit(1)
                 )

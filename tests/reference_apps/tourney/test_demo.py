@@ -44,3 +44,33 @@ async def test_seed_then_play(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             ).scalar()
         # A round robin of the teams for each game: 4 x 28 = 112 matches.
         assert scheduled == len(DEMO_GAMES) * len(DEMO_TEAMS) * (len(DEMO_TEAMS) - 1) // 2
+
+
+async def test_the_simulator_plays_the_demo_tournament_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another tournament's live match is left to its players: after many steps it is
+    still at the version its start gave it."""
+    monkeypatch.setenv("TENFOLD_DB__URL", f"sqlite+aiosqlite:///{tmp_path}/demo.db")
+    monkeypatch.setenv("TENFOLD_AUTH__PASSWORD_TIME_COST", "1")
+    monkeypatch.setenv("TENFOLD_AUTH__PASSWORD_MEMORY_COST", "8")
+    monkeypatch.setenv("TENFOLD_AUTH__PASSWORD_PARALLELISM", "1")
+    app = make_app()
+    async with app.router.lifespan_context(app):
+        platform = app.state.tenfold
+        tourney, users, db = platform.get(Tourney), platform.get(Users), platform.get(Database)
+        simulator = Simulator(tourney, users, db, live=2, rng=random.Random(5))
+        await simulator.begin()
+        await simulator.stop()
+        host = (await users.by_username("host")).principal()
+        other = (await tourney.create_tournament("Elsewhere", host))["id"]
+        home = (await tourney.add_team(other, "Home", host))["id"]
+        away = (await tourney.add_team(other, "Away", host))["id"]
+        game = (await tourney.add_game(other, "Darts", host))["id"]
+        fixture = await tourney.schedule(other, game, home, away, 0.0, host)
+        started = await tourney.start(fixture["id"], host)
+        for _ in range(60):
+            await simulator.step()
+        assert await tourney.current(fixture["id"]) == started
+        board = await tourney.load_leaderboard(1)
+        assert sum(row["played"] for row in board["rows"]) > 0  # the demo did play
