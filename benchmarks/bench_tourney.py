@@ -68,22 +68,14 @@ Targets (reported, never enforced): 1,000 req/s, p95 < 50 ms overall, leaderboar
 < 20 ms, 0 errors, hit ratio >= 95 %, push p99 < 150 ms (100 ms batching), 10,000
 connections held.
 
-Measured (2 cores, everything on them, load average 3 before the run; docs/benchmarks.md
-has the tables): 159 req/s with 50 writes/s, 676 req/s with ``--write-rate 10``; 0 errors;
-leaderboard hit ratio 56 % and 98 %; push p99 3.4 s from the write's send but 103 ms from
-its response; 10,000 connections held. The bottleneck is the API processes' CPU, and in it
-the writes (about 21 ms of API CPU each against 1.3 ms for a read). py-spy on one API
-process, serving thread, at 50 writes/s::
-
-    total 33.2%  Tourney.report (apps/tourney/service.py)
-    total 27.2%  Tourney._saved
-    total 21.6%  Tourney.after_change         (leaderboard dropped, rebuilt, pushed)
-    total 16.8%  Projections.catch_up / 15.7% Projections.wait_for
-    total 10.4%  Tourney.match
-    own   15.3%  asyncpg Connection.execute, 11.6% PreparedStatement.__do_execute
-
-and at 10 writes/s ``ProjectionRunner.run`` 23 %, ``load_checkpoint`` 17 % (an ``INSERT ...
-ON CONFLICT DO NOTHING`` and a ``SELECT ... FOR UPDATE`` per catch-up, in both processes).
+Measured (2 cores, everything on them, load average 2.6 before the run; docs/benchmarks.md
+has the tables and the per-request costs): 1,120 req/s, 0 errors, leaderboard hit ratio
+99.8 %, 10,000 connections held; p95 225 ms overall and 101 ms for the leaderboard, push
+p99 5.2 s from the write's send (77 ms from its response; 86.5 ms to 10,000 viewers at 10
+writes/s without the read load). The limit is the 2 cores: the server processes used 84
+of the 120 CPU seconds and the load generators the rest, so every request queues for a
+core, and a write's twenty round trips queue twenty times (the app's own log: writes 274
+ms p50, 661 ms p95 in a 30 s run; most of it waiting for the match-state projection).
 
     python -m benchmarks bench_tourney [--quick]
 """
