@@ -16,15 +16,15 @@ load and not for speed:
 - ``TENFOLD_REALTIME__IDLE_TIMEOUT=3600``: the viewers do not ping (a browser's client
   pings every 25 s, within the 60 s default).
 
-Setup, as the demo's ``host`` (``/auth/token``): 20 tournaments, each with 4 teams,
-one game, the 6 matches of a round robin, 3 of them started (live).
+Setup, as the demo's ``host`` (``/auth/token``): ``--tournaments`` (20) tournaments, each
+with 4 teams, one game, the 6 matches of a round robin, 3 of them started (live).
 
 1. **mixed** (``--seconds``, 60): three load sources at once, each timing its own class
    so that each class's latency is its own (a single wrk run reports one histogram for
    all its requests):
 
    - leaderboard reads: wrk (``--leaderboard-connections`` 16) cycling over
-     ``GET /api/tournaments/{id}/leaderboard`` of the 20 tournaments;
+     ``GET /api/tournaments/{id}/leaderboard`` of the tournaments;
    - match and list reads: wrk (``--read-connections`` 3) alternating
      ``GET /api/matches/{id}`` and ``GET /api/tournaments/{id}/matches``;
    - score writes: ``POST /api/matches/{id}/score`` with the host's bearer token and the
@@ -42,7 +42,7 @@ one game, the 6 matches of a round robin, 3 of them started (live).
    scraped on its own port) before and after: hits (L1 or L2, stale included) over
    lookups.
 2. **realtime**, in the same run: ``--viewers`` (1,000) WebSocket clients through
-   nginx, spread over the 20 channels ``tournament:<id>``
+   nginx, spread over the channels ``tournament:<id>``
    (``benchmarks/_tourney_viewers.py``, picows). Each write's send time is kept by
    ``(match id, version)`` (the version its response carries); a push carries the
    match with its version, so each viewer's first receipt of it gives a latency.
@@ -223,14 +223,15 @@ def start_stack(workdir: Path) -> Stack:
     return Stack(launcher, base.format(config.port), [base.format(p) for p in config.api_ports])
 
 
-async def prepare(client: httpx.AsyncClient) -> Plan:
-    """20 tournaments as the demo's host: teams, a game, a round robin, 3 matches live."""
+async def prepare(client: httpx.AsyncClient, count: int = TOURNAMENTS) -> Plan:
+    """``count`` (20) tournaments as the demo's host: teams, a game, a round robin, 3 matches
+    live."""
     token = (
         await _ok(client.post("/auth/token", json={"username": "host", "password": PASSWORD}))
     )["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     tournaments, all_matches, live, versions = [], [], {}, {}
-    for n in range(TOURNAMENTS):
+    for n in range(count):
         tid = (
             await _ok(client.post("/api/tournaments", json={"name": f"Load {n}"}, headers=auth))
         )["id"]
@@ -769,12 +770,14 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     add("--idle", type=float, default=10.0, help="connections held for (10 s)")
     add("--idle-write-rate", type=float, default=10.0, help="writes/s while idle (10)")
     add("--drain", type=float, default=2.0, help="wait for pushes after the writes (2 s)")
+    add("--tournaments", type=int, default=TOURNAMENTS, help="tournaments set up (20)")
     add("--no-profile", dest="profile", action="store_false", help="skip py-spy")
     add("--quick", action="store_true", help="seconds of load, few viewers: a smoke test")
     add("--results-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.viewers, args.connections, args.idle = 3.0, 40, 100, 2.0
+        args.seconds, args.viewers, args.connections, args.idle = 2.0, 40, 100, 2.0
+        args.tournaments = 4  # set up a request at a time: 20 take longer than the load
         args.leaderboard_connections, args.read_connections, args.write_rate = 4, 1, 10.0
         args.profile = False
     return args
@@ -785,7 +788,7 @@ async def run(args: argparse.Namespace, stack: Stack, workdir: Path) -> Results:
     results.figures["loadavg_1min_at_start"] = os.getloadavg()[0]
     results.settings.update({k: v for k, v in APP_ENV.items()})
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
-        plan = await prepare(client)
+        plan = await prepare(client, args.tournaments)
     print(
         f"{len(plan.tournaments)} tournaments, {len(plan.matches)} matches, {len(plan.live)} "
         f"live; open-files limit {args.nofile:,}; load average "
