@@ -136,15 +136,22 @@ async def uvicorn_servers(
     extra_args: list[str] | None = None,
     ready_path: str = "/",
 ) -> AsyncIterator[list[Server]]:
-    """``processes`` uvicorn servers of the factory ``app``; started and stopped in a thread."""
-    with contextlib.ExitStack() as stack:
-        servers = []
-        for _ in range(processes):
-            serving = uvicorn_server(
-                app, env=env, extra_args=extra_args or (), ready_path=ready_path
-            )
-            servers.append(await asyncio.to_thread(stack.enter_context, serving))
-        try:
-            yield servers
-        finally:
-            await asyncio.to_thread(stack.close)
+    """``processes`` uvicorn servers of the factory ``app``, each started and stopped in a
+    thread of its own (together: their imports are most of a start)."""
+    servings = [
+        uvicorn_server(app, env=env, extra_args=extra_args or (), ready_path=ready_path)
+        for _ in range(processes)
+    ]
+    started = await asyncio.gather(
+        *(asyncio.to_thread(serving.__enter__) for serving in servings), return_exceptions=True
+    )
+    running = [s for s, got in zip(servings, started, strict=True) if isinstance(got, Server)]
+    try:
+        for got in started:
+            if isinstance(got, BaseException):
+                raise got
+        yield [got for got in started if isinstance(got, Server)]
+    finally:
+        await asyncio.gather(
+            *(asyncio.to_thread(serving.__exit__, None, None, None) for serving in running)
+        )

@@ -50,6 +50,7 @@ from tenfold.cache import tag_key
 from tenfold.testing import RedisServer
 
 KEYS = 1_000
+CLEAN_WITHIN = 5.0
 PEERS = 3
 LOADER_SECONDS = 0.05
 Call = Callable[[str, int], Awaitable[Any]]
@@ -66,12 +67,21 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tag-keys", type=int, default=1_000, help="keys under the tag")
     parser.add_argument("--race-trials", type=int, default=50)
     parser.add_argument("--outage-keys", type=int, default=5, help="keys read while Redis hangs")
+    parser.add_argument("--keys", type=int, default=KEYS, help="keys of parts a and b (1000)")
+    parser.add_argument(
+        "--clean-within",
+        type=float,
+        default=CLEAN_WITHIN,
+        help="part d: how long the other process re-reads for stale entries to go (5 s)",
+    )
     parser.add_argument("--redis-url", help="a Redis to use instead of starting one")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.quick:
         args.hot_gets, args.redis_gets, args.rounds = 10_000, 1_000, 1
         args.callers, args.tag_keys, args.race_trials, args.outage_keys = 150, 100, 10, 2
+        # Filling the keys, and waiting out the entries that never go, were most of it.
+        args.keys, args.clean_within = 200, 1.0
     return args
 
 
@@ -89,6 +99,10 @@ class Context:
     """One run: its id (every key has it), Redis, both libraries, and the peer processes."""
 
     url: str
+    #: Distinct keys the hot and Redis reads cycle through (each filled first).
+    keys: int = KEYS
+    #: How long a peer re-reads for invalidated entries to go from its L1.
+    clean_within: float = CLEAN_WITHIN
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     raw: aioredis.Redis = field(init=False)
     sides: dict[str, Side] = field(default_factory=dict)
@@ -114,12 +128,12 @@ async def _constant(run: str, i: int) -> dict[str, Any]:
 
 
 async def _timed(ctx: Context, call: Call, n: int, tasks: int = 1) -> tuple[float, float]:
-    """µs per call and Redis commands per call, over ``n`` calls cycling through KEYS keys."""
+    """µs per call and Redis commands per call, over ``n`` calls cycling through the keys."""
     per_task = n // tasks
 
     async def worker(offset: int) -> None:
         for j in range(per_task):
-            await call(ctx.run, (offset + j) % KEYS)
+            await call(ctx.run, (offset + j) % ctx.keys)
 
     before = await ctx.commands()
     started = time.perf_counter()
@@ -145,13 +159,16 @@ async def bench_hot(args: argparse.Namespace, ctx: Context, results: Results) ->
     }
     for call, _ in contenders.values():
         for _ in range(2):  # the second pass finds every key in L1
-            for i in range(KEYS):
+            for i in range(ctx.keys):
                 await call(ctx.run, i)
     rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     for _ in range(args.rounds):
         for name, (call, n) in contenders.items():
             rounds[name].append(await _timed(ctx, call, n))
-    print(f"\na. hot read through the decorator, L1 hit, {KEYS} warm keys, median of {args.rounds}")
+    print(
+        f"\na. hot read through the decorator, L1 hit, {ctx.keys} warm keys, "
+        f"median of {args.rounds}"
+    )
     us = {}
     for name, values in rounds.items():
         us[name] = _median([v[0] for v in values])
@@ -177,7 +194,7 @@ async def bench_redis(args: argparse.Namespace, ctx: Context, results: Results) 
         "cashews-tagged": cashews.function("l2tagged", _constant, tag="l2tagged"),
     }
     for call in contenders.values():
-        for i in range(KEYS):
+        for i in range(ctx.keys):
             await call(ctx.run, i)
     print("\nb. read from Redis without L1: bytes Redis holds per entry of the same value")
     for name in contenders:
@@ -315,7 +332,9 @@ async def _tag_round(ctx: Context, library: str, n: int) -> dict[str, Any]:
     await s.invalidate("tags", run)  # ...and its invalidation
     ms = (time.perf_counter() - started) * 1e3
     commands = await ctx.commands() - before - 1
-    seen = await peer.ask(op="read", library=library, run=run, n=n, expect=2, until_clean=True)
+    seen = await peer.ask(
+        op="read", library=library, run=run, n=n, expect=2, until_clean=ctx.clean_within
+    )
     return {
         "invalidate_ms": ms,
         "invalidate_redis_cmds": commands,
@@ -342,7 +361,7 @@ async def _tag_bytes(library: str, run: str, raw: aioredis.Redis) -> int:
 async def run(args: argparse.Namespace, url: str, workdir: Path) -> Results:
     """Every part against the Redis at ``url`` (``workdir`` holds the one part e pauses)."""
     results = Results(Path(__file__).stem, quick=args.quick, targets=dict(TARGETS))
-    ctx = Context(url)
+    ctx = Context(url, keys=args.keys, clean_within=args.clean_within)
     ctx.sides = {name: side(name, url) for name in LIBRARIES}
     try:
         for s in ctx.sides.values():

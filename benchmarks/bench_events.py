@@ -396,7 +396,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peer-db", default="bench_eventsourcing", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.appends, args.rounds, args.lag_seconds = 500, 1, 1.0
+        args.appends, args.rounds, args.lag_seconds = 200, 1, 0.5
+        args.aggregate_events = 2000
     return args
 
 

@@ -375,12 +375,12 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds, sides alternating (3)")
     parser.add_argument("--rate", type=float, default=200.0, help="latency phase: tasks/s (200)")
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="its length (10)")
-    parser.add_argument("--quick", action="store_true", help="500 tasks, 1 round: a smoke test")
+    parser.add_argument("--quick", action="store_true", help="200 tasks, 1 round: a smoke test")
     parser.add_argument("--results-dir", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--pg-db", default="bench", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.tasks, args.rounds, args.latency_seconds = 500, 1, 2.0
+        args.tasks, args.rounds, args.latency_seconds = 200, 1, 1.0
     return args
 
 

@@ -16,19 +16,20 @@ load and not for speed:
 - ``TENFOLD_REALTIME__IDLE_TIMEOUT=3600``: the viewers do not ping (a browser's client
   pings every 25 s, within the 60 s default).
 
-Setup, as the demo's ``host`` (``/auth/token``): 20 tournaments, each with ``--teams``
-(8) teams, one game, the 28 matches of a round robin, 3 of them started (live).
+Setup, as the demo's ``host`` (``/auth/token``): ``--tournaments`` (20) tournaments, each
+with ``--teams`` (8) teams, one game, the 28 matches of a round robin, 3 of them started
+(live).
 
 1. **mixed** (``--seconds``, 60): three load sources at once, each timing its own class
    so that each class's latency is its own (a single wrk run reports one histogram for
    all its requests):
 
    - leaderboard reads: wrk (``--leaderboard-connections`` 16) cycling over
-     ``GET /api/tournaments/{id}/leaderboard`` of the 20 tournaments;
+     ``GET /api/tournaments/{id}/leaderboard`` of the tournaments;
    - match and list reads: wrk (``--read-connections`` 3) alternating
      ``GET /api/matches/{id}`` and ``GET /api/tournaments/{id}/matches``;
    - writes, with the host's bearer token, from this process at ``--write-rate``/s (50:
-     5 % of the 1,000 req/s target), turning over the 60 live matches, one write in
+     5 % of the 1,000 req/s target), turning over the live matches, one write in
      flight per match: a score update (``POST /api/matches/{id}/score`` with the
      match's version); after ``--complete-after`` (20) of them the match is completed
      (``/complete``: the standings, so the leaderboard, change), and the next write
@@ -45,7 +46,7 @@ Setup, as the demo's ``host`` (``/auth/token``): 20 tournaments, each with ``--t
    scraped on its own port) before and after: hits (L1 or L2, stale included) over
    lookups.
 2. **realtime**, in the same run: ``--viewers`` (1,000) WebSocket clients through
-   nginx, spread over the 20 channels ``tournament:<id>``
+   nginx, spread over the channels ``tournament:<id>``
    (``benchmarks/_tourney_viewers.py``, picows). Each write's send time is kept by
    ``(match id, version)`` (the version its response carries); a push carries the
    match with its version, so each viewer's first receipt of it gives a latency.
@@ -223,15 +224,18 @@ def start_stack(workdir: Path) -> Stack:
     return Stack(launcher, base.format(config.port), [base.format(p) for p in config.api_ports])
 
 
-async def prepare(client: httpx.AsyncClient, teams_per_tournament: int) -> Plan:
-    """20 tournaments as the demo's host: teams, a game, a round robin, 3 matches live."""
+async def prepare(
+    client: httpx.AsyncClient, count: int = TOURNAMENTS, teams_per_tournament: int = 8
+) -> Plan:
+    """``count`` (20) tournaments as the demo's host: teams, a game, a round robin, 3 matches
+    live."""
     token = (
         await _ok(client.post("/auth/token", json={"username": "host", "password": PASSWORD}))
     )["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     tournaments, all_matches, live, versions = [], [], {}, {}
     waiting: dict[int, list[int]] = {}
-    for n in range(TOURNAMENTS):
+    for n in range(count):
         tid = (
             await _ok(client.post("/api/tournaments", json={"name": f"Load {n}"}, headers=auth))
         )["id"]
@@ -828,12 +832,14 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     add("--idle", type=float, default=10.0, help="connections held for (10 s)")
     add("--idle-write-rate", type=float, default=10.0, help="writes/s while idle (10)")
     add("--drain", type=float, default=2.0, help="wait for pushes after the writes (2 s)")
+    add("--tournaments", type=int, default=TOURNAMENTS, help="tournaments set up (20)")
     add("--no-profile", dest="profile", action="store_false", help="skip py-spy")
     add("--quick", action="store_true", help="seconds of load, few viewers: a smoke test")
     add("--results-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.viewers, args.connections, args.idle = 3.0, 40, 100, 2.0
+        args.seconds, args.viewers, args.connections, args.idle = 2.0, 40, 100, 2.0
+        args.tournaments = 4  # set up a request at a time: 20 take longer than the load
         args.leaderboard_connections, args.read_connections, args.write_rate = 4, 1, 10.0
         args.teams, args.complete_after = 4, 0
         args.profile = False
@@ -845,7 +851,7 @@ async def run(args: argparse.Namespace, stack: Stack, workdir: Path) -> Results:
     results.figures["loadavg_1min_at_start"] = os.getloadavg()[0]
     results.settings.update({k: v for k, v in APP_ENV.items()})
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
-        plan = await prepare(client, args.teams)
+        plan = await prepare(client, args.tournaments, args.teams)
     print(
         f"{len(plan.tournaments)} tournaments, {len(plan.matches)} matches, {len(plan.live)} "
         f"live; open-files limit {args.nofile:,}; load average "

@@ -14,7 +14,7 @@ Session-scoped, sync (so they work with any event loop):
 
 ``pg_cluster`` -> ``PgCluster``
     ``.primary`` / ``.replica`` (``PgServer``: ``.host .port .datadir``,
-    ``url(db, driver="postgresql+asyncpg")``, ``dsn(db)``, ``psql(sql, db=)``,
+    ``url(db, driver="postgresql+asyncpg")``, ``dsn(db)``, ``psql(*sql, db=)``,
     ``start() stop(mode) kill() restart() pause() resume() is_running()``),
     ``pause_replay() resume_replay() wait_caught_up(timeout) lag_bytes()``,
     ``create_database(name=None) -> name`` (visible on the replica when it

@@ -17,6 +17,23 @@ __all__ = ["PG_PRIMARY_ENV", "PG_REPLICA_ENV", "PgCluster"]
 PG_PRIMARY_ENV = "TENFOLD_TEST_PG_PRIMARY"
 PG_REPLICA_ENV = "TENFOLD_TEST_PG_REPLICA"
 _DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_LSN = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
+_TIMED_OUT = "tenfold-harness: replay wait timed out"
+#: Returns once the replica has replayed up to {lsn}; raises _TIMED_OUT after {ms} ms. A
+#: replica that is not in recovery has no replay position: it waits, as for a lagging one.
+#: The COMMIT drops the block's snapshot while it waits: replay that conflicts with a held
+#: snapshot would otherwise stall for max_standby_streaming_delay, waiting on this wait.
+_WAIT_REPLAYED = """DO $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '{ms} milliseconds';
+BEGIN
+  WHILE NOT coalesce(pg_last_wal_replay_lsn() >= '{lsn}', false) LOOP
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION '{timed_out}';
+    END IF;
+    COMMIT;
+    PERFORM pg_sleep(0.005);
+  END LOOP;
+END $$"""
 
 
 class PgCluster:
@@ -101,22 +118,34 @@ class PgCluster:
 
     def wait_caught_up(self, timeout: float = 10) -> None:
         """Block until the replica has replayed everything the primary has written so far."""
+        self._require_replica()
+        self._wait_replayed(self.primary.psql("SELECT pg_current_wal_lsn()"), timeout)
+
+    def _wait_replayed(self, lsn: str, timeout: float) -> None:
+        # One psql that waits on the replica, polling every 5 ms in SQL: a psql started
+        # per poll cost more than the replay itself, on every fresh database of a test.
         replica = self._require_replica()
-        lsn = self.primary.psql("SELECT pg_current_wal_lsn()")
-        poll_until(
-            lambda: replica.psql(f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'") == "t",
-            timeout=timeout,
-            what=f"the replica to replay up to {lsn}",
-        )
+        if not _LSN.fullmatch(lsn):
+            raise HarnessError(f"not a WAL position: {lsn!r}")
+        try:
+            ms = max(1, round(timeout * 1000))
+            wait = _WAIT_REPLAYED.format(lsn=lsn, ms=ms, timed_out=_TIMED_OUT)
+            replica.psql(wait, timeout=timeout + 30)
+        except HarnessError as exc:
+            if _TIMED_OUT not in str(exc):
+                raise
+            raise TimeoutError(
+                f"timed out after {timeout}s waiting for the replica to replay up to {lsn}"
+            ) from None
 
     def create_database(self, name: str | None = None, timeout: float = 10) -> str:
         """Create database *name* (default: a unique one) and wait until the replica has it."""
         name = name or f"t_{uuid.uuid4().hex[:16]}"
         if not _DB_NAME.fullmatch(name):
             raise ValueError(f"database name {name!r} must match {_DB_NAME.pattern}")
-        self.primary.psql(f'CREATE DATABASE "{name}"')
+        lsn = self.primary.psql(f'CREATE DATABASE "{name}"', "SELECT pg_current_wal_lsn()")
         if self.replica is not None:
-            self.wait_caught_up(timeout)
+            self._wait_replayed(lsn, timeout)
         return name
 
     def drop_database(self, name: str) -> None:

@@ -117,13 +117,19 @@ class PgServer:
         """libpq connection URL for database *db* (asyncpg and psql accept it)."""
         return self.url(db, driver="postgresql")
 
-    def psql(self, sql: str, *, db: str = "postgres", timeout: float = 30) -> str:
-        """Run *sql* with psql and return its unaligned, tuples-only output, stripped."""
+    def psql(self, *sql: str, db: str = "postgres", timeout: float = 30) -> str:
+        """Run each *sql* with psql and return its unaligned, tuples-only output, stripped.
+
+        Several commands run in one psql session, each on its own (a ``CREATE
+        DATABASE`` among them is not in a transaction block); each psql started
+        costs tens of milliseconds, which the per-test database fixture pays often.
+        """
         psql = self.bindir / "psql" if self.bindir else _psql_binary()
         argv = [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
         # connect_timeout: a paused server should fail psql fast, not after *timeout*.
         dsn = self.dsn(db) + "?connect_timeout=5"
-        return run_tool([*argv, "-d", dsn, "-c", sql], timeout=timeout).strip()
+        commands = [arg for command in sql for arg in ("-c", command)]
+        return run_tool([*argv, "-d", dsn, *commands], timeout=timeout).strip()
 
     def _proc(self, action: str) -> ServerProcess:
         if self.process is None:

@@ -1,8 +1,8 @@
-"""Event stores on the embedded SQLite file and on a fresh database of the harness primary."""
+"""Event stores on the embedded SQLite file and on an emptied database of the harness primary."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +12,26 @@ from tenfold import DatabaseSettings
 from tenfold.db import Database
 from tenfold.events import EventStore, create_tables
 from tenfold.testing import PgCluster
-from tests._databases import CURSOR_SECRET, pg_settings, sqlite_settings
+from tests._databases import CURSOR_SECRET, empty_database, pg_settings, sqlite_settings
 
 __all__ = ["CURSOR_SECRET", "pg_settings", "sqlite_settings"]
 
 MakeStore = Callable[..., Awaitable[EventStore]]
 
 
+@pytest.fixture(scope="module")
+def pg_events_module_db(pg_cluster: PgCluster) -> Iterator[str]:
+    """The module's database on the harness primary (and replica); dropped at its end."""
+    name = pg_cluster.create_database()
+    yield name
+    pg_cluster.heal()  # a test may have left the primary stopped
+    pg_cluster.drop_database(name)
+
+
 @pytest.fixture
-def pg_events_db(fresh_pg_database: str) -> str:
-    """A fresh database on the harness primary, dropped after the test."""
-    return fresh_pg_database
+def pg_events_db(pg_cluster: PgCluster, pg_events_module_db: str) -> str:
+    """The module's database, emptied for this test as if just created."""
+    return empty_database(pg_cluster, pg_events_module_db)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

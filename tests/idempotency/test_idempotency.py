@@ -1,4 +1,8 @@
-"""Idempotency keys against a real uvicorn process on the harness PostgreSQL."""
+"""Idempotency keys against a real uvicorn process on the harness PostgreSQL.
+
+One server serves the module's tests (its start is most of a test); each test acts as
+users of its own, so that no key of another test is in scope.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,6 +30,7 @@ class Server:
     """One uvicorn process serving ``_server_app`` on a free port."""
 
     def __init__(self, db_url: str, gate: Path) -> None:
+        self.gate = gate
         self.port = allocate_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TF_IDEM_TEST_DB": db_url, "TF_IDEM_TEST_GATE": str(gate)}
@@ -66,16 +73,36 @@ def gate(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def server(pg_cluster: PgCluster, gate: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def shared_server(
+    pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     name = _database(pg_cluster)
-    srv = Server(pg_cluster.primary.url(name), gate)
+    srv = Server(pg_cluster.primary.url(name), tmp_path_factory.mktemp("gate"))
     yield srv
     srv.stop()
     pg_cluster.drop_database(name)
 
 
-def _post(srv: Server, key: str | None, item: str, user: str = "alice") -> httpx.Response:
+@dataclass
+class Served:
+    """The shared server as one test sees it: its URL, its gate, and its users' prefix."""
+
+    url: str
+    gate: Path
+    users: str
+
+
+@pytest.fixture
+def server(shared_server: Server) -> Served:
+    for left in ("block", "reached"):  # a file another test's request left behind
+        (shared_server.gate / left).unlink(missing_ok=True)
+    return Served(shared_server.url, shared_server.gate, f"{uuid.uuid4().hex[:8]}-")
+
+
+def _post(srv: Server | Served, key: str | None, item: str, user: str = "alice") -> httpx.Response:
+    if isinstance(srv, Served):
+        user = srv.users + user
     headers = {"X-User": user}
     if key is not None:
         headers["Idempotency-Key"] = key
@@ -134,7 +161,7 @@ def test_killed_mid_request_then_retried_writes_one_row(pg_cluster: PgCluster, g
         pg_cluster.drop_database(name)
 
 
-def test_retry_replays_status_headers_and_body(server: Server) -> None:
+def test_retry_replays_status_headers_and_body(server: Served) -> None:
     """A retry with the same key replays the first response and runs nothing."""
     first = _post(server, "k", "beer")
     again = _post(server, "k", "beer")
@@ -143,7 +170,7 @@ def test_retry_replays_status_headers_and_body(server: Server) -> None:
     assert _comparable(again) == _comparable(first)
 
 
-def test_same_key_different_body_is_422(server: Server) -> None:
+def test_same_key_different_body_is_422(server: Served) -> None:
     """Reusing a key for a different request body answers 422 problem+json."""
     assert _post(server, "k", "beer").status_code == 201
     reused = _post(server, "k", "wine")
@@ -152,8 +179,9 @@ def test_same_key_different_body_is_422(server: Server) -> None:
     assert reused.json()["type"].endswith("idempotency-key-mismatch")
 
 
-def test_concurrent_duplicate_is_409(server: Server, gate: Path) -> None:
+def test_concurrent_duplicate_is_409(server: Served) -> None:
     """A duplicate sent while the first request still runs answers 409 problem+json."""
+    gate = server.gate
     (gate / "block").touch()
     results: list[httpx.Response] = []
     thread = threading.Thread(target=lambda: results.append(_post(server, "k", "beer")))
@@ -167,7 +195,7 @@ def test_concurrent_duplicate_is_409(server: Server, gate: Path) -> None:
     assert results[0].status_code == 201
 
 
-def test_one_users_key_does_not_replay_for_another(server: Server) -> None:
+def test_one_users_key_does_not_replay_for_another(server: Served) -> None:
     """The same key from a different user runs the handler anew instead of replaying."""
     alice = _post(server, "shared", "beer", user="alice")
     bob = _post(server, "shared", "beer", user="bob")
@@ -176,14 +204,14 @@ def test_one_users_key_does_not_replay_for_another(server: Server) -> None:
     assert bob.json()["id"] != alice.json()["id"]
 
 
-def test_missing_key_is_400(server: Server) -> None:
+def test_missing_key_is_400(server: Served) -> None:
     """A POST without Idempotency-Key on a route that requires one answers 400 problem+json."""
     missing = _post(server, None, "beer")
     assert missing.status_code == 400
     assert missing.headers["content-type"] == "application/problem+json"
 
 
-def test_key_without_user_or_api_key_is_401(server: Server) -> None:
+def test_key_without_user_or_api_key_is_401(server: Served) -> None:
     """A key that cannot be scoped to a user or API key is refused with 401."""
     response = httpx.post(
         server.url + "/orders", json={"item": "beer"}, headers={"Idempotency-Key": "k"}

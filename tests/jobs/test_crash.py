@@ -37,6 +37,8 @@ HOLD = 0.02
 #: In pairs, so that both pool processes of a worker can be caught holding one.
 SLOW_EVERY = 25
 SLOW_HOLD = 1.0
+#: Workers the whole-worker test kills, each while it holds one slow pair.
+KILLED_WORKERS = 3
 #: Redis delivers an unacknowledged message again after this many seconds. Small, so that a
 #: whole-worker crash is recovered within the test; the limits it bounds are set below it.
 VISIBILITY_TIMEOUT = 3
@@ -56,10 +58,6 @@ def _marker(i: int) -> str:
     return f"m-{i:03d}"
 
 
-def _is_slow(i: int) -> bool:
-    return i % SLOW_EVERY in (SLOW_EVERY // 2, SLOW_EVERY // 2 + 1)
-
-
 def _slow_pairs() -> list[tuple[str, str]]:
     first = [i for i in range(COUNT) if i % SLOW_EVERY == SLOW_EVERY // 2]
     return [(_marker(i), _marker(i + 1)) for i in first]
@@ -73,12 +71,16 @@ def crash_world(pg_jobs_world: JobsWorld) -> JobsWorld:
     return pg_jobs_world
 
 
-async def _enqueue_all(world: JobsWorld, queue: str) -> dict[str, str]:
-    """Send the COUNT tasks; marker -> message id."""
+async def _enqueue_all(
+    world: JobsWorld, queue: str, *, slow_pairs: int | None = None
+) -> dict[str, str]:
+    """Send the COUNT tasks, the first ``slow_pairs`` slow pairs (default: all) holding
+    SLOW_HOLD; marker -> message id."""
+    slow = {marker for pair in _slow_pairs()[:slow_pairs] for marker in pair}
     sent = {}
     async with world.platform():
         for i in range(COUNT):
-            hold = SLOW_HOLD if _is_slow(i) else HOLD
+            hold = SLOW_HOLD if _marker(i) in slow else HOLD
             sent[_marker(i)] = await worker_app.crash_mark.enqueue(_marker(i), hold, queue=queue)
     return sent
 
@@ -210,10 +212,11 @@ async def test_a_killed_worker_loses_no_task_and_repeats_no_effect(
     kill is lost: docs/jobs.md, "When a worker dies".)
     """
     queue = _queue(f"whole-{broker}")
-    sent = await _enqueue_all(crash_world, queue)
+    # Only the pairs it catches are slow: the others would only keep the last worker busy.
+    sent = await _enqueue_all(crash_world, queue, slow_pairs=KILLED_WORKERS)
     killed: list[str] = []
     unacknowledged: list[str] = []
-    for n, pair in enumerate(_slow_pairs()[:3]):
+    for n, pair in enumerate(_slow_pairs()[:KILLED_WORKERS]):
         async with crash_world.command(
             "worker", "--queues", queue, "--concurrency", "2", log=f"worker-{n}", new_session=True
         ) as proc:

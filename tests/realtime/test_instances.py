@@ -128,6 +128,18 @@ async def cluster(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Cl
         yield Cluster(tmp_path, redis_server, stack)
 
 
+@pytest.fixture(scope="module")
+async def pair(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> AsyncIterator[tuple[Instance, Instance]]:
+    """Two instances for the tests that neither stop them nor touch Redis (each uses
+    channels of its own): starting them was most of each test."""
+    async with AsyncExitStack() as stack:
+        shared = Cluster(tmp_path_factory.mktemp("pair"), redis_server, stack)
+        one, two = await shared.start("one", "two")
+        yield one, two
+
+
 @pytest.fixture
 async def server_side(cluster: Cluster) -> AsyncIterator[Realtime]:
     async with cluster.platform() as platform:
@@ -162,11 +174,11 @@ def channel(kind: str) -> str:
 
 
 async def test_publications_cross_instances_in_order_once(
-    cluster: Cluster, server_side: Realtime
+    pair: tuple[Instance, Instance], server_side: Realtime
 ) -> None:
     """Publications made by a client on one instance and by another process reach a
     subscriber on the other instance in offset order, each once."""
-    one, two = await cluster.start("one", "two")
+    one, two = pair
     room = channel("chat")
     async with client(one.ws) as publisher, client(two.ws) as subscriber:
         await subscriber.subscribe(room)
@@ -184,11 +196,13 @@ async def test_publications_cross_instances_in_order_once(
     assert len({item["epoch"] for item in items}) == 1
 
 
-async def test_resume_on_the_other_instance(cluster: Cluster, server_side: Realtime) -> None:
+async def test_resume_on_the_other_instance(
+    pair: tuple[Instance, Instance], server_side: Realtime
+) -> None:
     """A client that missed 50 publications on one instance gets exactly those 50, in order,
     by resuming on the other; once more than the history bound is missed, it is told to
     resync."""
-    one, two = await cluster.start("one", "two")
+    one, two = pair
     room = channel("tournament")
     async with client(one.ws) as first:
         await first.subscribe(room)
@@ -253,9 +267,11 @@ async def until_members(
             await asyncio.sleep(0.1)
 
 
-async def test_a_subscriber_with_its_reply_is_in_the_presence(cluster: Cluster) -> None:
+async def test_a_subscriber_with_its_reply_is_in_the_presence(
+    pair: tuple[Instance, Instance],
+) -> None:
     """Once a client has its subscribe reply, presence on the other instance lists it."""
-    one, two = await cluster.start("one", "two")
+    one, two = pair
     room = channel("room")
     async with AsyncExitStack() as stack:
         observer = await stack.enter_async_context(client(two.ws))
