@@ -32,12 +32,16 @@ from tenfold import BadRequest, Forbidden, NotFound, Principal, Unauthorized
 from tenfold.auth import Access, Grants
 from tenfold.cache import Cache, key
 from tenfold.db import Database
-from tenfold.events import Aggregates, Appended, Projections
+from tenfold.events import Aggregates, Appended, ConcurrencyError, Projections
 
 __all__ = ["ORGANISER", "Tourney", "channel_of", "leaderboard_tag", "state_view"]
 
 #: The role a tournament's creator holds on it (``tournament:<id>``).
 ORGANISER = "organiser"
+
+
+#: Times a change is decided on a freshly loaded match before a lost race is the caller's.
+_ATTEMPTS = 3
 
 
 def channel_of(tournament_id: int) -> str:
@@ -189,14 +193,13 @@ class Tourney:
     async def start(self, match_id: int, principal: Principal | None) -> dict[str, Any]:
         fixture = await self.fixture(match_id)
         await self.must_manage(principal, fixture["tournament_id"])
-        match = await self.aggregates.load(Match, stream_of(match_id), new_if_missing=True)
-        match.start(
-            fixture["tournament_id"],
-            fixture["home_team_id"],
-            fixture["away_team_id"],
-            _who(principal),
+        home, away = fixture["home_team_id"], fixture["away_team_id"]
+        return await self._change(
+            match_id,
+            fixture,
+            lambda match: match.start(fixture["tournament_id"], home, away, _who(principal)),
+            standings_changed=False,
         )
-        return await self._saved(match, fixture, standings_changed=False)
 
     async def report(
         self, match_id: int, home: int, away: int, seen_version: int, principal: Principal | None
@@ -205,16 +208,47 @@ class Tourney:
         match version ``seen_version``: 409 when the match has moved on since."""
         fixture = await self.fixture(match_id)
         await self.may_report(principal, fixture)
-        match = await self.aggregates.load(Match, stream_of(match_id), new_if_missing=True)
-        match.report(home, away, seen_version=seen_version, by=_who(principal))
-        return await self._saved(match, fixture, standings_changed=False)
+        return await self._change(
+            match_id,
+            fixture,
+            lambda match: match.report(home, away, seen_version=seen_version, by=_who(principal)),
+            standings_changed=False,
+        )
 
     async def complete(self, match_id: int, principal: Principal | None) -> dict[str, Any]:
         fixture = await self.fixture(match_id)
         await self.must_manage(principal, fixture["tournament_id"])
-        match = await self.aggregates.load(Match, stream_of(match_id), new_if_missing=True)
-        match.complete(_who(principal))
-        return await self._saved(match, fixture, standings_changed=True)
+        return await self._change(
+            match_id, fixture, lambda match: match.complete(_who(principal)), standings_changed=True
+        )
+
+    async def _change(
+        self,
+        match_id: int,
+        fixture: dict[str, Any],
+        command: Callable[[Match], Any],
+        *,
+        standings_changed: bool,
+    ) -> dict[str, Any]:
+        """``command`` on the match as stored, then saved. When another change was appended
+        between the load and the save (the store's 409), the command is decided again on the
+        match as it now is: a report made on the older version is then a ``StaleReport``
+        carrying the current version, a second completion ``MatchIsOver``."""
+        attempt = 1
+        while True:
+            match = await self.aggregates.load(Match, stream_of(match_id), new_if_missing=True)
+            command(match)
+            try:
+                appended = await self.aggregates.save(match)
+            except ConcurrencyError:
+                if attempt == _ATTEMPTS:
+                    raise
+                attempt += 1
+                continue
+            state = state_view(fixture, match)
+            if appended is not None:
+                await self.after_change(state, appended, standings_changed=standings_changed)
+            return state
 
     async def may_report(self, principal: Principal | None, fixture: dict[str, Any]) -> None:
         if principal is None:
@@ -235,15 +269,6 @@ class Tourney:
                 )
             )
             return found.scalar()
-
-    async def _saved(
-        self, match: Match, fixture: dict[str, Any], *, standings_changed: bool
-    ) -> dict[str, Any]:
-        appended = await self.aggregates.save(match)
-        state = state_view(fixture, match)
-        if appended is not None:
-            await self.after_change(state, appended, standings_changed=standings_changed)
-        return state
 
     async def after_change(
         self, state: dict[str, Any], appended: Appended, *, standings_changed: bool

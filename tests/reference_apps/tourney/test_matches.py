@@ -51,6 +51,36 @@ async def test_conflicting_reports_one_wins_one_409(world: World) -> None:
     assert (now["home_score"], now["away_score"]) == (winner["home_score"], winner["away_score"])
 
 
+async def test_a_report_that_loses_the_race_to_the_store_is_told_the_current_version(
+    world: World,
+) -> None:
+    """Two reports made on version 1 that both load the match before either saves: the
+    store refuses the second append, the report is decided again on the match as it now
+    is, and its 409 carries the current version and score like any stale report."""
+    match_id = world.matches[0]
+    await start(world, match_id)
+    tourney = world.app.state.tenfold.get(Tourney)
+    real_load = tourney.aggregates.load
+    raced = []
+
+    async def load_then_lose_the_race(*args, **kwargs):
+        loaded = await real_load(*args, **kwargs)
+        if not raced:  # the other report saves between this load and this save
+            raced.append(True)
+            body = {"home": 3, "away": 0, "version": 1}
+            await world.ok("POST", f"/api/matches/{match_id}/score", "red1", json=body)
+        return loaded
+
+    tourney.aggregates.load = load_then_lose_the_race
+    try:
+        body = {"home": 0, "away": 3, "version": 1}
+        loser = await world.call("POST", f"/api/matches/{match_id}/score", "blue1", json=body)
+    finally:
+        tourney.aggregates.load = real_load
+    refused = problem(loser, 409)
+    assert (refused["version"], refused["score"]) == (2, [3, 0])
+
+
 async def test_a_completed_result_is_immutable(world: World) -> None:
     match_id = world.matches[0]
     await start(world, match_id)
