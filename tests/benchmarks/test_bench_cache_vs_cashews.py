@@ -1,7 +1,7 @@
 """bench_cache_vs_cashews --quick: the file it writes, and the counts each part must show.
 
-The quick run is made once for the module (it takes half a minute: three peer
-processes, a Redis it pauses, a TTL it waits out). Only counts and behaviour
+The quick run is made once for the module (about 15 s: three peer processes, a
+Redis it pauses, a TTL it waits out). Only counts and behaviour
 are checked, never a time.
 """
 

@@ -2,8 +2,8 @@
 
 The quick run is made once for the module, in a subprocess (it raises its open-files
 limit and sets the app's environment), writing its file to a temporary directory;
-about a minute, most of it PostgreSQL's initdb and base backup. Only counts and the
-file's shape are checked, never a time.
+about half a minute, most of it bringing the stack up. Only counts and the file's
+shape are checked, never a time.
 """
 
 from __future__ import annotations
