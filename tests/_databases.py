@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,15 @@ BEGIN
   CREATE SCHEMA public;
 END $$""",
 )
+
+
+def module_database(cluster: PgCluster) -> Iterator[str]:
+    """For a module-scoped fixture: a database on the harness primary (and replica),
+    dropped at the module's end (``yield from module_database(pg_cluster)``)."""
+    name = cluster.create_database()
+    yield name
+    cluster.heal()  # a test may have left the primary stopped
+    cluster.drop_database(name)
 
 
 def empty_database(cluster: PgCluster, name: str) -> str:

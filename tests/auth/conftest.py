@@ -11,16 +11,13 @@ from tenfold import DatabaseSettings
 from tenfold.auth._tables import create_tables
 from tenfold.db import Database
 from tenfold.testing import PgCluster
-from tests._databases import empty_database, pg_settings, sqlite_settings
+from tests._databases import empty_database, module_database, pg_settings, sqlite_settings
 
 
 @pytest.fixture(scope="module")
 def pg_auth_module_db(pg_cluster: PgCluster) -> Iterator[str]:
     """The module's database on the harness primary (and replica); dropped at its end."""
-    name = pg_cluster.create_database()
-    yield name
-    pg_cluster.heal()  # a test may have left the primary stopped
-    pg_cluster.drop_database(name)
+    yield from module_database(pg_cluster)
 
 
 @pytest.fixture
